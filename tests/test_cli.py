@@ -1,0 +1,51 @@
+"""The CLI end to end in a subprocess: real mp4 in, mp4 with audio out; errors are one line."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from tiny import make_frames, make_model_checkpoint, make_speech_like, make_whisper_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "omnisync_core", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_sync_writes_video_with_audio(tmp_path):
+    from omnisync_core.media import read_audio, read_video, write_video, write_wav
+
+    video, audio, out = tmp_path / "in.mp4", tmp_path / "speech.wav", tmp_path / "out.mp4"
+    write_video(str(video), make_frames(T=20), 25.0)
+    write_wav(str(audio), make_speech_like(1.0), 16000)
+    model = make_model_checkpoint(str(tmp_path))
+    whisper = make_whisper_folder(str(tmp_path))
+    res = run_cli("sync", "--video", str(video), "--audio", str(audio), "--model", model,
+                  "--whisper", whisper, "-o", str(out), "--steps", "6", "--quiet",
+                  "--side-by-side", str(tmp_path / "sbs.mp4"))
+    assert res.returncode == 0, res.stderr
+    frames, fps = read_video(str(out))
+    assert frames.shape[0] == 25 and abs(fps - 25.0) < 1e-3
+    wave, sr = read_audio(str(out))
+    assert abs(wave.shape[-1] / sr - 1.0) < 0.06
+    sbs, _ = read_video(str(tmp_path / "sbs.mp4"))
+    assert sbs.shape[2] == 2 * frames.shape[2]
+
+
+def test_bad_checkpoint_is_one_line_error(tmp_path):
+    from omnisync_core.media import write_video, write_wav
+
+    video, audio = tmp_path / "in.mp4", tmp_path / "a.wav"
+    write_video(str(video), make_frames(T=4), 25.0)
+    write_wav(str(audio), make_speech_like(0.2), 16000)
+    bogus = tmp_path / "model.ckpt"
+    bogus.write_bytes(b"\x80\x04not a safetensors file")
+    res = run_cli("sync", "--video", str(video), "--audio", str(audio), "--model", str(bogus), "-o",
+                  str(tmp_path / "o.mp4"), "--quiet")
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert res.stderr.startswith("error:") and "safetensors" in res.stderr
