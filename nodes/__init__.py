@@ -1,0 +1,29 @@
+"""ComfyUI nodes for OmniSync: thin adapters over ``omnisync_core`` (category ``OmniSync``)."""
+
+from .assemble import OmniSyncVideoAssemble
+from .audio import OmniSyncAudioEncode
+from .lipsync import OmniSyncLipSync
+from .loaders import OmniSyncModelLoader, OmniSyncWhisperLoader
+from .sampling import OmniSyncNoiseInit, OmniSyncSampler
+
+NODE_CLASS_MAPPINGS = {
+    "OmniSyncModelLoader": OmniSyncModelLoader,
+    "OmniSyncWhisperLoader": OmniSyncWhisperLoader,
+    "OmniSyncAudioEncode": OmniSyncAudioEncode,
+    "OmniSyncNoiseInit": OmniSyncNoiseInit,
+    "OmniSyncSampler": OmniSyncSampler,
+    "OmniSyncVideoAssemble": OmniSyncVideoAssemble,
+    "OmniSyncLipSync": OmniSyncLipSync,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "OmniSyncModelLoader": "Load OmniSync Model",
+    "OmniSyncWhisperLoader": "Load Whisper Audio Encoder",
+    "OmniSyncAudioEncode": "OmniSync Audio Encode",
+    "OmniSyncNoiseInit": "OmniSync Noise Init (flow matching)",
+    "OmniSyncSampler": "OmniSync DS-CFG Sampler",
+    "OmniSyncVideoAssemble": "OmniSync Video Assemble",
+    "OmniSyncLipSync": "OmniSync Lip Sync (all-in-one)",
+}
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

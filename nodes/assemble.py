@@ -1,0 +1,79 @@
+"""OmniSync Video Assemble: decode, crop the padding back, optional composite → IMAGE, AUDIO, fps, VIDEO."""
+
+from __future__ import annotations
+
+from omnisync_core.errors import OmniSyncError
+
+from .bridge import CATEGORY, audio_to_comfy, format_report, make_video
+
+
+class OmniSyncVideoAssemble:
+    DESCRIPTION = (
+        "Decodes the sampled latents to frames, removes the padding added for the model, optionally keeps "
+        "every pixel outside the mouth identical to the source, and pairs the frames with the matched speech "
+        "as IMAGE + AUDIO + fps and as a VIDEO for Save Video."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT", "VIDEO", "STRING")
+    RETURN_NAMES = ("images", "audio", "fps", "video", "report")
+    OUTPUT_TOOLTIPS = (
+        "Lip-synced frames (T, H, W, 3).",
+        "The speech matched to the output length.",
+        "Frame rate of the output (the fps given to Audio Encode).",
+        "Frames + speech as a VIDEO (connect to Save Video).",
+        "Run report (JSON).",
+    )
+    FUNCTION = "assemble"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "latent": ("OMNISYNC_LATENT", {"tooltip": "From OmniSync DS-CFG Sampler."}),
+                "omnisync_audio": ("OMNISYNC_AUDIO", {"tooltip": "From OmniSync Audio Encode (speech and fps)."}),
+                "composite": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Keep every pixel outside a feathered disc around the mouth identical to the source.",
+                }),
+                "composite_radius": ("FLOAT", {
+                    "default": 0.2, "min": 0.01, "max": 1.0, "step": 0.01,
+                    "tooltip": "Radius of the edited disc around the mouth, as a fraction of the shorter frame side.",
+                }),
+                "feather_px": ("FLOAT", {
+                    "default": 4.0, "min": 0.0, "max": 64.0, "step": 0.5,
+                    "tooltip": "Soft edge of the composite mask in pixels (0 = hard edge).",
+                }),
+            },
+        }
+
+    def assemble(self, latent, omnisync_audio, composite, composite_radius, feather_px):
+        from omnisync_core.composite import composite_outside_mouth, mouth_region_mask
+        from omnisync_core.model.codec import crop_back
+
+        if not latent.denoised:
+            raise OmniSyncError("this latent has not been sampled yet; connect the output of OmniSync DS-CFG Sampler.")
+        T = latent.num_frames
+        frames = latent.codec.decode(latent.latents)[:T]  # (T, H_p, W_p, 3)
+        frames = crop_back(frames, latent.pads)
+        source = latent.source_frames.to(frames.device, frames.dtype)
+        report = {"frames": T}
+        if latent.fallback_frames:
+            frames[latent.fallback_frames] = source[latent.fallback_frames]
+            report["fallback_frames"] = latent.fallback_frames  # no mouth located: source pixels kept
+        if composite:
+            if latent.mouth_centres is None:
+                raise OmniSyncError("no mouth centres are known for compositing; sample with mouth = point or mask.")
+            mask = mouth_region_mask(latent.mouth_centres, frames.shape[1], frames.shape[2],
+                                     radius=composite_radius, feather_px=feather_px)
+            frames = composite_outside_mouth(frames, source, mask)
+            report["composite"] = {"radius": composite_radius, "feather_px": feather_px}
+        frames = frames.clamp(0, 1).float().cpu().contiguous()
+        if omnisync_audio.num_frames != T:
+            raise OmniSyncError(
+                f"the audio covers {omnisync_audio.num_frames} frames but the video has {T}; connect the same "
+                "OmniSync Audio Encode output to Noise Init, the Sampler and Assemble."
+            )
+        audio = audio_to_comfy(omnisync_audio.waveform, omnisync_audio.sample_rate)
+        fps = float(omnisync_audio.fps)
+        report["sampler"] = latent.report
+        return (frames, audio, fps, make_video(frames, audio, fps), format_report(report))

@@ -1,0 +1,130 @@
+"""OmniSync Audio Encode: speech → Whisper features per output video frame + the frame plan."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from omnisync_core.errors import OmniSyncError
+
+from .bridge import CATEGORY, OmniSyncAudio, audio_from_comfy, audio_to_comfy, log
+
+LENGTH_MODES = ["follow_audio_loop", "follow_audio_pingpong", "follow_video"]
+COMFY_WHISPER_CHUNK_S = 30  # ComfyUI's AudioEncoderEncode pads/cuts Whisper input to 30 s
+COMFY_WHISPER_FEATURES = 1500  # Whisper encoder positions per 30 s chunk (50 per second)
+
+
+def _comfy_encoder_features(encoded: dict, wave16k_samples: int):
+    """AUDIO_ENCODER_OUTPUT → ((N_feat, L, D) features at 50 Hz, silence feature (L, D), report).
+
+    The core AudioEncoderEncode node returns {"encoded_audio": (B, 1500, D), "encoded_audio_all_layers":
+    tuple of L (B, 1500, D), "audio_samples": samples at 16 kHz}; the input was zero-padded to 30 s,
+    so positions past the audio encode silence.
+    """
+    from omnisync_core.audio.features import FEATURE_RATE_HZ, SAMPLE_RATE_HZ
+
+    if not isinstance(encoded, dict) or "encoded_audio_all_layers" not in encoded:
+        raise OmniSyncError(
+            "encoded_audio must be the AUDIO_ENCODER_OUTPUT of ComfyUI's Audio Encoder Encode node (Whisper "
+            "large-v3); wav2vec2 outputs are not supported by OmniSync models."
+        )
+    samples = int(encoded.get("audio_samples", wave16k_samples))
+    if samples > COMFY_WHISPER_CHUNK_S * SAMPLE_RATE_HZ:
+        raise OmniSyncError(
+            f"ComfyUI's Audio Encoder Encode only encodes the first {COMFY_WHISPER_CHUNK_S} s of speech, and this "
+            f"audio is {samples / SAMPLE_RATE_HZ:.1f} s; use Load Whisper Audio Encoder (any length) or cut the audio."
+        )
+    layers = torch.stack([torch.as_tensor(x) for x in encoded["encoded_audio_all_layers"]], dim=2)[0]  # (1500, L, D)
+    layers = layers.float().cpu()
+    n_valid = min(math.ceil(samples * FEATURE_RATE_HZ / SAMPLE_RATE_HZ), layers.shape[0])
+    if n_valid < layers.shape[0]:
+        silence = layers[-1]  # the last padded position: pure silence
+    else:
+        silence = torch.zeros_like(layers[0])
+    return layers[:n_valid], silence, {"encoder": "comfy AudioEncoderEncode", "layers": layers.shape[1],
+                                        "dim": layers.shape[2], "feature_frames": n_valid}
+
+
+class OmniSyncAudioEncode:
+    DESCRIPTION = (
+        "Turns speech into Whisper features aligned to each output video frame, and decides the output "
+        "length when video and speech differ (loop / ping-pong the video, or follow the video). The AUDIO "
+        "output is the speech matched to that length (16 kHz mono)."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("OMNISYNC_AUDIO", "AUDIO")
+    RETURN_NAMES = ("omnisync_audio", "audio")
+    OUTPUT_TOOLTIPS = (
+        "Per-frame speech features and the frame index plan (connect to Noise Init and the Sampler).",
+        "The speech matched to the output length (trimmed or padded with silence in follow_video mode).",
+    )
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "audio": ("AUDIO", {"tooltip": "Target speech (any sample rate, mono or stereo)."}),
+                "fps": ("FLOAT", {
+                    "default": 16.0, "min": 1.0, "max": 120.0, "step": 0.001,
+                    "tooltip": "Frame rate of the video (Wan 2.1 outputs 16 fps; use Get Video Components' fps).",
+                }),
+                "num_frames": ("INT", {
+                    "default": 33, "min": 2, "max": 100000,
+                    "tooltip": "Number of source video frames (ignored when images is connected).",
+                }),
+                "length_mode": (LENGTH_MODES, {
+                    "default": "follow_audio_loop",
+                    "tooltip": "follow_audio_loop / _pingpong: output as long as the speech, repeating the video "
+                               "(looped or back-and-forth); follow_video: keep the video length, trim or pad the speech.",
+                }),
+            },
+            "optional": {
+                "audio_encoder": ("OMNISYNC_AUDIO_ENCODER", {
+                    "tooltip": "Whisper from Load Whisper Audio Encoder (any audio length).",
+                }),
+                "images": ("IMAGE", {"tooltip": "Source frames; when connected, their count replaces num_frames."}),
+                "encoded_audio": ("AUDIO_ENCODER_OUTPUT", {
+                    "tooltip": "Instead of audio_encoder: the output of ComfyUI's Audio Encoder Encode (Whisper "
+                               "large-v3, up to 30 s), for models trained on those features.",
+                }),
+            },
+        }
+
+    def encode(self, audio, fps, num_frames, length_mode, audio_encoder=None, images=None, encoded_audio=None):
+        from omnisync_core.audio.features import SAMPLE_RATE_HZ, align_features_to_frames, to_mono_16k, validate_audio
+        from omnisync_core.sampling.windows import apply_audio_plan, match_lengths
+
+        if (audio_encoder is None) == (encoded_audio is None):
+            raise OmniSyncError(
+                "connect exactly one of audio_encoder (Load Whisper Audio Encoder) or encoded_audio (ComfyUI's "
+                "Audio Encoder Encode output)."
+            )
+        T = int(images.shape[0]) if images is not None else int(num_frames)
+        wave, sr, report = audio_from_comfy(audio)
+        wave16k = to_mono_16k(wave, sr)
+        validate_audio(wave16k)
+        plan = match_lengths(T, fps, wave16k.shape[0], SAMPLE_RATE_HZ, length_mode)
+        wave_out = apply_audio_plan(wave16k, plan)
+        T_out = int(plan.frame_indices.shape[0])
+        report["length"] = plan.message
+
+        if audio_encoder is not None:
+            feats = audio_encoder.encode(wave_out)  # (N_feat, L, D) at 50 Hz
+            silence = audio_encoder.silence_feature()
+            source = "omnisync_whisper"
+            report["encoder"] = getattr(audio_encoder.spec, "encoder", "whisper")
+        else:
+            feats, silence, enc_report = _comfy_encoder_features(encoded_audio, wave16k.shape[0])
+            source = "comfy_audio_encoder"
+            report["encoder"] = enc_report
+        L, D = int(feats.shape[1]), int(feats.shape[2])
+        frame_feats, info = align_features_to_frames(feats, fps, T_out, silence_feature=silence)
+        report["alignment"] = info
+        log.info("OmniSync audio: %s", plan.message)
+        out = OmniSyncAudio(
+            frame_features=frame_feats, num_layers=L, dim=D, frame_indices=plan.frame_indices.long(),
+            fps=float(fps), waveform=wave_out, sample_rate=SAMPLE_RATE_HZ, source=source, report=report,
+        )
+        return (out, audio_to_comfy(wave_out, SAMPLE_RATE_HZ))

@@ -1,0 +1,230 @@
+"""ComfyUI ↔ omnisync_core type translation; no maths here.
+
+ComfyUI layouts (as the core nodes use them):
+    IMAGE: (T, H, W, 3) float in [0, 1] — the batch axis is the frame axis for video;
+    MASK:  (T, H, W) float in [0, 1];
+    AUDIO: {"waveform": (B, C, N) float, "sample_rate": int};
+    CONDITIONING: [[cond (B, L, D), {...}], ...].
+
+The objects passed between OmniSync nodes (OMNISYNC_MODEL, OMNISYNC_AUDIO, OMNISYNC_LATENT) are
+small dataclasses defined here; they hold tensors and the bookkeeping the next node needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Tuple
+
+import torch
+
+from omnisync_core.errors import Cancelled, OmniSyncError
+
+log = logging.getLogger("omnisync")
+
+CATEGORY = "OmniSync"
+MODEL_FOLDER = "omnisync"  # ComfyUI/models/omnisync and <this plugin>/models
+AUDIO_ENCODER_FOLDER = "audio_encoders"  # ComfyUI/models/audio_encoders (registered by ComfyUI itself)
+PLUGIN_MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+
+
+# -- objects passed between OmniSync nodes ---------------------------------------------------------
+
+
+@dataclass
+class OmniSyncModel:
+    """OMNISYNC_MODEL: the DiT with what its checkpoint says about codec and audio features."""
+
+    model: torch.nn.Module  # OmniSyncDiT, eval mode, on ``device`` in ``dtype``
+    codec_spec: dict  # checkpoint metadata "codec"
+    audio_spec: Any  # AudioFeatureSpec or None
+    meta: dict  # the whole checkpoint metadata
+    device: torch.device
+    dtype: torch.dtype
+    name: str = ""
+
+
+@dataclass
+class OmniSyncAudio:
+    """OMNISYNC_AUDIO: speech features aligned to the output frames, and the frame index plan.
+
+    frame_features: (T_out, L·D) float32, one row per output video frame (layer-major: L layers of D).
+    frame_indices: (T_out,) long — which source frame each output frame shows (loop / ping-pong / trim).
+    waveform: (N,) float32 at ``sample_rate``, already matched to T_out frames.
+    """
+
+    frame_features: torch.Tensor
+    num_layers: int
+    dim: int
+    frame_indices: torch.Tensor
+    fps: float
+    waveform: torch.Tensor
+    sample_rate: int
+    source: str  # "omnisync_whisper" or "comfy_audio_encoder"
+    report: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frame_features.shape[0])
+
+
+@dataclass
+class OmniSyncLatent:
+    """OMNISYNC_LATENT: latents of the (padded) clip and what is needed to decode and crop them back.
+
+    latents: (C, F, h, w) — x_init after Noise Init, the denoised latents after the sampler.
+    source: (C, F, h, w) source latents (the DiT's source condition).
+    sigmas: (S + 1,) the truncated flow-matching schedule, starting at τ.
+    source_frames: (T, H, W, 3) the source frames after the frame plan, unpadded (for compositing).
+    """
+
+    latents: torch.Tensor
+    source: torch.Tensor
+    sigmas: torch.Tensor
+    codec: Any
+    pads: Tuple[int, int]
+    frames_added: int
+    source_frames: torch.Tensor
+    frame_indices: Optional[torch.Tensor]
+    tau: float
+    seed: int
+    denoised: bool = False
+    mouth_centres: Optional[torch.Tensor] = None  # (T, 2) frame fractions, after sampling
+    fallback_frames: List[int] = field(default_factory=list)  # video frames passed through unchanged
+    report: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.source_frames.shape[0])
+
+
+# -- model folders ---------------------------------------------------------------------------------
+
+
+def register_model_folders() -> None:
+    """models/omnisync under ComfyUI's models dir and the plugin's bundled models/ folder."""
+    import folder_paths
+
+    folder_paths.add_model_folder_path(MODEL_FOLDER, os.path.join(folder_paths.models_dir, MODEL_FOLDER))
+    folder_paths.add_model_folder_path(MODEL_FOLDER, PLUGIN_MODELS_DIR)
+
+
+def model_file_list() -> List[str]:
+    import folder_paths
+
+    return [f for f in folder_paths.get_filename_list(MODEL_FOLDER) if f.lower().endswith(".safetensors")]
+
+
+def missing_file_error(folder: str, name: str, what: str) -> OmniSyncError:
+    import folder_paths
+
+    try:
+        where = ", ".join(folder_paths.get_folder_paths(folder))
+    except KeyError:
+        where = f"models/{folder}"
+    return OmniSyncError(
+        f"{what} {name!r} not found in models/{folder} (searched: {where}). Put the file there and "
+        "refresh the node list; nothing is downloaded at run time."
+    )
+
+
+# -- progress and cancellation ---------------------------------------------------------------------
+
+
+class ComfyProgress:
+    """The core's ``progress(done, total, message)`` → ``comfy.utils.ProgressBar.update_absolute``."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        import comfy.utils
+
+        if self.bar is None:
+            self.bar = comfy.utils.ProgressBar(total)
+        self.bar.update_absolute(done, total)
+
+
+def comfy_cancel() -> bool:
+    """The core's ``cancel()`` check: ComfyUI raises its own InterruptProcessingException here."""
+    import comfy.model_management
+
+    comfy.model_management.throw_exception_if_processing_interrupted()
+    return False
+
+
+def run_cancellable(fn, *args, **kwargs):
+    """Call ``fn``; a core :class:`Cancelled` becomes ComfyUI's InterruptProcessingException."""
+    import comfy.model_management
+
+    try:
+        return fn(*args, **kwargs)
+    except Cancelled as e:
+        raise comfy.model_management.InterruptProcessingException() from e
+
+
+# -- ComfyUI values ↔ core tensors ----------------------------------------------------------------
+
+
+def audio_from_comfy(audio: Any) -> Tuple[torch.Tensor, int, dict]:
+    """AUDIO dict → (waveform (C, N) of the first batch item, sample_rate, report)."""
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise OmniSyncError(
+            "audio must be ComfyUI AUDIO ({'waveform': (B, C, N), 'sample_rate': int}); connect Load Audio "
+            "or Get Video Components."
+        )
+    wave = torch.as_tensor(audio["waveform"])
+    report = {}
+    if wave.ndim == 3:
+        if wave.shape[0] > 1:
+            report["batch"] = f"audio batch of {wave.shape[0]}: only the first item is used"
+        wave = wave[0]
+    return wave.float().cpu(), int(audio["sample_rate"]), report
+
+
+def audio_to_comfy(waveform: torch.Tensor, sample_rate: int) -> dict:
+    """(N,) or (C, N) → AUDIO {"waveform": (1, C, N), "sample_rate"}."""
+    w = waveform.float().cpu()
+    if w.ndim == 1:
+        w = w[None]
+    return {"waveform": w[None].contiguous(), "sample_rate": int(sample_rate)}
+
+
+def text_from_conditioning(conditioning: Any, model: OmniSyncModel) -> Tuple[Optional[torch.Tensor], Optional[str]]:
+    """CONDITIONING → (text (L, text_dim) or None, warning or None)."""
+    if conditioning is None:
+        return None, None
+    cfg = model.model.config
+    if not cfg.use_text:
+        return None, "this model has no text branch: the CONDITIONING input is ignored."
+    try:
+        cond = torch.as_tensor(conditioning[0][0])
+    except (IndexError, TypeError) as e:
+        raise OmniSyncError("conditioning must be ComfyUI CONDITIONING (e.g. from CLIP Text Encode).") from e
+    if cond.ndim != 3:
+        raise OmniSyncError(f"the conditioning tensor must be (B, L, D), got shape {tuple(cond.shape)}.")
+    if cond.shape[-1] != cfg.text_dim:
+        raise OmniSyncError(
+            f"the text conditioning has dim {cond.shape[-1]} but this model expects {cfg.text_dim} (Wan 2.1: "
+            "umT5-XXL, 4096); encode the description with the text encoder the model was trained with "
+            "(Load CLIP type 'wan')."
+        )
+    return cond[0], None
+
+
+def make_video(images: torch.Tensor, audio: Optional[dict], fps: float):
+    """VIDEO for Save Video, from IMAGE (T, H, W, 3), AUDIO and fps."""
+    from fractions import Fraction
+
+    from comfy_api.input_impl import VideoFromComponents
+    from comfy_api.util import VideoComponents
+
+    rate = Fraction(fps).limit_denominator(1001)
+    return VideoFromComponents(VideoComponents(images=images, audio=audio, frame_rate=rate))
+
+
+def format_report(report: dict) -> str:
+    import json
+
+    return json.dumps(report, indent=1, default=str)

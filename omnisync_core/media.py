@@ -1,0 +1,473 @@
+"""Video and audio in and out, and the one place frames are validated.
+
+Layouts:
+    frames:   (T, H, W, 3) float32 in [0, 1] (torch)
+    waveform: (C, N) float32 in [−1, 1] (torch) at ``sample_rate`` Hz
+
+Video goes through the ffmpeg binary that ships with ``imageio-ffmpeg`` (H.264, yuv420p); audio is
+read with Python's ``wave`` module for PCM WAV and decoded by the same ffmpeg for anything else
+(mp3, m4a, the audio track of an mp4). Temporary files live in a fresh temporary directory, never in
+the working directory. Every conversion that changes data (dropping alpha, padding odd sizes, clipping
+audio) is done explicitly and returned in an info dict.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import wave
+from fractions import Fraction
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .errors import OmniSyncError
+
+MIN_VIDEO_FRAMES = 2  # lip-sync needs motion over time: at least two frames
+RANGE_TOLERANCE = 1e-3  # float frames this far outside [0, 1] are clamped (and reported); beyond: error
+NTSC_RATES = tuple(Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120))  # 23.976, 29.97, ...
+NTSC_SNAP_FPS = 0.01  # ffmpeg prints 29.97 for 30000/1001; within this, the exact rate is returned
+AUDIO_CODEC = "aac"
+AUDIO_BITRATE = "192k"
+MAX_AUDIO_CHANNELS = 8  # a "(C, N)" waveform with more rows than this is probably (N, C)
+
+
+# -- frames ----------------------------------------------------------------------------------------
+
+
+def _to_tensor(x: Any, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise OmniSyncError(f"{what} must be a torch tensor or numpy array, got {type(x).__name__}.")
+
+
+def validate_frames(frames: Any, min_frames: int = MIN_VIDEO_FRAMES) -> Tuple[torch.Tensor, Dict[str, Any]]:
+    """Check and normalise video frames.
+
+    Args:
+        frames: (T, H, W, 3) RGB, (T, H, W, 4) RGBA, (T, H, W, 1) or (T, H, W) grayscale, as a torch
+            tensor, a numpy array or a list of (H, W[, C]) frames; uint8 (0–255), uint16 (0–65535),
+            or float in [0, 1].
+        min_frames: fewest frames accepted (2 for lip-sync input; 1 when writing a still).
+
+    Returns:
+        (frames (T, H, W, 3) float32 in [0, 1], info) with info = {"num_frames", "size": (H, W),
+        "conversions": [what was changed, in words]}.
+    """
+    conversions = []
+    if frames is None:
+        raise OmniSyncError("no frames given (None); pass a video as (T, H, W, 3) frames.")
+    if isinstance(frames, (list, tuple)):
+        if len(frames) == 0:
+            raise OmniSyncError("got 0 frames (an empty list); pass a video clip.")
+        items = [_to_tensor(f, "each frame") for f in frames]
+        first = tuple(items[0].shape)
+        for i, f in enumerate(items):
+            if tuple(f.shape) != first:
+                raise OmniSyncError(
+                    f"frames differ in size: frame 0 is {first} but frame {i} is {tuple(f.shape)}; "
+                    "resize all frames to one size first."
+                )
+            if f.dtype != items[0].dtype:
+                raise OmniSyncError(f"frames differ in dtype: frame 0 is {items[0].dtype}, frame {i} is {f.dtype}.")
+        x = torch.stack(items)
+    else:
+        x = _to_tensor(frames, "frames")
+
+    if x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (3, 4)):
+        raise OmniSyncError(
+            f"got 1 frame (a single image of shape {tuple(x.shape)}); lip-sync needs a video: pass a clip of "
+            f"at least {min_frames} frames as (T, H, W, 3)."
+        )
+    if x.ndim == 3:
+        x = x[..., None]
+        conversions.append("grayscale (T, H, W) replicated to RGB")
+    elif x.ndim == 4 and x.shape[-1] == 1:
+        conversions.append("grayscale (1 channel) replicated to RGB")
+    elif x.ndim != 4:
+        raise OmniSyncError(
+            f"frames must be (T, H, W, 3), got {x.ndim} dimensions {tuple(x.shape)}; for a batch of clips pass "
+            "one clip at a time."
+        )
+    T, H, W, C = x.shape
+    if C == 4:
+        x = x[..., :3]
+        conversions.append("alpha channel dropped (RGBA → RGB)")
+    elif C not in (1, 3):
+        raise OmniSyncError(
+            f"frames have {C} channels in the last dimension {tuple(x.shape)}; expected (T, H, W, 3) "
+            "channels-last RGB (permute channels-first tensors with .permute(0, 2, 3, 1))."
+        )
+    if T == 0:
+        raise OmniSyncError("got 0 frames; pass a video clip with frames in it.")
+    if T < min_frames:
+        raise OmniSyncError(
+            f"got {T} frame{'s' if T != 1 else ''}; lip-sync needs a video: pass a clip of at least "
+            f"{min_frames} frames, not a single image."
+        )
+    if H == 0 or W == 0:
+        raise OmniSyncError(f"frames have zero size {H}×{W} (H×W); pass real images.")
+
+    if x.dtype == torch.uint8:
+        x = x.float() / 255
+        conversions.append("uint8 scaled by 1/255")
+    elif x.dtype == getattr(torch, "uint16", None):
+        x = x.float() / 65535
+        conversions.append("uint16 scaled by 1/65535")
+    elif x.dtype == torch.bool or not x.is_floating_point():
+        raise OmniSyncError(
+            f"frames have dtype {x.dtype}; pass uint8 (0–255) or float in [0, 1]."
+        )
+    else:
+        x = x.float()
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise OmniSyncError(
+                f"frames contain {bad} NaN or infinite values; fix the upstream node (decode or resize) that "
+                "produced them."
+            )
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+            raise OmniSyncError(
+                f"float frames must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; for [−1, 1] use (x + 1) / 2, "
+                "for 0–255 floats divide by 255."
+            )
+        if lo < 0 or hi > 1:
+            x = x.clamp(0, 1)
+            conversions.append(f"values in [{lo:.3g}, {hi:.3g}] clamped to [0, 1]")
+    if x.shape[-1] == 1:
+        x = x.expand(T, H, W, 3)
+    return x.contiguous(), {"num_frames": T, "size": (H, W), "conversions": conversions}
+
+
+# -- video -----------------------------------------------------------------------------------------
+
+
+def _ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _check_file(path: str, what: str) -> str:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise OmniSyncError(f"{what} file not found: {path!r}; check the path.")
+    return path
+
+
+def _exact_fps(fps: float) -> float:
+    """ffmpeg prints NTSC rates rounded (29.97); return 30000/1001 etc. when that is what it meant."""
+    for rate in NTSC_RATES:
+        if abs(fps - float(rate)) < NTSC_SNAP_FPS:
+            return float(rate)
+    return float(fps)
+
+
+def read_video(path: str) -> Tuple[torch.Tensor, float]:
+    """Decode a video file: returns (frames (T, H, W, 3) float32 in [0, 1], fps).
+
+    fps comes from the file's metadata (NTSC rates as exact fractions); rotation metadata is applied
+    by ffmpeg.
+    """
+    import imageio_ffmpeg
+
+    path = _check_file(path, "video")
+    reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+    try:
+        try:
+            meta = next(reader)
+        except (IOError, OSError, RuntimeError, StopIteration) as exc:
+            raise OmniSyncError(
+                f"cannot read video {path!r}: ffmpeg found no readable video stream ({str(exc).strip()[-300:]}); "
+                "pass an mp4/mov/webm/avi/mkv file with a video track."
+            ) from exc
+        W, H = meta["size"]
+        frames = []
+        try:
+            for raw in reader:
+                frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(H, W, 3))
+        except (IOError, OSError, RuntimeError) as exc:
+            raise OmniSyncError(f"video {path!r} is damaged or truncated: {str(exc).strip()[-300:]}") from exc
+    finally:
+        reader.close()
+    fps = float(meta.get("fps") or 0)
+    if not (fps > 0 and math.isfinite(fps)):
+        raise OmniSyncError(
+            f"video {path!r} has no frame rate in its metadata; re-encode it with a constant frame rate "
+            "(ffmpeg -i in.mp4 -r 25 out.mp4)."
+        )
+    if not frames:
+        raise OmniSyncError(f"video {path!r} has 0 frames; pass a video with frames in it.")
+    x = torch.from_numpy(np.stack(frames)).float() / 255  # (T, H, W, 3)
+    return x, _exact_fps(fps)
+
+
+def _as_waveform(waveform: Any) -> torch.Tensor:
+    """(N,), (C, N) or (1, C, N) → (C, N) float32; refuses (N, C)-looking input instead of guessing."""
+    w = _to_tensor(waveform, "waveform").detach().cpu()
+    if w.ndim == 3 and w.shape[0] == 1:
+        w = w[0]
+    if w.ndim == 1:
+        w = w[None]
+    if w.ndim != 2:
+        raise OmniSyncError(f"waveform must be (N,) or (C, N), got shape {tuple(w.shape)}.")
+    if w.shape[0] > MAX_AUDIO_CHANNELS:
+        raise OmniSyncError(
+            f"waveform of shape {tuple(w.shape)} has {w.shape[0]} rows; pass (C, N) channels-first audio "
+            "(transpose an (N, C) array)."
+        )
+    if w.shape[1] == 0:
+        raise OmniSyncError("waveform is empty (0 samples); pass audio with samples in it.")
+    if not w.is_floating_point():
+        raise OmniSyncError(f"waveform must be float in [−1, 1], got dtype {w.dtype}.")
+    if not bool(torch.isfinite(w).all()):
+        raise OmniSyncError("waveform contains NaN or infinite samples; fix the audio source.")
+    return w.float()
+
+
+def _check_fps(fps: Any) -> Fraction:
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(float(fps)) or fps <= 0:
+        raise OmniSyncError(f"fps must be a positive number, got {fps!r}; pass the source video's frame rate.")
+    return Fraction(float(fps)).limit_denominator(100_000)  # 29.97002997 → 30000/1001
+
+
+def _run_ffmpeg(args: Sequence[str], what: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([_ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args], capture_output=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-500:]
+        raise OmniSyncError(f"ffmpeg failed while {what}: {tail}")
+    return proc
+
+
+def write_video(
+    path: str,
+    frames: Any,
+    fps: float,
+    waveform: Any = None,
+    sample_rate: Optional[int] = None,
+    crf: int = 18,
+) -> Dict[str, Any]:
+    """Write frames (T, H, W, 3) in [0, 1] as an H.264 yuv420p mp4, with the audio muxed in as AAC.
+
+    yuv420p needs even sizes: an odd height/width is padded by one replicated row/column at the
+    bottom/right (reported). Audio is written as it is, not trimmed to the video (durations reported).
+    waveform: (N,), (C, N) or (1, C, N) float in [−1, 1]; sample_rate in Hz.
+    Returns info: {"num_frames", "fps", "size", "padded": (pad_h, pad_w), "video_seconds",
+    "audio_seconds", "audio_clipped_samples"}.
+    """
+    import imageio_ffmpeg
+
+    rate = _check_fps(fps)
+    x, _ = validate_frames(frames, min_frames=1)
+    if not isinstance(crf, int) or not 0 <= crf <= 51:
+        raise OmniSyncError(f"crf must be an integer in 0–51 (lower = better), got {crf!r}.")
+    if waveform is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
+        raise OmniSyncError(f"audio given without a valid sample_rate (got {sample_rate!r}); pass it in Hz.")
+    path = os.fspath(path)
+    out_dir = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(out_dir):
+        raise OmniSyncError(f"output folder {out_dir!r} does not exist; create it first.")
+    T, H, W, _ = x.shape
+    pad_h, pad_w = H % 2, W % 2
+    if pad_h or pad_w:
+        x = torch.cat([x, x[:, -1:]], 1) if pad_h else x
+        x = torch.cat([x, x[:, :, -1:]], 2) if pad_w else x
+    pixels = (x * 255).round().to(torch.uint8).numpy()  # (T, H', W', 3)
+    info = {"num_frames": T, "fps": float(rate), "size": (H + pad_h, W + pad_w), "padded": (pad_h, pad_w),
+            "video_seconds": T / float(rate), "audio_seconds": None, "audio_clipped_samples": 0}
+
+    with tempfile.TemporaryDirectory(prefix="omnisync-") as tmp:
+        silent = os.path.join(tmp, "video.mp4")
+        writer = imageio_ffmpeg.write_frames(
+            silent, (W + pad_w, H + pad_h), fps=rate, codec="libx264", pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            output_params=["-crf", str(crf)],
+        )
+        writer.send(None)
+        try:
+            for frame in pixels:
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            writer.close()
+        if waveform is None:
+            shutil.move(silent, path)
+            return info
+        wav = os.path.join(tmp, "audio.wav")
+        wav_info = write_wav(wav, waveform, sample_rate, bits=16)
+        info["audio_seconds"] = wav_info["seconds"]
+        info["audio_clipped_samples"] = wav_info["clipped_samples"]
+        muxed = os.path.join(tmp, "muxed.mp4")
+        _run_ffmpeg(["-i", silent, "-i", wav, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                     "-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-movflags", "+faststart", muxed],
+                    f"muxing audio into {path!r}")
+        shutil.move(muxed, path)
+    return info
+
+
+# -- audio -----------------------------------------------------------------------------------------
+
+
+def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dict[str, Any]:
+    """Write PCM WAV. waveform: (N,), (C, N) or (1, C, N) float in [−1, 1]; bits: 8, 16, 24 or 32.
+
+    Samples outside [−1, 1] are clipped (count returned). Returns {"seconds", "clipped_samples"}.
+    """
+    if bits not in (8, 16, 24, 32):
+        raise OmniSyncError(f"WAV bits must be 8, 16, 24 or 32, got {bits!r}.")
+    if not (isinstance(sample_rate, int) and sample_rate > 0):
+        raise OmniSyncError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}.")
+    w = _as_waveform(waveform).double().numpy()  # (C, N)
+    clipped = int((np.abs(w) > 1).sum())
+    scale = 2.0 ** (bits - 1)
+    q = np.ascontiguousarray(np.clip(np.round(w * scale), -scale, scale - 1).T)  # (N, C) interleaved
+    if bits == 8:
+        data = (q + 128).astype(np.uint8).tobytes()  # 8-bit WAV is unsigned
+    elif bits == 16:
+        data = q.astype("<i2").tobytes()
+    elif bits == 24:
+        data = q.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    else:
+        data = q.astype("<i4").tobytes()
+    with wave.open(os.fspath(path), "wb") as f:
+        f.setnchannels(w.shape[0])
+        f.setsampwidth(bits // 8)
+        f.setframerate(sample_rate)
+        f.writeframes(data)
+    return {"seconds": w.shape[1] / sample_rate, "clipped_samples": clipped}
+
+
+def _read_pcm_wav(path: str) -> Tuple[torch.Tensor, int]:
+    with wave.open(path, "rb") as f:
+        C, width, sr, N = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+        raw = f.readframes(N)
+    if width == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
+    elif width == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = (np.where(v >= 1 << 23, v - (1 << 24), v) / float(1 << 23)).astype(np.float32)
+    elif width == 4:
+        x = (np.frombuffer(raw, "<i4").astype(np.float64) / 2.0 ** 31).astype(np.float32)
+    else:
+        raise wave.Error(f"unsupported sample width {width}")
+    return torch.from_numpy(x.reshape(-1, C).T.copy()), sr  # (C, N)
+
+
+def _parse_float_wav(data: bytes) -> Tuple[np.ndarray, int]:
+    """A float32 WAV as ffmpeg writes it to a pipe (size fields unknown): → ((C, N), sample rate)."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise OmniSyncError("ffmpeg returned no WAV data")
+    pos, channels, sr = 12, None, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        body = pos + 8
+        if cid == b"fmt ":
+            _fmt, channels, sr = struct.unpack("<HHI", data[body:body + 8])
+        elif cid == b"data":
+            if channels is None:
+                break
+            samples = np.frombuffer(data[body:body + (len(data) - body) // 4 * 4], "<f4")
+            n = samples.size // channels
+            return samples[: n * channels].reshape(n, channels).T.copy(), sr
+        pos = body + size + (size & 1)
+    raise OmniSyncError("ffmpeg returned a WAV stream without a data chunk")
+
+
+def _decode_with_ffmpeg(path: str) -> Tuple[torch.Tensor, int]:
+    proc = subprocess.run(
+        [_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path, "-map", "0:a:0", "-vn",
+         "-c:a", "pcm_f32le", "-f", "wav", "-"],
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-300:]
+        if "matches no streams" in tail or "does not contain any stream" in tail:
+            raise OmniSyncError(f"{path!r} has no audio track; pass a file with speech in it.")
+        raise OmniSyncError(f"cannot decode audio from {path!r} ({tail}); pass a wav, mp3, m4a, flac or mp4 file.")
+    x, sr = _parse_float_wav(proc.stdout)
+    return torch.from_numpy(x), int(sr)
+
+
+def read_audio(path: str) -> Tuple[torch.Tensor, int]:
+    """Read audio: returns (waveform (C, N) float32 in [−1, 1], sample_rate in Hz), at the file's own rate.
+
+    PCM WAV (8/16/24/32-bit) is read with the ``wave`` module; everything else (float WAV, mp3, m4a,
+    flac, the audio track of a video) is decoded by imageio-ffmpeg's ffmpeg.
+    """
+    path = _check_file(path, "audio")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        raise OmniSyncError(f"cannot open audio file {path!r}: {exc}") from exc
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        try:
+            wave_, sr = _read_pcm_wav(path)
+        except (wave.Error, EOFError, ValueError):
+            wave_, sr = _decode_with_ffmpeg(path)  # float or extensible WAV
+    else:
+        wave_, sr = _decode_with_ffmpeg(path)
+    if wave_.shape[-1] == 0:
+        raise OmniSyncError(f"audio file {path!r} has 0 samples; pass a file with speech in it.")
+    return wave_, sr
+
+
+# -- display ---------------------------------------------------------------------------------------
+
+LABEL_BAR_FRACTION = 0.12  # label bar height as a fraction of frame height (at least LABEL_BAR_MIN_PX)
+LABEL_BAR_MIN_PX = 12
+
+
+def _label_bar(labels: Sequence[str], widths: Sequence[int], height: int) -> torch.Tensor:
+    """(height, sum(widths), 3) dark bar with each label at the left of its panel (text needs PIL)."""
+    bar = np.full((height, sum(widths), 3), 32, np.uint8)
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:  # plain bars without text
+        return torch.from_numpy(bar).float() / 255
+    img = Image.fromarray(bar)
+    draw = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.load_default(size=max(8, int(height * 0.7)))
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    x0 = 0
+    for text, w in zip(labels, widths):
+        draw.text((x0 + 4, height // 2), str(text), fill=(235, 235, 235), font=font, anchor="lm")
+        x0 += w
+    return torch.from_numpy(np.asarray(img).copy()).float() / 255
+
+
+def side_by_side(a: Any, b: Any, labels: Optional[Sequence[str]] = None) -> torch.Tensor:
+    """Two clips next to each other: (T, H, Wa, 3) and (T, H, Wb, 3) → (T, H [+ bar], Wa + Wb, 3).
+
+    Clips must have the same length and height (resize or trim first; nothing is done silently).
+    labels: two strings drawn in a bar above the panels (text needs Pillow; without it, a plain bar).
+    """
+    a, _ = validate_frames(a, min_frames=1)
+    b, _ = validate_frames(b, min_frames=1)
+    if a.shape[0] != b.shape[0] or a.shape[1] != b.shape[1]:
+        raise OmniSyncError(
+            f"side_by_side needs clips of equal length and height, got {tuple(a.shape[:2])} and "
+            f"{tuple(b.shape[:2])} as (T, H); trim or resize one first."
+        )
+    out = torch.cat([a, b.to(a.device)], 2)  # (T, H, Wa + Wb, 3)
+    if labels is None:
+        return out
+    if len(labels) != 2:
+        raise OmniSyncError(f"side_by_side takes two labels, got {len(labels)}.")
+    height = max(LABEL_BAR_MIN_PX, int(round(a.shape[1] * LABEL_BAR_FRACTION)))
+    height += height % 2  # keep yuv420p-friendly sizes even when H is
+    bar = _label_bar(labels, (a.shape[2], b.shape[2]), height).to(out.device)
+    return torch.cat([bar.expand(out.shape[0], -1, -1, -1), out], 1)

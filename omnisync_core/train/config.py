@@ -1,0 +1,123 @@
+"""Training configuration: one dataclass, read from JSON.
+
+Units: σ ∈ [0, 1] (1 = pure noise), the paper's t = 1000·σ ∈ [0, 1000]; fps in frames per second;
+``clip_frames`` counts video frames (the codec turns them into latent frames).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+from ..errors import OmniSyncError
+
+TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+MIXED_PRECISION = ("no", "bf16")
+PARALLEL = ("ddp", "fsdp")
+
+
+@dataclass
+class TrainConfig:
+    # model: a preset from omnisync_core.model.config.PRESETS plus field overrides
+    model_preset: str = "tiny"
+    model_overrides: Dict[str, Any] = field(default_factory=dict)
+    # codec and audio features: CodecSpec / AudioFeatureSpec dicts, stored in the exported checkpoint.
+    # The model's latent_channels comes from the codec, its audio_dim from the audio spec
+    # (num_layers·dim); audio=None trains a model without an audio branch.
+    codec: Dict[str, Any] = field(default_factory=lambda: {
+        "type": "pixel", "patch": 2, "latent_channels": 12, "temporal_factor": 1, "spatial_factor": 2})
+    audio: Optional[Dict[str, Any]] = None
+    # data: a dataset directory, or "synthetic" for the in-memory generator
+    data: str = "synthetic"
+    clip_frames: int = 8          # video frames per training clip
+    size: int = 32                # square frame side, pixels
+    fps: float = 25.0
+    # timestep-dependent data sampling (paper §3.2): t = 1000·σ > pair_threshold_t -> pseudo-paired
+    pair_threshold_t: float = 850.0
+    # condition dropout, mutually exclusive per example: both / audio only / text only
+    p_drop_audio: float = 0.1
+    p_drop_text: float = 0.1
+    p_drop_both: float = 0.05
+    # σ sampling: uniform, or σ = sigmoid(N(logit_mean, logit_std)); then the flow shift
+    # σ' = shift·σ / (1 + (shift − 1)·σ) (shift = 1: no change)
+    timestep_sampling: str = "uniform"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    timestep_shift: float = 1.0
+    # optimisation (AdamW, linear warmup then cosine to min_lr_ratio·lr)
+    lr: float = 1e-4
+    betas: Tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    max_steps: int = 10000
+    batch_size: int = 4           # examples per optimiser micro-step, per process
+    grad_accum: int = 1
+    grad_clip: float = 1.0        # max global grad norm; 0 disables clipping
+    ema_decay: float = 0.999
+    mixed_precision: str = "no"   # "bf16" autocasts on CUDA only
+    gradient_checkpointing: bool = False
+    parallel: str = "ddp"         # used only under torchrun with WORLD_SIZE > 1
+    init_from: Optional[str] = None   # Wan 2.1 .safetensors to start from
+    # bookkeeping
+    log_every: int = 10
+    ckpt_every: int = 1000
+    val_every: int = 0            # 0 disables validation
+    out_dir: str = "runs/omnisync"
+    seed: int = 0
+    resume: bool = True           # continue from out_dir/state.safetensors when it exists
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        checks = [
+            (self.timestep_sampling in TIMESTEP_SAMPLING, f"timestep_sampling must be one of {TIMESTEP_SAMPLING}"),
+            (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
+            (self.parallel in PARALLEL, f"parallel must be one of {PARALLEL}"),
+            (0.0 <= self.pair_threshold_t <= 1000.0, "pair_threshold_t is a timestep in [0, 1000]"),
+            (min(self.p_drop_audio, self.p_drop_text, self.p_drop_both) >= 0.0
+             and self.p_drop_audio + self.p_drop_text + self.p_drop_both <= 1.0,
+             "p_drop_audio + p_drop_text + p_drop_both must lie in [0, 1] (the three are exclusive)"),
+            (self.timestep_shift > 0.0, "timestep_shift must be > 0"),
+            (self.batch_size >= 1 and self.grad_accum >= 1 and self.max_steps >= 1,
+             "batch_size, grad_accum and max_steps must be >= 1"),
+            (0.0 <= self.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),
+            (self.warmup_steps >= 0 and self.log_every >= 1 and self.ckpt_every >= 1 and self.val_every >= 0,
+             "warmup_steps >= 0, log_every >= 1, ckpt_every >= 1, val_every >= 0"),
+            (len(self.betas) == 2, "betas is a pair [beta1, beta2]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise OmniSyncError(f"bad training config: {message}.")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise OmniSyncError(
+                f"unknown training config keys {unknown}; valid keys are {sorted(known)}.")
+        return cls(**d)
+
+
+def load_train_config(path: str, **overrides: Any) -> TrainConfig:
+    """Read a :class:`TrainConfig` from JSON; keyword overrides (e.g. from the CLI) win."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise OmniSyncError(f"training config {path!r} not found; pass a path to a .json file "
+                            "such as configs/tiny_cpu.json.") from None
+    except json.JSONDecodeError as e:
+        raise OmniSyncError(f"training config {path!r} is not valid JSON: {e}.") from None
+    if not isinstance(d, dict):
+        raise OmniSyncError(f"training config {path!r} must hold a JSON object.")
+    d.pop("_comment", None)
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(d)

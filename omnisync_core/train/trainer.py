@@ -1,0 +1,327 @@
+"""Flow-matching training of the OmniSync DiT (one process, or many under torchrun).
+
+One step (DESIGN.md conventions, σ ∈ [0, 1], t = 1000·σ):
+
+    x0 = target latents, ε ~ N(0, I)
+    x_σ = (1 − σ)·x0 + σ·ε,  v_target = ε − x0
+    loss = MSE(model(x_σ, 1000σ, source, audio, text), v_target)
+
+σ is drawn first and decides the pair kind (:mod:`.batches`). Condition dropout (classifier-free
+guidance) follows the convention the sampler's unconditional pass relies on: dropped audio is
+``torch.zeros_like(audio)``, dropped text is zero text tokens (a model without a text branch gets
+None).
+
+Files in ``out_dir``: ``train.csv`` (and ``val.csv``), ``state.safetensors`` (model and EMA
+weights), ``optim.safetensors`` (flattened AdamW state, RNG states; param groups as JSON
+metadata) and, at the end, ``omnisync_ema.safetensors``: the EMA weights as a self-describing
+OmniSync checkpoint. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from ..errors import OmniSyncError
+from ..progress import CancelCheck, check_cancel
+from ..sampling.schedule import sigma_to_timestep
+from . import distributed as D
+from .batches import Batch, PairSource, draw_batch
+from .config import TrainConfig
+from .ema import EMA
+
+log = logging.getLogger(__name__)
+
+STATE_FILE, OPTIM_FILE, EXPORT_FILE = "state.safetensors", "optim.safetensors", "omnisync_ema.safetensors"
+LOG_COLUMNS = ("step", "loss", "loss_hi", "loss_lo", "lr", "examples_per_s", "seconds")
+VAL_SEED_OFFSET = 1_000_003   # the held-out draw uses its own fixed stream, the same at every validation
+VAL_BATCHES = 4
+
+StepCallback = Callable[[Dict[str, float]], None]
+Validator = Callable[[nn.Module, int], Dict[str, float]]
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """The DiT the config describes: preset + overrides, channels from the codec, audio_dim from the audio spec."""
+    from ..model.config import preset
+    from ..model.dit import OmniSyncDiT
+    fields = {"latent_channels": config.codec["latent_channels"],
+              "audio_dim": config.audio["num_layers"] * config.audio["dim"] if config.audio else 0}
+    fields.update(config.model_overrides)
+    return OmniSyncDiT(preset(config.model_preset, **fields))
+
+
+def uses_text(model: nn.Module) -> bool:
+    cfg = getattr(D.unwrap(model), "config", None)
+    return bool(getattr(cfg, "use_text", True))
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine from lr to min_lr_ratio·lr at max_steps."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.max_steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    min_lr = config.min_lr_ratio * config.lr
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.lr - min_lr)
+
+
+# -- one step ------------------------------------------------------------------------------------
+
+def drop_conditions(batch: Batch, config: TrainConfig, generator: torch.Generator, text_branch: bool) -> Batch:
+    """Classifier-free-guidance dropout, per example; the three cases are exclusive.
+
+    u < p_both: drop audio and text; next p_audio: audio only; next p_text: text only.
+    Dropped audio = zeros_like(audio); dropped text = zero tokens; no text branch -> text None.
+    """
+    u = torch.rand(batch.sigma.shape[0], generator=generator)
+    both = u < config.p_drop_both
+    audio_only = (u >= config.p_drop_both) & (u < config.p_drop_both + config.p_drop_audio)
+    lo = config.p_drop_both + config.p_drop_audio
+    text_only = (u >= lo) & (u < lo + config.p_drop_text)
+    audio, text = batch.audio, batch.text if text_branch else None
+    if audio is not None:
+        drop = (both | audio_only).view(-1, *[1] * (audio.dim() - 1))
+        audio = torch.where(drop, torch.zeros_like(audio), audio)
+    if text is not None:
+        drop = (both | text_only).view(-1, *[1] * (text.dim() - 1))
+        text = torch.where(drop, torch.zeros_like(text), text)
+    return Batch(batch.sigma, batch.paired, batch.source, batch.target, audio, text)
+
+
+def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean velocity MSE over the batch, and the per-example losses ``(B,)``."""
+    x0 = batch.target                                             # (B, C, F, h, w)
+    s = batch.sigma.view(-1, 1, 1, 1, 1).to(x0.dtype)
+    x_sigma = (1.0 - s) * x0 + s * noise
+    v_target = noise - x0
+    v = model(x_sigma, sigma_to_timestep(batch.sigma), source=batch.source, audio=batch.audio, text=batch.text)
+    per_example = F.mse_loss(v.float(), v_target.float(), reduction="none").flatten(1).mean(1)   # (B,)
+    return per_example.mean(), per_example
+
+
+def autocast_context(config: TrainConfig, device: torch.device):
+    if config.mixed_precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# -- the loop ------------------------------------------------------------------------------------
+
+def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[PairSource] = None,
+          callback: Optional[StepCallback] = None, cancel: Optional[CancelCheck] = None,
+          validate: Optional[Validator] = None) -> str:
+    """Train until ``max_steps`` (resuming from ``out_dir`` when it holds a state); return the EMA export path.
+
+    ``callback(row)`` gets every logged row (LOG_COLUMNS) and every validation result; ``cancel()``
+    is checked before each step (raises Cancelled; the last checkpoint stays). ``validate(model,
+    step) -> dict`` runs on every rank every ``val_every`` steps; default: the loss on ``val_source``.
+    """
+    info = D.init_distributed()
+    torch.manual_seed(config.seed)                    # identical initial weights on every rank
+    core = build_model(config)
+    if config.init_from:
+        init_from_wan(core, config.init_from)
+    core.gradient_checkpointing = config.gradient_checkpointing
+    if config.mixed_precision == "bf16" and info.device.type != "cuda":
+        log.warning("mixed_precision='bf16' autocasts on CUDA only; training in fp32 on %s.", info.device)
+    model = D.wrap_model(core.to(info.device), config, info)
+    ema = EMA(core, config.ema_decay)
+    opt = torch.optim.AdamW(core.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    gen = torch.Generator().manual_seed(config.seed + info.rank)   # σ, data, dropout, noise of this rank
+    step = load_training_state(config.out_dir, model, ema, opt, gen, info) if config.resume else 0
+    text_branch, t_start, seen, sums = uses_text(core), time.time(), 0, torch.zeros(5, dtype=torch.float64)
+    while step < config.max_steps:
+        check_cancel(cancel)
+        lr = lr_at(step, config)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for micro in range(config.grad_accum):
+            batch = drop_conditions(draw_batch(pair_source, config.batch_size, config, gen), config, gen, text_branch)
+            noise = torch.randn(batch.target.shape, generator=gen)
+            with D.grad_sync(model, micro == config.grad_accum - 1):
+                with autocast_context(config, info.device):
+                    loss, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device))
+                (loss / config.grad_accum).backward()
+            hi = batch.paired.to(info.device)
+            sums += torch.stack([per_example.sum(), per_example[hi].sum(), hi.sum(),
+                                 per_example[~hi].sum(), (~hi).sum()]).detach().double().cpu()
+            seen += config.batch_size
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(core.parameters(), config.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update(core)
+        step += 1
+        if step % config.log_every == 0 or step == config.max_steps:
+            write_log_row(config, info, step, lr, sums, seen, t_start, callback)
+            sums.zero_()
+        if config.val_every and step % config.val_every == 0 and (validate or val_source is not None):
+            result = validate(model, step) if validate else validation_loss(model, val_source, config, info)
+            write_val_row(config, info, step, result, callback)
+        if step % config.ckpt_every == 0 or step == config.max_steps:
+            save_training_state(config, step, model, ema, opt, gen, info)
+    return export_ema(config, ema, info)
+
+
+# -- logging and validation ----------------------------------------------------------------------
+
+def write_log_row(config, info, step, lr, sums, seen, t_start, callback) -> None:
+    total = D.all_reduce_sum(sums.to(info.device), info).cpu()
+    examples = seen * info.world_size
+    elapsed = time.time() - t_start
+    row = {"step": step, "loss": float(total[0] / max(total[2] + total[4], 1)),
+           "loss_hi": float(total[1] / total[2]) if total[2] > 0 else float("nan"),
+           "loss_lo": float(total[3] / total[4]) if total[4] > 0 else float("nan"),
+           "lr": lr, "examples_per_s": examples / max(elapsed, 1e-9), "seconds": elapsed}
+    if info.is_main:
+        _append_csv(os.path.join(config.out_dir, "train.csv"), LOG_COLUMNS, row)
+        if callback is not None:
+            callback(row)
+
+
+def write_val_row(config, info, step, result: Dict[str, float], callback) -> None:
+    if info.is_main:
+        row = {"step": step, **{f"val_{k}": v for k, v in result.items()}}
+        _append_csv(os.path.join(config.out_dir, "val.csv"), tuple(row), row)
+        if callback is not None:
+            callback(row)
+
+
+def _append_csv(path: str, columns, row) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, val_source: PairSource, config: TrainConfig, info: D.DistInfo) -> Dict[str, float]:
+    """Conditional flow-matching loss on a held-out source, drawn from the same fixed stream each time."""
+    gen = torch.Generator().manual_seed(config.seed + VAL_SEED_OFFSET + info.rank)
+    total = torch.zeros(2, dtype=torch.float64)
+    for _ in range(VAL_BATCHES):
+        batch = draw_batch(val_source, config.batch_size, config, gen)
+        if not uses_text(model):
+            batch.text = None
+        noise = torch.randn(batch.target.shape, generator=gen)
+        with autocast_context(config, info.device):
+            _, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device))
+        total += torch.stack([per_example.sum().double().cpu(), torch.tensor(float(per_example.numel()))])
+    total = D.all_reduce_sum(total.to(info.device), info).cpu()
+    return {"loss": float(total[0] / total[1])}
+
+
+# -- checkpoints (safetensors only) ----------------------------------------------------------------
+
+def save_training_state(config: TrainConfig, step: int, model: nn.Module, ema: EMA,
+                        opt: torch.optim.Optimizer, gen: torch.Generator, info: D.DistInfo) -> None:
+    """``state.safetensors`` (model.*, ema.*) and ``optim.safetensors`` (opt.*, rng.*); rank 0 writes."""
+    weights = D.full_model_state(model)                       # collective under FSDP
+    ema_weights = ema.state_dict()
+    opt_sd = D.full_optimizer_state(model, opt)
+    gens = D.gather_generator_states(gen, info)
+    if not info.is_main:
+        D.barrier(info)
+        return
+    os.makedirs(config.out_dir, exist_ok=True)
+    meta = {"step": str(step), "train_config": json.dumps(config.to_dict())}
+    tensors = {f"opt.{i}.{k}": v for i, s in opt_sd["state"].items() for k, v in s.items()}
+    tensors.update({f"rng.generator.{r}": g for r, g in gens.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    groups = [{k: v for k, v in g.items()} for g in opt_sd["param_groups"]]
+    _save_atomic(tensors, os.path.join(config.out_dir, OPTIM_FILE), {**meta, "param_groups": json.dumps(groups)})
+    state = {f"model.{k}": v for k, v in weights.items()}
+    state.update({f"ema.{k}": v for k, v in ema_weights.items()})
+    _save_atomic(state, os.path.join(config.out_dir, STATE_FILE), meta)
+    D.barrier(info)
+
+
+def _save_atomic(tensors: Dict[str, torch.Tensor], path: str, metadata: Dict[str, str]) -> None:
+    tmp = path + ".tmp"
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _read(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    with safe_open(path, framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+
+
+def load_training_state(out_dir: str, model: nn.Module, ema: EMA, opt: torch.optim.Optimizer,
+                        gen: torch.Generator, info: D.DistInfo) -> int:
+    """Restore weights, EMA, optimiser and RNG from ``out_dir``; return the step (0 if nothing there)."""
+    state_path, optim_path = os.path.join(out_dir, STATE_FILE), os.path.join(out_dir, OPTIM_FILE)
+    if not os.path.exists(state_path):
+        return 0
+    if not os.path.exists(optim_path):
+        raise OmniSyncError(f"{state_path} has no {OPTIM_FILE} beside it; restore it, or use a new out_dir.")
+    state, meta = _read(state_path)
+    optim, ometa = _read(optim_path)
+    if meta.get("step") != ometa.get("step"):
+        raise OmniSyncError(f"{STATE_FILE} (step {meta.get('step')}) and {OPTIM_FILE} (step {ometa.get('step')}) "
+                            f"in {out_dir} disagree; a save was interrupted, use a new out_dir.")
+    D.load_full_model_state(model, {k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
+    per_param: Dict[int, Dict[str, torch.Tensor]] = {}
+    for key, value in optim.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            per_param.setdefault(int(idx), {})[name] = value
+    groups = json.loads(ometa["param_groups"])
+    for g in groups:
+        g["betas"] = tuple(g["betas"])
+    D.load_full_optimizer_state(model, opt, {"state": per_param, "param_groups": groups})
+    gen_key = f"rng.generator.{info.rank}"
+    if gen_key not in optim:
+        raise OmniSyncError(f"{optim_path} has no data-generator state for rank {info.rank}; "
+                            "resume with the world size it was saved with.")
+    gen.set_state(optim[gen_key])
+    torch.set_rng_state(optim["rng.torch"])
+    return int(meta["step"])
+
+
+def init_from_wan(model: nn.Module, path: str) -> None:
+    """Start from Wan 2.1 weights; channels Wan lacks (source latents, audio branch) start at zero."""
+    from ..model.checkpoint import load_wan_state_dict
+    if not os.path.exists(path):
+        raise OmniSyncError(f"init_from {path!r} does not exist; pass the Wan 2.1 .safetensors file.")
+    load_wan_state_dict(model, path)
+
+
+def export_ema(config: TrainConfig, ema: EMA, info: D.DistInfo) -> str:
+    """Save the EMA weights as a self-describing OmniSync checkpoint (rank 0 writes)."""
+    from ..model.checkpoint import save_checkpoint
+    from ..model.config import CodecSpec
+    weights = ema.state_dict()                                # collective under FSDP
+    path = os.path.join(config.out_dir, EXPORT_FILE)
+    if info.is_main:
+        model = build_model(config)                           # buffers from the config, parameters from the EMA
+        params = dict(model.named_parameters())
+        if set(params) != set(weights):
+            raise OmniSyncError(f"EMA and model parameters differ: {sorted(set(params) ^ set(weights))[:5]}.")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(weights[name])
+        os.makedirs(config.out_dir, exist_ok=True)
+        save_checkpoint(path, model, codec=CodecSpec.from_dict(config.codec), audio=config.audio,
+                        train=config.to_dict())
+    D.barrier(info)
+    return path

@@ -1,0 +1,33 @@
+"""Fakes of the few ComfyUI modules the nodes touch, installed only for node tests.
+
+``comfy_fakes(tmp)`` puts this folder first on sys.path, points the fake models dir at ``tmp`` and,
+on exit, removes the path and every fake / node module again, so core tests never see them.
+"""
+
+import contextlib
+import os
+import sys
+
+FAKES = os.path.dirname(os.path.abspath(__file__))
+FAKE_TOPS = ("folder_paths", "comfy", "comfy_api")
+
+
+def _drop_modules():
+    for name in list(sys.modules):
+        top = name.split(".")[0]
+        if top in FAKE_TOPS or top == "nodes":
+            del sys.modules[name]
+
+
+@contextlib.contextmanager
+def comfy_fakes(base_dir):
+    _drop_modules()
+    sys.path.insert(0, FAKES)
+    try:
+        import folder_paths
+
+        folder_paths.set_base(str(base_dir))
+        yield
+    finally:
+        sys.path.remove(FAKES)
+        _drop_modules()

@@ -1,0 +1,1 @@
+"""Fake ``comfy`` package for node tests (ComfyUI is not installed in CI)."""

@@ -1,0 +1,1 @@
+"""Fake ``comfy_api`` (the video types Save Video consumes)."""

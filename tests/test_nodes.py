@@ -1,0 +1,291 @@
+"""ComfyUI node contract and behaviour, with fakes of the few ComfyUI modules the nodes touch."""
+
+import importlib.util
+import os
+import sys
+
+import pytest
+import torch
+
+from fakes import comfy_fakes
+from tiny import AUDIO_TOKEN_DIM, WHISPER_D_MODEL, WHISPER_LAYERS, make_frames, make_model_checkpoint, make_speech_like
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WIDGETS = ("INT", "FLOAT", "STRING", "BOOLEAN")
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    """Fake ComfyUI with a models dir holding a tiny OmniSync model; yields the nodes package."""
+    base = tmp_path_factory.mktemp("comfy")
+    os.makedirs(base / "models" / "omnisync")
+    make_model_checkpoint(str(base / "models" / "omnisync"))
+    with comfy_fakes(base):
+        import nodes
+
+        yield nodes
+
+
+@pytest.fixture
+def fresh(comfy):
+    import comfy.model_management as mm
+    import comfy.utils as cu
+
+    cu.UPDATES.clear()
+    cu.HOOK = None
+    mm.interrupt_processing = False
+    yield comfy
+    cu.HOOK = None
+    mm.interrupt_processing = False
+
+
+def comfy_audio(seconds, sr=22050, channels=2, seed=0):
+    import numpy as np
+
+    wave = make_speech_like(seconds, sr=sr, seed=seed)
+    w = torch.from_numpy(np.stack([wave] * channels))[None]  # (1, C, N)
+    return {"waveform": w, "sample_rate": sr}
+
+
+# -- contract ------------------------------------------------------------------------------------
+
+
+def test_every_node_declares_a_valid_contract(comfy):
+    assert set(comfy.NODE_CLASS_MAPPINGS) == set(comfy.NODE_DISPLAY_NAME_MAPPINGS)
+    for name, cls in comfy.NODE_CLASS_MAPPINGS.items():
+        assert cls.CATEGORY == "OmniSync", name
+        assert comfy.NODE_DISPLAY_NAME_MAPPINGS[name].strip(), name
+        assert isinstance(cls.DESCRIPTION, str) and len(cls.DESCRIPTION) > 20, name
+        assert callable(getattr(cls, cls.FUNCTION)), name
+        assert isinstance(cls.RETURN_TYPES, tuple) and all(isinstance(t, str) for t in cls.RETURN_TYPES), name
+        assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES) == len(cls.OUTPUT_TOOLTIPS), name
+        spec = cls.INPUT_TYPES()
+        assert set(spec) <= {"required", "optional", "hidden"} and spec["required"], name
+        for section in ("required", "optional"):
+            for inp, decl in spec.get(section, {}).items():
+                assert isinstance(decl, tuple) and len(decl) == 2, (name, inp)
+                typ, opts = decl
+                assert opts.get("tooltip", "").strip(), f"{name}.{inp} has no tooltip"
+                if isinstance(typ, list):
+                    if "default" in opts:
+                        assert opts["default"] in typ, (name, inp)
+                    assert all(isinstance(o, str) for o in typ), (name, inp)
+                elif typ in ("INT", "FLOAT"):
+                    assert opts["min"] <= opts["default"] <= opts["max"], (name, inp)
+                    if typ == "INT":
+                        assert all(isinstance(opts[k], int) for k in ("default", "min", "max")), (name, inp)
+                elif typ == "BOOLEAN":
+                    assert isinstance(opts["default"], bool)
+                else:
+                    assert typ.isupper(), (name, inp)
+        params = cls.__dict__[cls.FUNCTION].__code__.co_varnames
+        for section in ("required", "optional"):
+            for inp in spec.get(section, {}):
+                assert inp in params, f"{name}.{cls.FUNCTION} does not take {inp}"
+
+
+def test_model_folder_registered_for_comfy_and_plugin(comfy):
+    import folder_paths
+
+    paths = folder_paths.get_folder_paths("omnisync")
+    assert os.path.join(folder_paths.models_dir, "omnisync") in paths
+    assert os.path.join(ROOT, "models") in paths
+    assert "tiny-omnisync.safetensors" in comfy.OmniSyncModelLoader.INPUT_TYPES()["required"]["model_name"][0]
+
+
+def _load_root_package(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "__init__.py"),
+                                                  submodule_search_locations=[ROOT])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            del sys.modules[key]
+    return module
+
+
+def test_root_package_registers_nodes_only_inside_comfyui(comfy):
+    pkg = _load_root_package("omnisync_pkg_under_comfy")
+    assert set(pkg.NODE_CLASS_MAPPINGS) == set(comfy.NODE_CLASS_MAPPINGS)
+    assert pkg.NODE_DISPLAY_NAME_MAPPINGS == comfy.NODE_DISPLAY_NAME_MAPPINGS
+
+
+def test_root_package_without_comfyui_registers_nothing():
+    import subprocess
+
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('omnisync_plain', {os.path.join(ROOT, '__init__.py')!r}, "
+        f"submodule_search_locations=[{ROOT!r}])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['omnisync_plain'] = m; spec.loader.exec_module(m)\n"
+        "print(len(m.NODE_CLASS_MAPPINGS), sorted(k for k in sys.modules if k.split('.')[0] in "
+        "('comfy', 'folder_paths', 'comfy_api', 'omnisync_core')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0 []"
+
+
+# -- behaviour -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(comfy, tmp_path_factory):
+    from tiny import make_whisper_folder
+
+    (model,) = comfy.OmniSyncModelLoader().load("tiny-omnisync.safetensors", "auto")
+    from omnisync_core.audio.whisper import load_whisper
+
+    encoder = load_whisper(make_whisper_folder(str(tmp_path_factory.mktemp("whisper"))), device="cpu")
+    return model, encoder
+
+
+def test_loader_uses_comfy_device_and_frees_memory(fresh, loaded):
+    import comfy.model_management as mm
+
+    model, _ = loaded
+    assert model.device == torch.device("cpu") and model.dtype == torch.float32  # auto on CPU
+    assert model.codec_spec["type"] == "pixel"
+    assert model.model.config.audio_dim == AUDIO_TOKEN_DIM
+    assert any(c[0] == "soft_empty_cache" for c in mm.calls)
+
+
+def test_missing_model_names_folder_and_file(fresh):
+    from omnisync_core.errors import OmniSyncError
+
+    with pytest.raises(OmniSyncError, match=r"nope\.safetensors.*models/omnisync"):
+        fresh.OmniSyncModelLoader().load("nope.safetensors", "fp32")
+
+
+def _chain(comfy, model, encoder, T=6, seconds=None, fps=25.0, mode="follow_video", steps=8, **sampler):
+    frames = make_frames(T=T)
+    audio = comfy_audio(seconds if seconds is not None else T / fps)
+    oa, out_audio = comfy.OmniSyncAudioEncode().encode(audio, fps, T, mode, audio_encoder=encoder, images=frames)
+    (lat,) = comfy.OmniSyncNoiseInit().init(model, frames, 0.9, steps, 1.0, 3, omnisync_audio=oa)
+    args = dict(omega_base=1.0, omega_peak=3.0, sigma_spatial=0.1, gamma=1.5, mouth="point", mouth_x=0.3,
+                mouth_y=0.7, window=0, overlap=2)
+    args.update(sampler)
+    return frames, oa, out_audio, lat, args
+
+
+def test_progress_per_step_and_cancel_stops_the_sampler(fresh, loaded):
+    import comfy.model_management as mm
+    import comfy.utils as cu
+
+    model, encoder = loaded
+    _, oa, _, lat, args = _chain(fresh, model, encoder, steps=10)
+    fresh.OmniSyncSampler().sample(model, lat, oa, **args)
+    totals = {t for _, t in cu.UPDATES}
+    assert len(totals) == 1
+    total = totals.pop()
+    assert total == len(lat.sigmas) - 1
+    assert [d for d, _ in cu.UPDATES][-1] == total and len(cu.UPDATES) >= total
+
+    cu.UPDATES.clear()
+    cu.HOOK = lambda done, total: mm.interrupt_current_processing(True) if done == 2 else None
+    with pytest.raises(mm.InterruptProcessingException):
+        fresh.OmniSyncSampler().sample(model, lat, oa, **args)
+    assert max(d for d, _ in cu.UPDATES) < total
+
+
+def test_conditioning_dim_must_match_text_dim(fresh, loaded):
+    from omnisync_core.errors import OmniSyncError
+
+    model, encoder = loaded
+    _, oa, _, lat, args = _chain(fresh, model, encoder, steps=4)
+    bad = [[torch.zeros(1, 7, model.model.config.text_dim + 1), {}]]
+    with pytest.raises(OmniSyncError, match="text conditioning has dim"):
+        fresh.OmniSyncSampler().sample(model, lat, oa, conditioning=bad, **args)
+    good = [[torch.randn(1, 7, model.model.config.text_dim), {}]]
+    latent, gmap, report = fresh.OmniSyncSampler().sample(model, lat, oa, conditioning=good, **args)
+    assert gmap.shape == (6, 32, 32)
+
+
+def _comfy_encoder_output(layers, dim, seconds, batch=1):
+    positions = 1500
+    return {
+        "encoded_audio": torch.randn(batch, positions, dim),
+        "encoded_audio_all_layers": tuple(torch.randn(batch, positions, dim) for _ in range(layers)),
+        "audio_samples": int(seconds * 16000),
+    }
+
+
+def test_core_audio_encoder_output_is_accepted_when_dims_match(fresh, loaded):
+    from omnisync_core.errors import OmniSyncError
+
+    model, _ = loaded
+    T, fps = 6, 25.0
+    frames = make_frames(T=T)
+    audio = comfy_audio(T / fps)
+    enc = _comfy_encoder_output(WHISPER_LAYERS + 1, WHISPER_D_MODEL, T / fps)
+    oa, _ = fresh.OmniSyncAudioEncode().encode(audio, fps, T, "follow_video", images=frames, encoded_audio=enc)
+    assert oa.source == "comfy_audio_encoder" and oa.frame_features.shape == (T, AUDIO_TOKEN_DIM)
+    (lat,) = fresh.OmniSyncNoiseInit().init(model, frames, 0.9, 4, 1.0, 0, omnisync_audio=oa)
+    args = dict(omega_base=1.0, omega_peak=3.0, sigma_spatial=0.1, gamma=1.5, mouth="auto", mouth_x=0.5,
+                mouth_y=0.5, window=0, overlap=2)
+    fresh.OmniSyncSampler().sample(model, lat, oa, **args)
+
+    large_v3 = _comfy_encoder_output(33, 40, T / fps)  # stands in for 33 × 1280
+    oa_big, _ = fresh.OmniSyncAudioEncode().encode(audio, fps, T, "follow_video", images=frames, encoded_audio=large_v3)
+    with pytest.raises(OmniSyncError, match=r"33 layers × 40 .* model expects 96"):
+        fresh.OmniSyncSampler().sample(model, lat, oa_big, **args)
+    with pytest.raises(OmniSyncError, match="30 s"):
+        fresh.OmniSyncAudioEncode().encode(audio, fps, T, "follow_video", images=frames,
+                                           encoded_audio=_comfy_encoder_output(3, 32, 31.0))
+
+
+def test_audio_encode_needs_exactly_one_encoder(fresh, loaded):
+    from omnisync_core.errors import OmniSyncError
+
+    with pytest.raises(OmniSyncError, match="exactly one"):
+        fresh.OmniSyncAudioEncode().encode(comfy_audio(0.3), 25.0, 6, "follow_video")
+
+
+def test_mismatched_audio_and_latent_is_a_clear_error(fresh, loaded):
+    from omnisync_core.errors import OmniSyncError
+
+    model, encoder = loaded
+    frames = make_frames(T=6)
+    oa, _ = fresh.OmniSyncAudioEncode().encode(comfy_audio(0.6), 25.0, 6, "follow_audio_loop",
+                                               audio_encoder=encoder, images=frames)
+    (lat,) = fresh.OmniSyncNoiseInit().init(model, frames, 0.9, 4, 1.0, 0)  # frame plan not applied
+    with pytest.raises(OmniSyncError, match="omnisync_audio input"):
+        fresh.OmniSyncSampler().sample(model, lat, oa, 1.0, 3.0, 0.1, 1.5, "auto", 0.5, 0.5, 0, 2)
+
+
+def test_fallback_frames_take_source_pixels_in_assemble(fresh, loaded):
+    model, encoder = loaded
+    frames, oa, _, lat, args = _chain(fresh, model, encoder, steps=4)
+    (latent, _, _) = fresh.OmniSyncSampler().sample(model, lat, oa, **args)
+    latent.fallback_frames = [1, 4]  # as the sampler reports frames where no mouth was located
+    images, audio, fps, video, report = fresh.OmniSyncVideoAssemble().assemble(latent, oa, False, 0.2, 4.0)
+    assert torch.equal(images[[1, 4]], frames[[1, 4]])
+    assert not torch.equal(images[0], frames[0])
+    assert "fallback_frames" in report
+
+
+def test_composite_keeps_pixels_far_from_the_mouth(fresh, loaded):
+    model, encoder = loaded
+    frames, oa, _, lat, args = _chain(fresh, model, encoder, steps=4)
+    (latent, _, _) = fresh.OmniSyncSampler().sample(model, lat, oa, **args)  # mouth point (0.3, 0.7)
+    images, *_ = fresh.OmniSyncVideoAssemble().assemble(latent, oa, True, 0.15, 2.0)
+    assert torch.equal(images[:, :4], frames[:, :4])  # top rows: far from the mouth
+    assert images.shape == frames.shape
+
+
+def test_all_in_one_node(fresh, loaded):
+    import comfy.utils as cu
+
+    model, encoder = loaded
+    frames = make_frames(T=8)
+    images, audio, gmap, fps, video, report = fresh.OmniSyncLipSync().sync(
+        model, encoder, frames, comfy_audio(0.6), 20.0, "follow_audio_pingpong", 0.9, 8, 0, 3.0, "point", 0.3, 0.7,
+        0, 2, False,
+    )
+    assert images.shape == (12, 32, 32, 3)  # 0.6 s at 20 fps
+    assert audio["sample_rate"] == 16000 and audio["waveform"].shape == (1, 1, 9600)
+    assert gmap.shape == (12, 32, 32) and fps == 20.0
+    comps = video.get_components()
+    assert comps.images is images and float(comps.frame_rate) == 20.0 and comps.audio is audio
+    assert cu.UPDATES and cu.UPDATES[-1][0] == cu.UPDATES[-1][1]

@@ -1,0 +1,261 @@
+"""Training: pair-kind rule, flow-matching loss goes down, condition dropout, EMA, exact resume, Wan init."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from omnisync_core.errors import Cancelled, OmniSyncError
+from omnisync_core.train import trainer
+from omnisync_core.train.batches import (ARBITRARY, PSEUDO_PAIRED, TensorPairSource, choose_pair_kind,
+                                         draw_batch, sample_sigmas)
+from omnisync_core.train.config import TrainConfig, load_train_config
+from omnisync_core.train.ema import EMA
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+C, F_LAT, H_LAT = 12, 2, 4          # pixel codec patch 2 on 8x8 frames, 2 latent frames
+AUDIO = {"encoder": "test", "sample_rate": 16000, "feature_rate": 50, "num_layers": 2, "dim": 8, "frame_window": 2}
+N_A, A_DIM = 5, 16                  # tokens per latent frame (1 + 2·2), num_layers·dim
+
+
+def tiny_config(tmp_path, **kw) -> TrainConfig:
+    base = dict(model_preset="tiny", model_overrides={"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2,
+                                                      "use_text": False},
+                codec={"type": "pixel", "patch": 2, "latent_channels": C, "temporal_factor": 1, "spatial_factor": 2},
+                audio=AUDIO, clip_frames=F_LAT, size=2 * H_LAT, lr=2e-3, warmup_steps=2, max_steps=6, batch_size=2,
+                weight_decay=0.0, ema_decay=0.9, log_every=1, ckpt_every=1000, out_dir=str(tmp_path / "run"))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def tiny_source(n: int = 4, seed: int = 0, text_dim: int = 0) -> TensorPairSource:
+    """n clips of two videos; clips (0,1) and (2,3) are pseudo-pairs (same video, different speech)."""
+    g = torch.Generator().manual_seed(seed)
+    latents = [torch.randn(C, F_LAT, H_LAT, H_LAT, generator=g) * 2.0 for _ in range(n)]
+    audio = [torch.randn(F_LAT, N_A, A_DIM, generator=g) for _ in range(n)]
+    text = [torch.randn(3, text_dim, generator=g) for _ in range(n)] if text_dim else None
+    return TensorPairSource(latents, audio, text, video_ids=[i // 2 for i in range(n)],
+                            pseudo_pairs=[(0, 1), (1, 0), (2, 3), (3, 2)][:n])
+
+
+# -- timestep-dependent data sampling --------------------------------------------------------------
+
+def test_choose_pair_kind_threshold():
+    assert choose_pair_kind(851, 850) == PSEUDO_PAIRED
+    assert choose_pair_kind(850, 850) == ARBITRARY
+    assert choose_pair_kind(0, 850) == ARBITRARY
+    assert choose_pair_kind(501, 500) == PSEUDO_PAIRED and choose_pair_kind(499, 500) == ARBITRARY
+
+
+@pytest.mark.parametrize("sampling,expected", [
+    ("uniform", 0.15),
+    # P(sigmoid(z) > 0.85) = 1 − Φ(logit 0.85), z ~ N(0, 1)
+    ("logit_normal", 0.5 * math.erfc(math.log(0.85 / 0.15) / math.sqrt(2))),
+])
+def test_pseudo_paired_fraction_matches_sigma_sampler(tmp_path, sampling, expected):
+    cfg = tiny_config(tmp_path, timestep_sampling=sampling)
+    batch = draw_batch(tiny_source(), 4000, cfg, torch.Generator().manual_seed(0))
+    assert abs(batch.paired.float().mean().item() - expected) < 0.03
+    assert torch.equal(batch.paired, batch.sigma * 1000 > 850)
+    sigma = sample_sigmas(4000, cfg, torch.Generator().manual_seed(1))
+    assert 0.0 <= sigma.min() and sigma.max() < 1.0
+
+
+def test_pseudo_paired_examples_share_video_and_carry_target_audio(tmp_path):
+    src = tiny_source()
+    g = torch.Generator().manual_seed(0)
+    ex = src.pseudo_paired(g)
+    i = next(k for k, t in enumerate(src.latents) if t is ex["target_latents"])
+    j = next(k for k, t in enumerate(src.latents) if t is ex["source_latents"])
+    assert (j, i) in src.pseudo_pairs and ex["audio_tokens"] is src.audio[i]
+    with pytest.raises(OmniSyncError, match="pseudo_pairs"):
+        TensorPairSource(src.latents).pseudo_paired(g)
+
+
+def test_timestep_shift_formula(tmp_path):
+    cfg = tiny_config(tmp_path, timestep_shift=3.0)
+    raw = torch.rand(10, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    shifted = sample_sigmas(10, cfg, torch.Generator().manual_seed(5))
+    assert torch.allclose(shifted, (3 * raw / (1 + 2 * raw)).float())
+
+
+# -- config -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["tiny_cpu.json", "bundled_small_pixel128.json", "wan21_1.3b_init.json"])
+def test_shipped_configs_load(name):
+    cfg = load_train_config(os.path.join(ROOT, "configs", name))
+    assert cfg.pair_threshold_t == 850
+
+
+def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"lr": 1e-4, "learning_rate": 1e-4}))
+    with pytest.raises(OmniSyncError, match="learning_rate"):
+        load_train_config(str(path))
+    with pytest.raises(OmniSyncError, match="p_drop"):
+        TrainConfig(p_drop_audio=0.6, p_drop_text=0.5)
+    with pytest.raises(OmniSyncError, match="parallel"):
+        TrainConfig(parallel="deepspeed")
+    cfg = load_train_config(os.path.join(ROOT, "configs", "tiny_cpu.json"), init_from="w.safetensors")
+    assert cfg.init_from == "w.safetensors"
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_lr_warmup_then_cosine():
+    cfg = TrainConfig(lr=1.0, warmup_steps=4, max_steps=14, min_lr_ratio=0.1)
+    assert [trainer.lr_at(s, cfg) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert trainer.lr_at(9, cfg) == pytest.approx(0.55)      # half way down the cosine
+    assert trainer.lr_at(14, cfg) == pytest.approx(0.1)
+
+
+# -- EMA --------------------------------------------------------------------------------------------
+
+def test_ema_by_hand_on_a_scalar():
+    p = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        p.weight.fill_(1.0)
+    ema = EMA(p, decay=0.9)
+    for value in (2.0, 3.0):
+        with torch.no_grad():
+            p.weight.fill_(value)
+        ema.update(p)
+    # 0.9·1 + 0.1·2 = 1.1; 0.9·1.1 + 0.1·3 = 1.29
+    assert ema.shadow["weight"].item() == pytest.approx(1.29, abs=1e-6)
+    assert ema.shadow["weight"].dtype == torch.float32
+    ema.copy_to(p)
+    assert p.weight.item() == pytest.approx(1.29, abs=1e-6)
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+def test_loss_decreases_on_a_tiny_fixed_dataset(tmp_path):
+    cfg = tiny_config(tmp_path, max_steps=60, batch_size=4, lr=3e-3, p_drop_audio=0.0, p_drop_text=0.0,
+                      p_drop_both=0.0)
+    rows = []
+    path = trainer.train(cfg, tiny_source(), callback=rows.append)
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 60
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+    with open(os.path.join(cfg.out_dir, "train.csv")) as f:
+        header = f.readline().strip().split(",")
+    assert header == list(trainer.LOG_COLUMNS)
+    from omnisync_core.model.checkpoint import load_checkpoint
+    model, meta = load_checkpoint(path)
+    assert meta["train"]["max_steps"] == 60 and meta["codec"]["latent_channels"] == C
+
+
+def _spy_build_model(monkeypatch, seen):
+    real = trainer.build_model
+
+    def build(config):
+        model = real(config)
+
+        def hook(module, args, kwargs):
+            seen.append({k: (None if kwargs.get(k) is None else kwargs[k].detach().clone()) for k in ("audio", "text")})
+        model.register_forward_pre_hook(hook, with_kwargs=True)
+        return model
+    monkeypatch.setattr(trainer, "build_model", build)
+
+
+def test_dropped_audio_reaches_the_model_as_zeros(tmp_path, monkeypatch):
+    seen = []
+    _spy_build_model(monkeypatch, seen)
+    cfg = tiny_config(tmp_path, max_steps=3, p_drop_audio=1.0, p_drop_text=0.0, p_drop_both=0.0)
+    trainer.train(cfg, tiny_source())
+    assert len(seen) == 3
+    for call in seen:
+        assert call["audio"].shape == (2, F_LAT, N_A, A_DIM)
+        assert torch.count_nonzero(call["audio"]) == 0
+        assert call["text"] is None          # the model has no text branch
+
+
+def test_dropped_text_is_zero_tokens_and_fractions_match(tmp_path):
+    cfg = tiny_config(tmp_path)           # p_audio 0.1, p_text 0.1, p_both 0.05, exclusive
+    batch = draw_batch(tiny_source(text_dim=6), 4000, cfg, torch.Generator().manual_seed(0))
+    out = trainer.drop_conditions(batch, cfg, torch.Generator().manual_seed(1), text_branch=True)
+    a0 = out.audio.flatten(1).abs().sum(1) == 0
+    t0 = out.text.flatten(1).abs().sum(1) == 0
+    assert abs(a0.float().mean() - 0.15) < 0.02 and abs(t0.float().mean() - 0.15) < 0.02
+    assert abs((a0 & t0).float().mean() - 0.05) < 0.015
+    kept = ~a0
+    assert torch.equal(out.audio[kept], batch.audio[kept])
+    assert trainer.drop_conditions(batch, cfg, torch.Generator(), text_branch=False).text is None
+
+
+def _tensors(path):
+    with safe_open(path, framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def test_resume_is_bit_identical(tmp_path):
+    kw = dict(max_steps=6, ckpt_every=3, grad_accum=2, p_drop_audio=0.3, p_drop_both=0.2, p_drop_text=0.0)
+    straight = tiny_config(tmp_path / "a", **kw)
+    trainer.train(straight, tiny_source())
+
+    resumed = tiny_config(tmp_path / "b", **kw)
+    done = {"step": 0}
+    with pytest.raises(Cancelled):
+        trainer.train(resumed, tiny_source(), callback=lambda row: done.update(step=row["step"]),
+                      cancel=lambda: done["step"] >= 3)
+    assert _tensors(os.path.join(resumed.out_dir, "state.safetensors")) and done["step"] == 3
+    trainer.train(resumed, tiny_source())
+
+    for name in ("state.safetensors", "optim.safetensors"):
+        a = _tensors(os.path.join(straight.out_dir, name))
+        b = _tensors(os.path.join(resumed.out_dir, name))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
+    opt = _tensors(os.path.join(straight.out_dir, "optim.safetensors"))
+    assert {"opt.0.exp_avg", "opt.0.exp_avg_sq", "opt.0.step", "rng.torch", "rng.generator.0"} <= set(opt)
+    with open(os.path.join(resumed.out_dir, "train.csv")) as f:
+        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_validation_hook_and_default_held_out_loss(tmp_path):
+    rows, calls = [], []
+    cfg = tiny_config(tmp_path, max_steps=4, val_every=2)
+    trainer.train(cfg, tiny_source(), val_source=tiny_source(seed=1), callback=rows.append)
+    vals = [r for r in rows if "val_loss" in r]
+    assert [r["step"] for r in vals] == [2, 4] and all(math.isfinite(r["val_loss"]) for r in vals)
+    cfg2 = tiny_config(tmp_path / "h", max_steps=2, val_every=1)
+    trainer.train(cfg2, tiny_source(), validate=lambda model, step: calls.append(step) or {"score": 1.0})
+    assert calls == [1, 2]
+
+
+# -- init from Wan 2.1 ------------------------------------------------------------------------------
+
+def test_init_from_a_tiny_wan_checkpoint(tmp_path):
+    from omnisync_core.model.dit import OmniSyncDiT
+
+    cfg = tiny_config(tmp_path, max_steps=1, lr=0.0, ema_decay=0.0)
+    dit = trainer.build_model(cfg).config
+    torch.manual_seed(123)
+    wan = OmniSyncDiT(dataclasses.replace(dit, source_condition=False, audio_dim=0))
+    wan_sd = {k: v.contiguous() for k, v in wan.state_dict().items()}
+    path = str(tmp_path / "wan_tiny.safetensors")
+    save_file(wan_sd, path)
+
+    trainer.train(dataclasses.replace(cfg, init_from=path), tiny_source())
+    state = _tensors(os.path.join(cfg.out_dir, "state.safetensors"))
+    model = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    assert set(wan_sd) <= set(model)
+    for k, v in wan_sd.items():
+        if model[k].shape == v.shape:
+            assert torch.equal(model[k], v), k
+        else:                                  # widened input: Wan's channels first, the rest zero
+            assert k == "patch_embedding.weight", k
+            assert torch.equal(model[k][:, :C], v)
+            assert torch.count_nonzero(model[k][:, C:]) == 0
+    assert model["patch_embedding.weight"].shape[1] == 2 * C
+    with pytest.raises(OmniSyncError, match="init_from"):
+        trainer.train(dataclasses.replace(cfg, init_from=str(tmp_path / "missing.safetensors"),
+                                          out_dir=str(tmp_path / "x")), tiny_source())

@@ -1,0 +1,322 @@
+"""Example workflows: valid against ComfyUI 0.3.64's node schemas and our nodes, and runnable end to end.
+
+Core node schemas come from tests/fakes/object_info_core_subset.json (cut from ComfyUI 0.3.64's
+/object_info); the API graphs run through our node classes with tiny models, and with small
+stand-ins for the core nodes (LoadVideo, GetVideoComponents, LoadAudio, CreateVideo, SaveVideo, ...).
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fakes import comfy_fakes
+from tiny import make_frames, make_model_checkpoint, make_speech_like, make_whisper_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKFLOWS = os.path.join(ROOT, "workflows")
+CORE_SCHEMA = os.path.join(ROOT, "tests", "fakes", "object_info_core_subset.json")
+FULL_SCHEMA = "/work/shared/comfyui/object_info-0.3.64.json"
+NAMES = ["omnisync_lipsync_video", "omnisync_after_wan21_t2v"]
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+# Combos listing files on the user's disk: any file name is valid in a shared workflow.
+FILE_COMBOS = {"unet_name", "clip_name", "vae_name", "file", "audio", "model_name", "encoder_name"}
+UI_EXTRA_WIDGETS = {"LoadVideo": 1, "LoadAudio": 2}  # upload button / audio preview values
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy")
+    os.makedirs(base / "models" / "omnisync")
+    os.makedirs(base / "models" / "audio_encoders")
+    model_path = make_model_checkpoint(str(base / "models" / "omnisync"))
+    os.rename(model_path, str(base / "models" / "omnisync" / "omnisync.safetensors"))
+    whisper = make_whisper_folder(str(base / "models" / "audio_encoders"))
+    with comfy_fakes(base):
+        import nodes
+
+        yield nodes, os.path.basename(whisper)
+
+
+@pytest.fixture(scope="module")
+def defs(env):
+    nodes, _ = env
+    with open(CORE_SCHEMA, encoding="utf-8") as f:
+        d = json.load(f)
+    for name, cls in nodes.NODE_CLASS_MAPPINGS.items():
+        spec = cls.INPUT_TYPES()
+        d[name] = {"input": spec, "input_order": {k: list(v) for k, v in spec.items()},
+                   "output": list(cls.RETURN_TYPES), "output_name": list(cls.RETURN_NAMES)}
+    return d
+
+
+def load(name):
+    with open(os.path.join(WORKFLOWS, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def kind(decl):
+    t = decl[0]
+    if isinstance(t, list):
+        return "COMBO"
+    return t
+
+
+def options(decl):
+    t, opts = decl[0], (decl[1] if len(decl) > 1 else {})
+    return t if isinstance(t, list) else opts.get("options", [])
+
+
+def all_inputs(d):
+    for section in ("required", "optional"):
+        for name in d.get("input_order", {}).get(section, []):
+            yield name, d["input"][section][name], section == "required"
+
+
+def check_widget(node_type, name, decl, value):
+    k = kind(decl)
+    opts = decl[1] if len(decl) > 1 else {}
+    where = f"{node_type}.{name}={value!r}"
+    if k == "COMBO":
+        if name in FILE_COMBOS:
+            assert isinstance(value, str) and value, where
+        else:
+            assert value in options(decl), where
+    elif k in ("INT", "FLOAT"):
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        if k == "INT":
+            assert isinstance(value, int), where
+        assert opts.get("min", -float("inf")) <= value <= opts.get("max", float("inf")), where
+    elif k == "BOOLEAN":
+        assert isinstance(value, bool), where
+    elif k == "STRING":
+        assert isinstance(value, str), where
+
+
+def test_schema_subset_matches_comfyui_0_3_64():
+    if not os.path.exists(FULL_SCHEMA):
+        pytest.skip("full object_info dump not available here")
+    full = json.load(open(FULL_SCHEMA, encoding="utf-8"))
+    for name, d in json.load(open(CORE_SCHEMA, encoding="utf-8")).items():
+        assert full[name] == d, name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_is_valid(name, defs):
+    api = load(name + "_api.json")
+    for nid, node in api.items():
+        assert node["class_type"] in defs, f"unknown node type {node['class_type']}"
+        d = defs[node["class_type"]]
+        declared = {n: (decl, req) for n, decl, req in all_inputs(d)}
+        for inp, value in node["inputs"].items():
+            assert inp in declared, f"{node['class_type']} has no input {inp}"
+            decl, _ = declared[inp]
+            if isinstance(value, list):
+                src = api[value[0]]
+                out_type = defs[src["class_type"]]["output"][value[1]]
+                want = kind(decl)
+                assert out_type == want, f"{src['class_type']}[{value[1]}] {out_type} -> {node['class_type']}.{inp} {want}"
+            else:
+                assert kind(decl) in WIDGET_TYPES, f"{node['class_type']}.{inp} needs a link"
+                check_widget(node["class_type"], inp, decl, value)
+        for inp, (decl, required) in declared.items():
+            if required:
+                assert inp in node["inputs"], f"{node['class_type']} (id {nid}) misses required {inp}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_workflow_is_valid_and_matches_api(name, defs):
+    ui = load(name + ".json")
+    api = load(name + "_api.json")
+    assert ui["version"] == 0.4
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert {str(i) for i in nodes} == set(api)
+    links = {l[0]: l for l in ui["links"]}
+    for link_id, src, src_slot, dst, dst_slot, typ in ui["links"]:
+        out = nodes[src]["outputs"][src_slot]
+        inp = nodes[dst]["inputs"][dst_slot]
+        assert out["type"] == typ == inp["type"], (link_id, out, inp)
+        assert typ == defs[nodes[src]["type"]]["output"][src_slot]
+        assert link_id in out["links"] and inp["link"] == link_id
+        assert api[str(dst)]["inputs"][inp["name"]] == [str(src), src_slot]
+    for nid, n in nodes.items():
+        d = defs[n["type"]]
+        for k in ("pos", "size", "inputs", "outputs", "widgets_values"):
+            assert k in n, (nid, k)
+        linked = {i["name"] for i in n["inputs"] if i["link"] is not None}
+        for i in n["inputs"]:
+            assert i["link"] is None or i["link"] in links
+        widgets = []
+        for inp, decl, required in all_inputs(d):
+            if kind(decl) in WIDGET_TYPES:
+                widgets.append((inp, decl))
+            elif required:
+                assert inp in linked, f"{n['type']} (id {nid}) input {inp} is not connected"
+        values = list(n["widgets_values"])
+        for inp, decl in widgets:
+            if not values:
+                break
+            value = values.pop(0)
+            if inp not in linked:
+                check_widget(n["type"], inp, decl, value)
+                assert api[str(nid)]["inputs"][inp] == value
+            opts = decl[1] if len(decl) > 1 else {}
+            if kind(decl) == "INT" and (opts.get("control_after_generate") or inp in ("seed", "noise_seed")):
+                assert values.pop(0) in ("fixed", "randomize", "increment", "decrement")
+        assert len(values) == UI_EXTRA_WIDGETS.get(n["type"], 0), (n["type"], values)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_thumbnail_exists(name):
+    path = os.path.join(WORKFLOWS, name + ".png")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# -- running the API graphs ------------------------------------------------------------------------
+
+SRC_T, SRC_FPS, SPEECH_S = 10, 25.0, 0.6
+
+
+class StandIns:
+    """Minimal core nodes: synthetic media in, recorded media out."""
+
+    def __init__(self, text_dim):
+        self.saved, self.previews, self.text_dim = [], [], text_dim
+
+    def classes(self):
+        me = self
+
+        def node(fn):
+            return type(fn.__name__, (), {"FUNCTION": "run", "run": lambda self, **kw: fn(**kw)})
+
+        def LoadVideo(file):
+            return ({"file": file},)
+
+        def GetVideoComponents(video):
+            audio = {"waveform": torch.from_numpy(make_speech_like(SRC_T / SRC_FPS, sr=44100))[None, None],
+                     "sample_rate": 44100}
+            return (make_frames(T=SRC_T), audio, SRC_FPS)
+
+        def LoadAudio(audio):
+            wave = make_speech_like(SPEECH_S, sr=22050, seed=3)
+            return ({"waveform": torch.from_numpy(np.stack([wave, wave]))[None], "sample_rate": 22050},)
+
+        def CreateVideo(images, fps, audio=None):
+            from comfy_api.input_impl import VideoFromComponents
+            from comfy_api.util import VideoComponents
+            from fractions import Fraction
+
+            return (VideoFromComponents(VideoComponents(images=images, audio=audio, frame_rate=Fraction(fps))),)
+
+        def SaveVideo(video, filename_prefix, format, codec):
+            me.saved.append((filename_prefix, video.get_components()))
+            return ()
+
+        def MaskToImage(mask):
+            return (mask[..., None].expand(-1, -1, -1, 3),)
+
+        def PreviewImage(images):
+            me.previews.append(images)
+            return ()
+
+        def UNETLoader(unet_name, weight_dtype):
+            return ("wan-model",)
+
+        def CLIPLoader(clip_name, type, device="default"):
+            return ("umt5",)
+
+        def VAELoader(vae_name):
+            return (None,)  # the tiny model works on pixels and ignores the VAE
+
+        def CLIPTextEncode(text, clip):
+            return ([[torch.randn(1, 5, me.text_dim), {}]],)
+
+        def EmptyHunyuanLatentVideo(width, height, length, batch_size):
+            return ({"length": length},)
+
+        def ModelSamplingSD3(model, shift):
+            return (model,)
+
+        def KSampler(model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, denoise):
+            return (latent_image,)
+
+        def VAEDecode(samples, vae):
+            return (make_frames(T=samples["length"], seed=5),)
+
+        fns = [LoadVideo, GetVideoComponents, LoadAudio, CreateVideo, SaveVideo, MaskToImage, PreviewImage,
+               UNETLoader, CLIPLoader, VAELoader, CLIPTextEncode, EmptyHunyuanLatentVideo, ModelSamplingSD3,
+               KSampler, VAEDecode]
+        return {f.__name__: node(f) for f in fns}
+
+
+def execute(api, classes):
+    """Runs an API-format graph the way ComfyUI's executor does: inputs resolved from upstream outputs."""
+    outputs = {}
+
+    def run(nid):
+        if nid not in outputs:
+            node = api[nid]
+            cls = classes[node["class_type"]]
+            kwargs = {k: run(v[0])[v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
+            outputs[nid] = getattr(cls(), cls.FUNCTION)(**kwargs)
+        return outputs[nid]
+
+    for nid in api:
+        run(nid)
+    return outputs
+
+
+def fast(api, **widgets):
+    for node in api.values():
+        for k, v in widgets.items():
+            if k in node["inputs"] and not isinstance(node["inputs"][k], list):
+                node["inputs"][k] = v
+    return api
+
+
+def test_lipsync_video_workflow_runs_end_to_end(env):
+    import comfy.utils as cu
+
+    nodes, whisper_name = env
+    api = fast(load("omnisync_lipsync_video_api.json"), steps=10, window=0, encoder_name=whisper_name,
+               mouth="point", mouth_x=0.3, mouth_y=0.7, sigma_spatial=0.1)
+    stand = StandIns(text_dim=0)
+    cu.UPDATES.clear()
+    out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+
+    expected_T = round(SPEECH_S * SRC_FPS)  # follow_audio_loop: as long as the speech
+    (prefix, comps), = stand.saved
+    assert prefix == "video/omnisync"
+    assert comps.images.shape == (expected_T, 32, 32, 3)
+    assert float(comps.frame_rate) == SRC_FPS
+    assert comps.audio["waveform"].shape[-1] == round(SPEECH_S * 16000)
+    assert 0.0 <= float(comps.images.min()) and float(comps.images.max()) <= 1.0
+
+    gmap = out["8"][1]
+    assert gmap.shape == (expected_T, 32, 32) and float(gmap.max()) == pytest.approx(1.0)
+    y, x = divmod(int(gmap[0].flatten().argmax()), 32)
+    assert abs((x + 0.5) / 32 - 0.3) <= 0.1 and abs((y + 0.5) / 32 - 0.7) <= 0.1
+    assert stand.previews[0].shape == (expected_T, 32, 32, 3)
+
+    steps_run = len(out["7"][0].sigmas) - 1
+    assert [d for d, _ in cu.UPDATES] == list(range(1, steps_run + 1)) or cu.UPDATES[-1] == (steps_run, steps_run)
+    assert len(cu.UPDATES) >= steps_run
+
+
+def test_wan_workflow_runs_our_part_with_a_tiny_model(env):
+    nodes, whisper_name = env
+    model = nodes.OmniSyncModelLoader().load("omnisync.safetensors", "fp32")[0]
+    api = fast(load("omnisync_after_wan21_t2v_api.json"), steps=8, window=0, encoder_name=whisper_name,
+               length=9)
+    stand = StandIns(text_dim=model.model.config.text_dim)
+    execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+    saved = dict(stand.saved)
+    assert saved["video/wan_t2v"].images.shape[0] == 9
+    ours = saved["video/omnisync_wan"]
+    expected_T = round(SPEECH_S * 16)  # fps 16, follow_audio_pingpong
+    assert ours.images.shape == (expected_T, 32, 32, 3)
+    assert float(ours.frame_rate) == 16.0
+    assert ours.audio["waveform"].shape[-1] == round(SPEECH_S * 16000)

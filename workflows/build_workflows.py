@@ -1,0 +1,306 @@
+"""Writes the example workflows (UI and API JSON) and their graph thumbnails from one description.
+
+    python workflows/build_workflows.py
+
+Each graph is listed once below (node id, type, position, widget values, links); the UI format
+(what users drag into ComfyUI) and the API format (what is POSTed to /prompt) are both derived from
+it, with widget order taken from the node definitions: ComfyUI 0.3.64's object_info for core nodes
+(a subset is kept in tests/fakes/object_info_core_subset.json) and our INPUT_TYPES for OmniSync nodes.
+Needs matplotlib for the thumbnails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CORE_SCHEMA = os.path.join(ROOT, "tests", "fakes", "object_info_core_subset.json")
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+# Extra UI-only widget values the frontend stores after the declared ones (upload buttons, previews).
+EXTRA_UI_WIDGETS = {"LoadVideo": ["image"], "LoadAudio": [None, None]}
+SEED_NAMES = ("seed", "noise_seed")  # INT widgets the frontend follows with "control after generate"
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    pos: Tuple[int, int]
+    widgets: Dict[str, object] = field(default_factory=dict)
+    links: Dict[str, Tuple[int, int]] = field(default_factory=dict)  # input name -> (source id, output slot)
+    size: Tuple[int, int] = (300, 130)
+    title: Optional[str] = None
+
+
+def node_definitions() -> dict:
+    """object_info-shaped definitions of the core nodes used and of the OmniSync nodes."""
+    with open(CORE_SCHEMA, encoding="utf-8") as f:
+        defs = json.load(f)
+    sys.path.insert(0, ROOT)
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from fakes import comfy_fakes
+
+    with comfy_fakes(os.path.join(ROOT, "tests")):
+        from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+
+        for name, cls in NODE_CLASS_MAPPINGS.items():
+            spec = cls.INPUT_TYPES()
+            defs[name] = {
+                "input": spec,
+                "input_order": {k: list(v) for k, v in spec.items()},
+                "output": list(cls.RETURN_TYPES),
+                "output_name": list(cls.RETURN_NAMES),
+                "display_name": NODE_DISPLAY_NAME_MAPPINGS[name],
+            }
+    return defs
+
+
+def input_kind(spec) -> str:
+    """'COMBO' for option lists, else the declared type name."""
+    t = spec[0]
+    return "COMBO" if isinstance(t, list) else t
+
+
+def ordered_inputs(defn: dict):
+    for section in ("required", "optional"):
+        for name in defn.get("input_order", {}).get(section, []):
+            yield name, defn["input"][section][name], section == "optional"
+
+
+def to_api(graph) -> dict:
+    out = {}
+    for n in graph:
+        inputs = {k: v for k, v in n.widgets.items()}
+        inputs.update({k: [str(src), slot] for k, (src, slot) in n.links.items()})
+        out[str(n.id)] = {"class_type": n.type, "inputs": inputs, "_meta": {"title": n.title or n.type}}
+    return out
+
+
+def to_ui(graph, defs) -> dict:
+    by_id = {n.id: n for n in graph}
+    links, link_id = [], 0
+    out_links: Dict[Tuple[int, int], list] = {}
+    in_link: Dict[Tuple[int, str], int] = {}
+    for n in sorted(graph, key=lambda n: n.id):
+        for name, (src, slot) in n.links.items():
+            link_id += 1
+            typ = defs[by_id[src].type]["output"][slot]
+            target_slot = [i for i, (nm, spec, _) in enumerate(_sockets(n, defs)) if nm == name][0]
+            links.append([link_id, src, slot, n.id, target_slot, typ])
+            out_links.setdefault((src, slot), []).append(link_id)
+            in_link[(n.id, name)] = link_id
+    nodes = []
+    for order, n in enumerate(_topological(graph)):
+        d = defs[n.type]
+        inputs = []
+        for name, spec, optional in _sockets(n, defs):
+            entry = {"name": name, "type": input_kind(spec), "link": in_link.get((n.id, name))}
+            if optional:
+                entry["shape"] = 7
+            if input_kind(spec) in WIDGET_TYPES:
+                entry["widget"] = {"name": name}
+            inputs.append(entry)
+        widgets_values = []
+        for name, spec, _ in ordered_inputs(d):
+            if input_kind(spec) not in WIDGET_TYPES:
+                continue
+            opts = spec[1] if len(spec) > 1 else {}
+            if name in n.widgets:
+                value = n.widgets[name]
+            elif name in n.links:
+                value = opts.get("default")  # a widget fed by a link still keeps a value
+            else:
+                continue  # optional widget left out (e.g. CLIPLoader's advanced device)
+            widgets_values.append(value)
+            if input_kind(spec) == "INT" and (opts.get("control_after_generate") or name in SEED_NAMES):
+                widgets_values.append("fixed")
+        widgets_values += EXTRA_UI_WIDGETS.get(n.type, [])
+        outputs = [
+            {"name": nm, "type": typ, "links": out_links.get((n.id, i), []), "slot_index": i}
+            for i, (nm, typ) in enumerate(zip(d["output_name"], d["output"]))
+        ]
+        node = {
+            "id": n.id, "type": n.type, "pos": list(n.pos), "size": list(n.size), "flags": {}, "order": order,
+            "mode": 0, "inputs": inputs, "outputs": outputs,
+            "properties": {"Node name for S&R": n.type}, "widgets_values": widgets_values,
+        }
+        if n.title:
+            node["title"] = n.title
+        nodes.append(node)
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "omnisync/" + "/".join(n.type for n in graph))),
+        "revision": 0, "last_node_id": max(n.id for n in graph), "last_link_id": link_id,
+        "nodes": nodes, "links": links, "groups": [], "config": {},
+        "extra": {"ds": {"scale": 0.6, "offset": [60, 60]}}, "version": 0.4,
+    }
+
+
+def _sockets(n: Node, defs):
+    """UI input slots: every non-widget input, plus widgets that a link feeds."""
+    return [(nm, spec, opt) for nm, spec, opt in ordered_inputs(defs[n.type])
+            if input_kind(spec) not in WIDGET_TYPES or nm in n.links]
+
+
+def _topological(graph):
+    done, order = set(), []
+    pending = sorted(graph, key=lambda n: n.id)
+    while pending:
+        for n in pending:
+            if all(src in done for src, _ in n.links.values()):
+                order.append(n)
+                done.add(n.id)
+                pending.remove(n)
+                break
+        else:
+            raise ValueError("cycle in graph")
+    return order
+
+
+# -- the graphs ----------------------------------------------------------------------------------
+
+SAMPLER_WIDGETS = dict(omega_base=1.0, omega_peak=3.0, sigma_spatial=0.15, gamma=1.5, mouth="auto",
+                       mouth_x=0.5, mouth_y=0.62, window=16, overlap=2)
+
+
+def lipsync_video_graph():
+    return [
+        Node(1, "LoadVideo", (0, 0), {"file": "talking_head.mp4"}, size=(300, 320)),
+        Node(2, "GetVideoComponents", (0, 380), links={"video": (1, 0)}, size=(260, 70)),
+        Node(3, "LoadAudio", (0, 500), {"audio": "new_speech.wav"}, size=(300, 140)),
+        Node(4, "OmniSyncModelLoader", (360, 0), {"model_name": "omnisync.safetensors", "dtype": "auto"}, size=(320, 82)),
+        Node(5, "OmniSyncWhisperLoader", (360, 130), {"encoder_name": "bundled: whisper tiny.en"}, size=(320, 60)),
+        Node(6, "OmniSyncAudioEncode", (360, 240),
+             {"fps": 25.0, "num_frames": 33, "length_mode": "follow_audio_loop"},
+             links={"audio": (3, 0), "fps": (2, 2), "audio_encoder": (5, 0), "images": (2, 0)}, size=(320, 170)),
+        Node(7, "OmniSyncNoiseInit", (740, 0), {"tau": 0.92, "steps": 50, "shift": 1.0, "seed": 0},
+             links={"model": (4, 0), "images": (2, 0), "omnisync_audio": (6, 0)}, size=(320, 220)),
+        Node(8, "OmniSyncSampler", (740, 280), dict(SAMPLER_WIDGETS),
+             links={"model": (4, 0), "latent": (7, 0), "omnisync_audio": (6, 0)}, size=(320, 330)),
+        Node(9, "OmniSyncVideoAssemble", (1120, 0), {"composite": False, "composite_radius": 0.2, "feather_px": 4.0},
+             links={"latent": (8, 0), "omnisync_audio": (6, 0)}, size=(320, 150)),
+        Node(10, "CreateVideo", (1120, 220), {"fps": 25.0}, links={"images": (9, 0), "fps": (9, 2), "audio": (9, 1)},
+             size=(270, 80)),
+        Node(11, "SaveVideo", (1500, 0), {"filename_prefix": "video/omnisync", "format": "auto", "codec": "auto"},
+             links={"video": (10, 0)}, size=(420, 420)),
+        Node(12, "MaskToImage", (1120, 360), links={"mask": (8, 1)}, size=(220, 30), title="Guidance map"),
+        Node(13, "PreviewImage", (1120, 460), links={"images": (12, 0)}, size=(300, 250)),
+    ]
+
+
+WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+                "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+                "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
+
+
+def wan_t2v_graph():
+    # Nodes 3–50 copy the layout of ComfyUI's template text_to_video_wan.json (comfyui-workflow-templates 0.1.95).
+    return [
+        Node(37, "UNETLoader", (-120, 40), {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors", "weight_dtype": "default"},
+             size=(390, 82)),
+        Node(38, "CLIPLoader", (-120, 170), {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
+                                             "device": "default"}, size=(390, 106)),
+        Node(39, "VAELoader", (-120, 320), {"vae_name": "wan_2.1_vae.safetensors"}, size=(390, 60)),
+        Node(40, "EmptyHunyuanLatentVideo", (-80, 490), {"width": 832, "height": 480, "length": 33, "batch_size": 1},
+             size=(315, 130)),
+        Node(6, "CLIPTextEncode", (310, 40), {"text": "a news presenter talking to the camera in a bright studio, "
+                                                      "medium close-up, static camera"},
+             links={"clip": (38, 0)}, size=(422, 164), title="CLIP Text Encode (Positive Prompt)"),
+        Node(7, "CLIPTextEncode", (310, 250), {"text": WAN_NEGATIVE}, links={"clip": (38, 0)}, size=(425, 180),
+             title="CLIP Text Encode (Negative Prompt)"),
+        Node(48, "ModelSamplingSD3", (770, 40), {"shift": 8.0}, links={"model": (37, 0)}, size=(210, 58)),
+        Node(3, "KSampler", (770, 160), {"seed": 82628696717253, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc",
+                                         "scheduler": "simple", "denoise": 1.0},
+             links={"model": (48, 0), "positive": (6, 0), "negative": (7, 0), "latent_image": (40, 0)}, size=(315, 262)),
+        Node(8, "VAEDecode", (1100, 40), links={"samples": (3, 0), "vae": (39, 0)}, size=(210, 46)),
+        Node(49, "CreateVideo", (1100, 140), {"fps": 16.0}, links={"images": (8, 0)}, size=(270, 78)),
+        Node(50, "SaveVideo", (1100, 270), {"filename_prefix": "video/wan_t2v", "format": "auto", "codec": "auto"},
+             links={"video": (49, 0)}, size=(480, 440)),
+        # OmniSync: dub the generated clip with a speech track.
+        Node(60, "LoadAudio", (1400, 40), {"audio": "new_speech.wav"}, size=(300, 140)),
+        Node(61, "OmniSyncModelLoader", (1400, 230), {"model_name": "omnisync.safetensors", "dtype": "auto"},
+             size=(320, 82)),
+        Node(62, "OmniSyncWhisperLoader", (1400, 350), {"encoder_name": "bundled: whisper tiny.en"}, size=(320, 60)),
+        Node(63, "OmniSyncLipSync", (1760, 40),
+             {"fps": 16.0, "length_mode": "follow_audio_pingpong", "tau": 0.92, "steps": 50, "seed": 0,
+              "omega_peak": 3.0, "mouth": "auto", "mouth_x": 0.5, "mouth_y": 0.62, "window": 16, "overlap": 2,
+              "composite": False},
+             links={"model": (61, 0), "audio_encoder": (62, 0), "images": (8, 0), "audio": (60, 0),
+                    "vae": (39, 0), "conditioning": (6, 0)}, size=(340, 480)),
+        Node(64, "SaveVideo", (2140, 40), {"filename_prefix": "video/omnisync_wan", "format": "auto", "codec": "auto"},
+             links={"video": (63, 4)}, size=(480, 440)),
+        Node(65, "MaskToImage", (2140, 540), links={"mask": (63, 2)}, size=(220, 30), title="Guidance map"),
+        Node(66, "PreviewImage", (2140, 640), links={"images": (65, 0)}, size=(300, 250)),
+    ]
+
+
+GRAPHS = {
+    "omnisync_lipsync_video": lipsync_video_graph,
+    "omnisync_after_wan21_t2v": wan_t2v_graph,
+}
+
+
+def render_thumbnail(graph, defs, path: str, title: str) -> None:
+    """A simple picture of the graph: one box per node, one arrow per link, coloured by kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    by_id = {n.id: n for n in graph}
+    box_h = 56
+    width = {n.id: max(n.size[0], 200) for n in graph}  # the node's width in the UI
+    fig, ax = plt.subplots(figsize=(16, 7), dpi=80)
+    for n in graph:
+        for src, _ in n.links.values():
+            a, b = by_id[src].pos, n.pos
+            wa, wb = width[src], width[n.id]
+            if b[0] < a[0] + wa:  # target not right of the source: top to bottom
+                start, end = (a[0] + wa / 2, a[1] + box_h), (b[0] + wb / 2, b[1])
+            else:
+                start, end = (a[0] + wa, a[1] + box_h / 2), (b[0], b[1] + box_h / 2)
+            ax.add_patch(FancyArrowPatch(start, end,
+                                         arrowstyle="-|>", mutation_scale=12, color="#8899aa", lw=1.2,
+                                         connectionstyle="arc3,rad=0.08"))
+    for n in graph:
+        ours = n.type.startswith("OmniSync")
+        colour = "#2e7d6b" if ours else "#3f4a5c"
+        ax.add_patch(FancyBboxPatch((n.pos[0], n.pos[1]), width[n.id], box_h, boxstyle="round,pad=4,rounding_size=12",
+                                    fc=colour, ec="#d0d8e0", lw=1.2))
+        label = defs[n.type].get("display_name") or n.type
+        ax.text(n.pos[0] + width[n.id] / 2, n.pos[1] + box_h / 2, label, ha="center", va="center", color="white",
+                fontsize=8)
+    xs = [n.pos[0] for n in graph]
+    ys = [n.pos[1] for n in graph]
+    ax.set_xlim(min(xs) - 40, max(n.pos[0] + width[n.id] for n in graph) + 40)
+    ax.set_ylim(max(ys) + box_h + 40, min(ys) - 80)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title, color="white", fontsize=14)
+    fig.patch.set_facecolor("#1e1e24")
+    fig.savefig(path, facecolor=fig.get_facecolor(), bbox_inches="tight")
+    plt.close(fig)
+
+
+def main() -> None:
+    defs = node_definitions()
+    titles = {"omnisync_lipsync_video": "OmniSync: lip-sync a video to new speech",
+              "omnisync_after_wan21_t2v": "Wan 2.1 text-to-video, then OmniSync lip-sync"}
+    for name, make in GRAPHS.items():
+        graph = make()
+        with open(os.path.join(HERE, name + ".json"), "w", encoding="utf-8") as f:
+            json.dump(to_ui(graph, defs), f, indent=1, ensure_ascii=False)
+        with open(os.path.join(HERE, name + "_api.json"), "w", encoding="utf-8") as f:
+            json.dump(to_api(graph), f, indent=1, ensure_ascii=False)
+        render_thumbnail(graph, defs, os.path.join(HERE, name + ".png"), titles[name])
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main()
