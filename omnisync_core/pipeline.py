@@ -217,7 +217,7 @@ class OmniSyncPipeline:
             text = opts.text.to(self.device, self.dtype) if opts.text is not None else None
             latents, info = denoise(
                 self.model, x_init, src, tokens, text, sigmas, opts.guidance, centres,
-                progress=window_progress, cancel=cancel, frame_offset=self._latent_offset(s),
+                progress=window_progress, cancel=cancel,
             )
             decoded = self.codec.decode(latents.float().cpu())[: e - s]  # (T_w, H, W, 3)
             wts = blend_weights(e - s, *self._overlaps(windows, w_idx))
@@ -225,7 +225,9 @@ class OmniSyncPipeline:
             weight_sum[s:e] += wts
             gmap[s:e] += wts[:, None, None] * self._frames_from_latent_map(info["guidance_map"], e - s, H_p, W_p)
             found_centres[s:e] += wts[:, None] * self._frames_from_latent_centres(info["centres"], e - s)
-            fallback_frames += [s + f for f in info.get("fallback_frames", [])]
+            lost = set(info["fallback_frames"])  # latent frames of this window with no mouth found
+            of_latent = self._frame_index_of_latent(e - s)
+            fallback_frames += [s + t for t in range(e - s) if int(of_latent[t]) in lost]
 
         out = out / weight_sum[:, None, None, None]
         gmap = gmap / weight_sum[:, None, None]
@@ -233,7 +235,10 @@ class OmniSyncPipeline:
         out = crop_back(out[:T_out], pads)
         gmap = gmap[:T_out, : out.shape[1], : out.shape[2]]
         centres_px = centres_px[:T_out]
-        report["mouth"]["fallback_latent_frames"] = sorted(set(fallback_frames))
+        fallback = sorted(t for t in set(fallback_frames) if t < T_out)
+        if fallback:  # no mouth located there: those frames are passed through unchanged, and said so
+            out[fallback] = frames[fallback]
+            report["mouth"]["fallback_frames"] = fallback
 
         if opts.composite:
             mask = mouth_region_mask(

@@ -1,0 +1,192 @@
+"""Model and codec configuration: plain dataclasses, serialised into checkpoint metadata.
+
+:class:`DiTConfig` describes an :class:`~omnisync_core.model.dit.OmniSyncDiT`; its field names follow
+Wan 2.1's ``WanModel`` arguments (``in_dim`` = ``out_dim`` = ``latent_channels`` here), so a Wan 2.1
+T2V checkpoint maps onto the ``"wan2.1-1.3b"`` preset. :class:`CodecSpec` names the latent space the
+model was trained in (pixel space-to-depth or an external VAE); :func:`~omnisync_core.model.codec.
+codec_from_spec` builds the codec from it. Both survive a JSON round trip (tuples come back as tuples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ..errors import OmniSyncError
+
+# Whisper tiny.en: d_model 384, 4 encoder layers -> 5 hidden states (embedding output + 4 layers).
+# OmniSync stacks all of them per audio feature, so one audio token is 5 · 384 = 1920 numbers.
+WHISPER_TINY_EN_TOKEN_DIM = 5 * 384
+
+
+def _from_dict(cls, d: Mapping[str, Any], what: str):
+    if not isinstance(d, Mapping):
+        raise OmniSyncError(f"{what} must be a JSON object (dict), got {type(d).__name__}.")
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in d:
+        if key not in known:
+            raise OmniSyncError(
+                f"unknown {what} key {key!r}; valid keys are {known}. Remove or rename it "
+                "(the file may come from a newer OmniSync version)."
+            )
+    return cls(**dict(d))
+
+
+# -- the DiT ---------------------------------------------------------------------------------------
+
+@dataclass
+class DiTConfig:
+    """Sizes and switches of :class:`OmniSyncDiT`.
+
+    dim, ffn_dim, num_heads, num_layers: transformer width, MLP width, heads, blocks.
+    latent_channels: C of the latents the model denoises (in and out).
+    text_dim: width of the text features (umT5-XXL: 4096). text_len: Wan 2.1 zero-pads the text
+        features to this many tokens before embedding them (it was trained that way); longer text is
+        refused. use_text=False builds no text branch at all.
+    freq_dim: width of the sinusoidal timestep features.
+    patch_size: (t, h, w) patch of the 3D patch embedding.
+    audio_dim: width of one audio token (Whisper hidden states stacked); 0 = no audio branch.
+    source_condition: the reference/source latents are concatenated to the input channels.
+    qk_norm: RMS-normalise queries and keys. cross_attn_norm: LayerNorm before text cross-attention.
+    eps: epsilon of every norm.
+    """
+
+    dim: int
+    ffn_dim: int
+    num_heads: int
+    num_layers: int
+    latent_channels: int
+    text_dim: int = 4096
+    freq_dim: int = 256
+    patch_size: Tuple[int, int, int] = (1, 2, 2)
+    audio_dim: int = 0
+    text_len: int = 512
+    use_text: bool = True
+    source_condition: bool = True
+    qk_norm: bool = True
+    cross_attn_norm: bool = True
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        self.patch_size = tuple(int(p) for p in self.patch_size)
+        # lazily evaluated, in order, so that a later check may assume the earlier ones hold
+        checks = [
+            (lambda: min(self.dim, self.ffn_dim, self.num_heads, self.num_layers, self.latent_channels) >= 1,
+             "dim, ffn_dim, num_heads, num_layers and latent_channels must be >= 1"),
+            (lambda: self.dim % self.num_heads == 0,
+             f"dim {self.dim} must be divisible by num_heads {self.num_heads}"),
+            (lambda: self.head_dim % 2 == 0 and self.head_dim >= 6,
+             f"head_dim = dim / num_heads must be even and >= 6 for the 3D RoPE (got {self.dim}/{self.num_heads})"),
+            (lambda: len(self.patch_size) == 3 and min(self.patch_size) >= 1,
+             "patch_size is three positive ints (t, h, w)"),
+            (lambda: self.freq_dim >= 2 and self.freq_dim % 2 == 0, "freq_dim must be even and >= 2"),
+            (lambda: self.audio_dim >= 0, "audio_dim must be >= 0 (0 = no audio branch)"),
+            (lambda: self.text_dim >= 1 and self.text_len >= 1, "text_dim and text_len must be >= 1"),
+            (lambda: self.eps > 0, "eps must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok():
+                raise OmniSyncError(f"bad DiT config: {message}.")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def in_channels(self) -> int:
+        """Channels entering the patch embedding: noisy latents, plus source latents when conditioned."""
+        return self.latent_channels * (2 if self.source_condition else 1)
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DiTConfig":
+        return _from_dict(cls, d, "DiT config")
+
+
+PRESETS: Dict[str, DiTConfig] = {
+    # Wan 2.1 T2V-1.3B backbone; audio tokens are Whisper tiny.en, 5 hidden states x 384.
+    "wan2.1-1.3b": DiTConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30, latent_channels=16,
+                             text_dim=4096, audio_dim=WHISPER_TINY_EN_TOKEN_DIM),
+    # For tests and CPU smoke runs: seconds per step.
+    "tiny": DiTConfig(dim=64, ffn_dim=128, num_heads=2, num_layers=2, latent_channels=12, text_dim=32,
+                      audio_dim=40),
+    # A from-scratch pixel-codec model at 128x128: PixelCodec(patch=8) gives 3·8² = 192 channels at 16x16.
+    "small": DiTConfig(dim=256, ffn_dim=1024, num_heads=4, num_layers=6, latent_channels=192, text_dim=64,
+                       audio_dim=WHISPER_TINY_EN_TOKEN_DIM, use_text=False),
+}
+
+
+def preset(name: str, **overrides: Any) -> DiTConfig:
+    """A copy of ``PRESETS[name]`` with fields replaced by ``overrides`` (validated again)."""
+    if name not in PRESETS:
+        raise OmniSyncError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}.")
+    d = PRESETS[name].to_dict()
+    for key in overrides:
+        if key not in d:
+            raise OmniSyncError(f"unknown DiT config field {key!r} in the overrides; valid fields are {list(d)}.")
+    d.update(overrides)
+    return DiTConfig.from_dict(d)
+
+
+# -- the codec -------------------------------------------------------------------------------------
+
+CODEC_TYPES = ("pixel", "vae")
+# Wan 2.1 VAE: 16 channels, 4 video frames per latent frame (after the first), 8 pixels per latent pixel.
+WAN_VAE_DEFAULTS = {"latent_channels": 16, "temporal_factor": 4, "spatial_factor": 8}
+
+
+@dataclass
+class CodecSpec:
+    """The latent space a checkpoint was trained in.
+
+    type: "pixel" (space-to-depth of the frames, needs ``patch``) or "vae" (an external video VAE).
+    latent_channels, temporal_factor, spatial_factor: left as None, they are filled in from the type:
+        pixel -> 3·patch², 1, patch; vae -> Wan 2.1's 16, 4, 8.
+    latents_mean, latents_std: optional per-channel VAE latent normalisation (vae only).
+    """
+
+    type: str = "pixel"
+    patch: Optional[int] = None
+    latent_channels: Optional[int] = None
+    temporal_factor: Optional[int] = None
+    spatial_factor: Optional[int] = None
+    latents_mean: Optional[List[float]] = None
+    latents_std: Optional[List[float]] = None
+
+    def __post_init__(self):
+        if self.type not in CODEC_TYPES:
+            raise OmniSyncError(f"codec type must be one of {CODEC_TYPES}, got {self.type!r}.")
+        if self.type == "pixel":
+            if self.patch is None or int(self.patch) < 1:
+                raise OmniSyncError("a pixel codec spec needs patch >= 1, e.g. CodecSpec(type='pixel', patch=8).")
+            self.patch = int(self.patch)
+            implied = {"latent_channels": 3 * self.patch ** 2, "temporal_factor": 1, "spatial_factor": self.patch}
+        else:
+            implied = WAN_VAE_DEFAULTS
+        for key, value in implied.items():
+            got = getattr(self, key)
+            if got is None:
+                setattr(self, key, value)
+            elif self.type == "pixel" and int(got) != value:
+                raise OmniSyncError(
+                    f"pixel codec with patch {self.patch} has {key}={value}, but the spec says {got}; "
+                    f"drop {key} from the spec or fix it."
+                )
+            else:
+                setattr(self, key, int(got))
+        for key in ("latents_mean", "latents_std"):
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, [float(v) for v in value])
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CodecSpec":
+        return _from_dict(cls, d, "codec spec")

@@ -1,0 +1,189 @@
+"""The DS-CFG flow-matching sampler: one window (:func:`denoise`) and a whole latent video
+(:func:`sample_windowed`, overlapping windows with cross-faded seams).
+
+Latents here are (C, F, h, w) without a batch axis; the model is called with a batch of 1, or 2
+when the conditional and unconditional passes are needed together (batched in one forward).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple, Union
+
+import torch
+
+from ..errors import OmniSyncError
+from ..progress import CancelCheck, ProgressCallback, check_cancel, report
+from .guidance import GuidanceConfig, ds_cfg_combine, guidance_weight, passes_needed, spatial_guidance_map
+from .mouth import DEFAULT_MOUTH_CENTRE, centres_from_guidance, fill_missing
+from .schedule import FlowMatchSchedule, sigma_to_timestep
+from .windows import blend_weights, plan_windows
+
+Centres = Union[str, torch.Tensor]  # "auto" or (F, 2) frame fractions
+
+
+def _model_dtype(model) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def _predict(model, x, sigma, source, audio, text, which: str) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """(v_c, v_u), each (C, F, h, w) float32 or None when not needed.
+
+    ``which``: "cond", "uncond" or "both" (one batched forward of 2). The unconditional pass zeroes
+    the audio tokens (the trainer's dropout convention); the text description is kept in both.
+    """
+    dtype = _model_dtype(model)
+    xin = x.to(dtype)[None]
+    src = source.to(dtype)[None]
+    txt = text.to(dtype)[None] if text is not None else None
+    t = torch.tensor([float(sigma_to_timestep(sigma))])
+    if audio is None:  # no audio branch: nothing to guide
+        return model(xin, t, source=src, audio=None, text=txt)[0].float(), None
+    aud = audio.to(dtype)[None]
+    if which == "cond":
+        return model(xin, t, source=src, audio=aud, text=txt)[0].float(), None
+    if which == "uncond":
+        return None, model(xin, t, source=src, audio=torch.zeros_like(aud), text=txt)[0].float()
+    out = model(
+        torch.cat([xin, xin]), t.expand(2), source=src.expand(2, -1, -1, -1, -1),
+        audio=torch.cat([aud, torch.zeros_like(aud)]), text=txt.expand(2, -1, -1) if txt is not None else None,
+    ).float()
+    return out[0], out[1]
+
+
+@torch.no_grad()
+def denoise(
+    model,
+    x_init: torch.Tensor,
+    source: torch.Tensor,
+    audio_tokens: Optional[torch.Tensor],
+    text: Optional[torch.Tensor],
+    sigmas: torch.Tensor,
+    guidance: GuidanceConfig,
+    centres: Centres = "auto",
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> Tuple[torch.Tensor, Dict]:
+    """Euler-integrate one window from σ = sigmas[0] to sigmas[-1] with DS-CFG.
+
+    Args:
+        model: OmniSyncDiT (``forward(x, timestep, source, audio, text) -> v``).
+        x_init: (C, F, h, w) start latents (progressive noise init at σ = sigmas[0]).
+        source: (C, F, h, w) source latents.
+        audio_tokens: (F, N_a, K) or None (a model without audio branch: plain sampling).
+        text: (L, text_dim) or None.
+        sigmas: (S + 1,) decreasing σ, e.g. ``FlowMatchSchedule(50).truncate(0.92)``.
+        guidance: DS-CFG configuration (Eqs. 7–9).
+        centres: "auto" (found at the first step from |v_c − v_u|) or (F, 2) frame fractions.
+
+    Returns:
+        latents (C, F, h, w) float32 and info: ``guidance_map`` (F, h, w) the weight G·ω of the first
+        step, ``centres`` (F, 2), ``fallback_frames`` (latent frames of this window where auto mode found
+        no mouth), ``forward_passes``, ``mouth`` (report of the centre search).
+    """
+    if x_init.shape != source.shape or x_init.ndim != 4:
+        raise OmniSyncError(f"x_init {tuple(x_init.shape)} and source {tuple(source.shape)} must both be (C, F, h, w).")
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
+    if sigmas.ndim != 1 or sigmas.numel() < 2 or bool((sigmas[1:] >= sigmas[:-1]).any()):
+        raise OmniSyncError("sigmas must be a decreasing schedule of at least 2 values (σ from τ down to 0).")
+    _, F_, h, w = x_init.shape
+    device = x_init.device
+    x = x_init.float()
+    steps = sigmas.numel() - 1
+    info: Dict = {"fallback_frames": [], "forward_passes": 0, "mouth": {}}
+    spatial = None
+    if not isinstance(centres, str):
+        centres = torch.as_tensor(centres, dtype=torch.float32).cpu()
+        if centres.shape != (F_, 2):
+            raise OmniSyncError(f"mouth centres must be ({F_}, 2) for this window, got {tuple(centres.shape)}.")
+        spatial = spatial_guidance_map(centres, h, w, guidance)
+        info["mouth"] = {"source": "given"}
+    elif centres != "auto":
+        raise OmniSyncError(f"centres must be 'auto' or an (F, 2) tensor, got {centres!r}.")
+
+    for i in range(steps):
+        check_cancel(cancel)
+        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
+        if spatial is None and audio_tokens is not None:  # auto: find the mouth from this first step
+            v_c, v_u = _predict(model, x, s, source, audio_tokens, text, "both")
+            info["forward_passes"] += 1
+            found_c, found = centres_from_guidance((v_c - v_u).abs())
+            centres, fill = fill_missing(found_c, found, DEFAULT_MOUTH_CENTRE)
+            info["fallback_frames"] = [f for f in range(F_) if not bool(found[f])]
+            info["mouth"] = {"source": "auto", **fill}
+            spatial = spatial_guidance_map(centres, h, w, guidance)
+            weight = guidance_weight(spatial, s, guidance)
+            v = ds_cfg_combine(v_c, v_u, weight.to(device))
+        else:
+            if spatial is None:  # no audio branch, auto: nothing to locate
+                centres = torch.tensor(DEFAULT_MOUTH_CENTRE).expand(F_, 2).clone()
+                spatial = spatial_guidance_map(centres, h, w, guidance)
+                info["mouth"] = {"source": "default (model has no audio branch)"}
+            weight = guidance_weight(spatial, s, guidance)
+            which = passes_needed(weight) if audio_tokens is not None else "cond"
+            v_c, v_u = _predict(model, x, s, source, audio_tokens, text, which)
+            info["forward_passes"] += 1
+            v = v_c if which == "cond" else v_u if which == "uncond" else ds_cfg_combine(v_c, v_u, weight.to(device))
+        if i == 0:
+            info["guidance_map"] = weight.clone()
+        x = FlowMatchSchedule.step(v, x, s, s_next)
+        report(progress, i + 1, steps, f"σ {s_next:.3f}")
+    info["centres"] = centres
+    return x, info
+
+
+def sample_windowed(
+    model,
+    x_init: torch.Tensor,
+    source: torch.Tensor,
+    audio_tokens: Optional[torch.Tensor],
+    text: Optional[torch.Tensor],
+    sigmas: torch.Tensor,
+    guidance: GuidanceConfig,
+    centres: Centres = "auto",
+    window: int = 0,
+    overlap: int = 2,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+) -> Tuple[torch.Tensor, torch.Tensor, Dict]:
+    """Denoise a whole latent video in overlapping windows of ``window`` latent frames.
+
+    Shapes as in :func:`denoise`, with F the whole clip. ``window = 0`` (or ≥ F) is one window.
+    Each window is denoised on its own; in the ``overlap`` frames two windows share, the results are
+    cross-faded linearly. Progress counts steps over all windows.
+
+    Returns latents (C, F, h, w) float32, guidance_map (F, h, w) (first-step weight, blended) and a
+    report: ``windows``, ``centres`` (F, 2), ``fallback_frames`` (latent frames), ``forward_passes``.
+    """
+    C, F_, h, w = x_init.shape
+    windows = [(0, F_)] if window == 0 or window >= F_ else plan_windows(F_, window, overlap)
+    steps = torch.as_tensor(sigmas).numel() - 1
+    total = steps * len(windows)
+    out = torch.zeros(C, F_, h, w)
+    gmap = torch.zeros(F_, h, w)
+    found_centres = torch.zeros(F_, 2)
+    weight_sum = torch.zeros(F_)
+    fallback: List[int] = []
+    passes = 0
+    for k, (s, e) in enumerate(windows):
+        check_cancel(cancel)
+        left = windows[k - 1][1] - s if k > 0 else 0
+        right = e - windows[k + 1][0] if k + 1 < len(windows) else 0
+
+        def window_progress(done, _total, message, _base=k * steps):
+            report(progress, _base + done, total, message)
+
+        win_centres = centres if isinstance(centres, str) else centres[s:e]
+        lat, info = denoise(model, x_init[:, s:e], source[:, s:e],
+                            audio_tokens[s:e] if audio_tokens is not None else None, text, sigmas, guidance,
+                            win_centres, progress=window_progress, cancel=cancel)
+        wts = blend_weights(e - s, max(left, 0), max(right, 0))  # (F_w,)
+        out[:, s:e] += wts.view(1, -1, 1, 1) * lat.cpu()
+        gmap[s:e] += wts.view(-1, 1, 1) * info["guidance_map"].cpu()
+        found_centres[s:e] += wts[:, None] * info["centres"].cpu()
+        weight_sum[s:e] += wts
+        fallback += [s + f for f in info["fallback_frames"]]
+        passes += info["forward_passes"]
+    out = out / weight_sum.view(1, -1, 1, 1)
+    report_ = {"windows": windows, "centres": found_centres / weight_sum[:, None],
+               "fallback_frames": sorted(set(fallback)), "forward_passes": passes}
+    return out, gmap / weight_sum.view(-1, 1, 1), report_
