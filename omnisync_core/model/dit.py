@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import OmniSyncError
-from .config import DiTConfig
+from .config import X0_MIN_SIGMA, DiTConfig
 
 ROPE_THETA = 10000.0
 SINUSOID_BASE = 10000.0
@@ -361,8 +361,12 @@ class OmniSyncDiT(nn.Module):
             else:
                 h = block(h, e0, rope, context, tokens)
 
-        out = self.head(h, e)  # (B, L, pt·ph·pw·C)
-        return self.unpatchify(out, grid).to(x.dtype)
+        out = self.unpatchify(self.head(h, e), grid)  # (B, C, F, H, W)
+        if cfg.prediction == "x0_residual":
+            x0 = source.float() + out.float()  # x̂₀ = source + residual
+            sigma = (t.to(device, torch.float32) / MAX_TIMESTEP).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
+            out = (x.float() - x0) / sigma  # the velocity of the linear path towards x̂₀
+        return out.to(x.dtype)
 
     def unpatchify(self, x: torch.Tensor, grid: Tuple[int, int, int]) -> torch.Tensor:
         """(B, F'·H'·W', pt·ph·pw·C) -> (B, C, F'·pt, H'·ph, W'·pw)."""

@@ -15,6 +15,7 @@ from ..errors import OmniSyncError
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 MIXED_PRECISION = ("no", "bf16")
+LOSS_WEIGHTING = ("velocity", "x0")
 PARALLEL = ("ddp", "fsdp")
 
 
@@ -46,6 +47,9 @@ class TrainConfig:
     logit_mean: float = 0.0
     logit_std: float = 1.0
     timestep_shift: float = 1.0
+    # loss: "velocity" = MSE(v̂, v) (flow matching as in the paper); "x0" = the same times σ², i.e.
+    # MSE(x̂₀, x₀), which keeps low-σ examples from dominating models with prediction="x0_residual"
+    loss_weighting: str = "velocity"
     # optimisation (AdamW, linear warmup then cosine to min_lr_ratio·lr)
     lr: float = 1e-4
     betas: Tuple[float, float] = (0.9, 0.999)
@@ -75,6 +79,7 @@ class TrainConfig:
             (self.timestep_sampling in TIMESTEP_SAMPLING, f"timestep_sampling must be one of {TIMESTEP_SAMPLING}"),
             (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
             (self.parallel in PARALLEL, f"parallel must be one of {PARALLEL}"),
+            (self.loss_weighting in LOSS_WEIGHTING, f"loss_weighting must be one of {LOSS_WEIGHTING}"),
             (0.0 <= self.pair_threshold_t <= 1000.0, "pair_threshold_t is a timestep in [0, 1000]"),
             (min(self.p_drop_audio, self.p_drop_text, self.p_drop_both) >= 0.0
              and self.p_drop_audio + self.p_drop_text + self.p_drop_both <= 1.0,

@@ -103,14 +103,21 @@ def drop_conditions(batch: Batch, config: TrainConfig, generator: torch.Generato
     return Batch(batch.sigma, batch.paired, batch.source, batch.target, audio, text)
 
 
-def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Mean velocity MSE over the batch, and the per-example losses ``(B,)``."""
+def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
+                       weighting: str = "velocity") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean velocity MSE over the batch, and the per-example losses ``(B,)``.
+
+    ``weighting="x0"`` multiplies each example by σ²: since v̂ − v = (x₀ − x̂₀)/σ on the linear
+    path, that is the MSE of the clean-frame estimate.
+    """
     x0 = batch.target                                             # (B, C, F, h, w)
     s = batch.sigma.view(-1, 1, 1, 1, 1).to(x0.dtype)
     x_sigma = (1.0 - s) * x0 + s * noise
     v_target = noise - x0
     v = model(x_sigma, sigma_to_timestep(batch.sigma), source=batch.source, audio=batch.audio, text=batch.text)
     per_example = F.mse_loss(v.float(), v_target.float(), reduction="none").flatten(1).mean(1)   # (B,)
+    if weighting == "x0":
+        per_example = per_example * batch.sigma.float().to(per_example.device) ** 2
     return per_example.mean(), per_example
 
 
@@ -155,7 +162,8 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
             noise = torch.randn(batch.target.shape, generator=gen)
             with D.grad_sync(model, micro == config.grad_accum - 1):
                 with autocast_context(config, info.device):
-                    loss, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device))
+                    loss, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device),
+                                                           config.loss_weighting)
                 (loss / config.grad_accum).backward()
             hi = batch.paired.to(info.device)
             sums += torch.stack([per_example.sum(), per_example[hi].sum(), hi.sum(),
@@ -223,7 +231,8 @@ def validation_loss(model: nn.Module, val_source: PairSource, config: TrainConfi
             batch.text = None
         noise = torch.randn(batch.target.shape, generator=gen)
         with autocast_context(config, info.device):
-            _, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device))
+            _, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device),
+                                                config.loss_weighting)
         total += torch.stack([per_example.sum().double().cpu(), torch.tensor(float(per_example.numel()))])
     total = D.all_reduce_sum(total.to(info.device), info).cpu()
     return {"loss": float(total[0] / total[1])}
