@@ -23,6 +23,7 @@ def make_whisper_folder(root: str) -> str:
         d_model=WHISPER_D_MODEL, encoder_layers=WHISPER_LAYERS, decoder_layers=1,
         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
         num_mel_bins=80, max_source_positions=1500, max_target_positions=32, vocab_size=64,
+        pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=1,
     )
     path = os.path.join(root, "whisper-tiny-random")
     WhisperModel(cfg).save_pretrained(path, safe_serialization=True)

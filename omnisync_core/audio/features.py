@@ -1,0 +1,299 @@
+"""Waveform → per-video-frame speech features: the fps ↔ audio-feature alignment lives here, once.
+
+Top-down:
+
+- :class:`AudioFeatureSpec` names the Whisper features a model was trained on (stored in checkpoints);
+- :func:`to_mono_16k` / :func:`validate_audio` bring any waveform to 16 kHz mono and reject unusable audio;
+- :func:`align_features_to_frames` samples the 50 Hz Whisper features at each video frame's centre;
+- :func:`latent_audio_tokens` groups per-frame features into the audio tokens of each latent frame.
+
+Units: audio at :data:`SAMPLE_RATE_HZ`; Whisper encoder positions at :data:`FEATURE_RATE_HZ`, feature k
+covering [k/50, (k+1)/50) s, so it sits at its centre (k + 0.5)/50 s; video frame t covers
+[t/fps, (t+1)/fps) s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import numpy as np
+import soxr
+import torch
+
+from ..errors import OmniSyncError
+
+SAMPLE_RATE_HZ = 16000  # Whisper's input rate
+FEATURE_RATE_HZ = 50  # Whisper encoder positions per second (mel hop 10 ms, conv2 stride 2)
+SAMPLES_PER_FEATURE = SAMPLE_RATE_HZ // FEATURE_RATE_HZ  # 320 samples at 16 kHz per feature
+MIN_SAMPLE_RATE_HZ = 1000  # below this a "sample rate" is almost certainly a mistake
+MAX_CHANNELS = 16  # more "channels" than this means an (N, C) array was passed as (C, N)
+SILENT_PEAK = 1e-4  # peak |amplitude| below which audio counts as silent (−80 dBFS)
+# fps is turned into an exact fraction: 29.97 (a float of 30000/1001) becomes 30000/1001 again,
+# because any other fraction with a denominator this small is at least 1e-11 away.
+FPS_MAX_DENOMINATOR = 100_000
+
+
+# -- the spec --------------------------------------------------------------------------------------
+
+@dataclass
+class AudioFeatureSpec:
+    """Which Whisper features a model consumes; serialised into checkpoint metadata (``"audio"``).
+
+    encoder: name of the Whisper model (informational; e.g. ``"whisper-tiny.en"``).
+    sample_rate, feature_rate: 16 000 Hz in, 50 feature frames per second out.
+    num_layers: how many hidden states are stacked per feature: the LAST ``num_layers`` entries of the
+        encoder's ``output_hidden_states`` (embedding output + one per layer; tiny.en has 4 layers,
+        so 5 hidden states).
+    dim: Whisper ``d_model`` (tiny.en: 384).
+    frame_window: w, the neighbouring video frames on each side that a latent frame also sees.
+    """
+
+    encoder: str = "whisper-tiny.en"
+    sample_rate: int = SAMPLE_RATE_HZ
+    feature_rate: int = FEATURE_RATE_HZ
+    num_layers: int = 5
+    dim: int = 384
+    frame_window: int = 2
+
+    def __post_init__(self):
+        if not isinstance(self.encoder, str):
+            raise OmniSyncError(f"audio spec 'encoder' must be a string, got {self.encoder!r}.")
+        for name in ("sample_rate", "feature_rate", "num_layers", "dim", "frame_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise OmniSyncError(f"audio spec {name!r} must be an integer, got {value!r}.")
+        if min(self.sample_rate, self.feature_rate, self.num_layers, self.dim) < 1 or self.frame_window < 0:
+            raise OmniSyncError(
+                f"audio spec has a bad value ({self.to_dict()}): sample_rate, feature_rate, num_layers and dim "
+                "must be >= 1 and frame_window >= 0."
+            )
+
+    @property
+    def token_dim(self) -> int:
+        """Width of one per-frame feature: num_layers · dim."""
+        return self.num_layers * self.dim
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AudioFeatureSpec":
+        if not isinstance(d, Mapping):
+            raise OmniSyncError(f"the audio spec must be a JSON object (dict), got {type(d).__name__}.")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in known]
+        if unknown:
+            raise OmniSyncError(
+                f"unknown audio spec key(s) {unknown}; valid keys are {known}. Remove or rename them "
+                "(the file may come from a newer OmniSync version)."
+            )
+        return cls(**dict(d))
+
+
+# -- waveform in -----------------------------------------------------------------------------------
+
+def _as_float(x: np.ndarray) -> np.ndarray:
+    """PCM integers → float in [−1, 1]; floats → float64 unchanged."""
+    if x.dtype == np.bool_:
+        raise OmniSyncError("the waveform is boolean; pass float samples in [-1, 1] or integer PCM.")
+    if np.issubdtype(x.dtype, np.floating):
+        return x.astype(np.float64, copy=False)
+    if x.dtype == np.uint8:  # 8-bit WAV is unsigned, centred on 128
+        return (x.astype(np.float64) - 128.0) / 128.0
+    if np.issubdtype(x.dtype, np.signedinteger):
+        return x.astype(np.float64) / float(-np.iinfo(x.dtype).min)
+    raise OmniSyncError(
+        f"unsupported waveform dtype {x.dtype}; pass float samples in [-1, 1] or int16/int32/uint8 PCM."
+    )
+
+
+def to_mono_16k(waveform, sample_rate: int) -> torch.Tensor:
+    """Any waveform → ``(N16,)`` float32 CPU tensor at 16 kHz, mono.
+
+    waveform: numpy array or torch tensor, ``(N,)``, ``(C, N)`` or ``(B, C, N)`` (only the first batch
+        item is used); float in [−1, 1], or int16 / int32 / uint8 PCM (scaled to [−1, 1]).
+    sample_rate: Hz, >= 1000. Channels are averaged, then the signal is resampled with soxr (high
+        quality) to ``N16 = floor(N · 16000 / sample_rate + 0.5)`` samples (rounded half up).
+    Non-finite samples pass through unchanged in count; :func:`validate_audio` rejects them.
+    """
+    if isinstance(waveform, torch.Tensor):
+        x = waveform.detach().cpu()
+        x = x.float().numpy() if x.dtype in (torch.bfloat16, torch.float16) else x.numpy()
+    else:
+        x = np.asarray(waveform)
+    if x.ndim == 3:
+        if x.shape[0] == 0:
+            raise OmniSyncError("the waveform batch is empty (shape (0, C, N)); pass at least one clip.")
+        x = x[0]
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise OmniSyncError(
+            f"waveform has shape {tuple(x.shape)}; pass (N,), (C, N) or (B, C, N) samples."
+        )
+    if x.shape[0] > MAX_CHANNELS:
+        raise OmniSyncError(
+            f"waveform has shape {tuple(x.shape)}: {x.shape[0]} channels is more than {MAX_CHANNELS}; it is "
+            "probably (N, C), so pass its transpose (C, N)."
+        )
+    if x.shape[0] == 0:
+        raise OmniSyncError("the waveform has 0 channels; pass (C, N) with C >= 1.")
+    if isinstance(sample_rate, bool) or not float(sample_rate).is_integer() or sample_rate < MIN_SAMPLE_RATE_HZ:
+        raise OmniSyncError(
+            f"sample_rate must be a whole number of Hz >= {MIN_SAMPLE_RATE_HZ}, got {sample_rate!r}; pass the "
+            "rate the audio was recorded at (e.g. 16000, 44100, 48000)."
+        )
+    sample_rate = int(sample_rate)
+    mono = _as_float(x).mean(axis=0)  # (N,) float64; averaging first is exact (resampling is linear)
+    if sample_rate != SAMPLE_RATE_HZ and mono.shape[0] > 0:
+        mono = soxr.resample(mono, sample_rate, SAMPLE_RATE_HZ)
+    return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+
+
+def validate_audio(wave16k: torch.Tensor) -> None:
+    """Reject audio the model cannot use: empty, non-finite (NaN/inf) or silent (peak < 1e-4).
+
+    wave16k: ``(N,)`` float at 16 kHz (from :func:`to_mono_16k`). Raises :class:`OmniSyncError`.
+    """
+    wave16k = torch.as_tensor(wave16k)
+    if wave16k.numel() == 0:
+        raise OmniSyncError("the audio is empty (0 samples); pass a clip with speech in it.")
+    if not bool(torch.isfinite(wave16k).all()):
+        bad = int((~torch.isfinite(wave16k)).sum())
+        raise OmniSyncError(
+            f"the audio contains NaN or infinite values ({bad} of {wave16k.numel()} samples); re-export or "
+            "re-decode the audio file."
+        )
+    peak = float(wave16k.abs().max())
+    if peak < SILENT_PEAK:
+        raise OmniSyncError(
+            f"the audio is silent (peak amplitude {peak:.2g} < {SILENT_PEAK:g}); pass a clip with speech in it, "
+            "or check that the right track / channel was loaded and that float audio is scaled to [-1, 1]."
+        )
+
+
+# -- 50 Hz features → video frames -----------------------------------------------------------------
+
+def _exact_fps(fps: float) -> Fraction:
+    """fps (int, float, numpy scalar or Fraction) → the exact frame rate as a fraction (29.97… → 30000/1001)."""
+    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or fps <= 0:
+        raise OmniSyncError(f"fps must be a positive number, got {fps!r}; pass the video's frame rate.")
+    exact = fps if isinstance(fps, numbers.Rational) else Fraction(float(fps))
+    return Fraction(exact).limit_denominator(FPS_MAX_DENOMINATOR)
+
+
+def align_features_to_frames(
+    feats: torch.Tensor,
+    fps: float,
+    num_frames: int,
+    silence_feature: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, Dict[str, Any]]:
+    """Whisper features at 50 Hz → one feature per video frame.
+
+    feats: ``(N_feat, L, D)``; feature k sits at time (k + 0.5)/50 s.
+    fps: video frame rate (29.97 is taken as 30000/1001; the arithmetic is exact integer arithmetic).
+    num_frames: T, the number of video frames wanted.
+    silence_feature: ``(L, D)`` used for frames past the audio end (zeros when None).
+
+    Frame t covers [t/fps, (t+1)/fps); its feature is the linear interpolation of the 50 Hz grid at the
+    frame centre c = (t + 0.5)/fps, i.e. at fractional index x = 50·c − 0.5 (clamped to [0, N_feat − 1]).
+    Frames with c >= N_feat/50 s (centre past the audio end) get ``silence_feature``; the number of such
+    frames is reported. Returns ``(frame_feats (T, L·D) float32, info)``; rows are layer-major,
+    ``row = feat.reshape(L·D)``. info: ``padded_frames``, ``feature_frames``, ``num_frames``, ``fps``,
+    ``message``.
+    """
+    feats = torch.as_tensor(feats)
+    if feats.ndim != 3:
+        raise OmniSyncError(f"features must be (N_feat, L, D), got shape {tuple(feats.shape)}.")
+    if isinstance(num_frames, bool) or int(num_frames) != num_frames or num_frames < 1:
+        raise OmniSyncError(f"num_frames must be a positive integer, got {num_frames!r}.")
+    num_frames = int(num_frames)
+    n_feat, L, D = feats.shape
+    feats = feats.detach().float().cpu()
+    if silence_feature is None:
+        silence = torch.zeros(L, D)
+    else:
+        silence = torch.as_tensor(silence_feature).detach().float().cpu()
+        if silence.shape != (L, D):
+            raise OmniSyncError(
+                f"silence_feature has shape {tuple(silence.shape)} but the features are {L} layers × {D}; pass "
+                "the silence feature of the same encoder."
+            )
+    rate = _exact_fps(fps)
+    p, q = rate.numerator, rate.denominator  # fps = p/q
+
+    # x_t = 50·(t + 0.5)·q/p − 0.5 = ((2t + 1)·50·q − p) / (2p), exactly, as a fraction num/den.
+    t = np.arange(num_frames, dtype=np.int64)
+    num = (2 * t + 1) * FEATURE_RATE_HZ * q - p
+    den = 2 * p
+    padded = (2 * t + 1) * FEATURE_RATE_HZ * q >= 2 * p * n_feat  # centre >= N_feat/50 s
+    k0 = np.clip(num // den, 0, max(n_feat - 1, 0))
+    frac = np.where(num < 0, 0.0, np.mod(num, den) / den)  # before feature 0's centre: feature 0 itself
+    k1 = np.minimum(k0 + 1, max(n_feat - 1, 0))
+
+    out = silence.reshape(1, L * D).repeat(num_frames, 1)  # (T, L·D)
+    valid = np.nonzero(~padded)[0]
+    if valid.size:
+        flat = feats.reshape(n_feat, L * D)  # layer-major rows
+        w = torch.from_numpy(frac[valid]).float()[:, None]  # (V, 1)
+        out[valid] = (1 - w) * flat[k0[valid]] + w * flat[k1[valid]]
+    n_pad = int(padded.sum())
+    fps_str = f"{p}/{q}" if q != 1 else str(p)
+    if n_pad:
+        message = (
+            f"the speech ({n_feat / FEATURE_RATE_HZ:.2f} s) ends before the video ({num_frames} frames at "
+            f"{fps_str} fps = {num_frames * q / p:.2f} s): the last {n_pad} frame(s) get silence features."
+        )
+    else:
+        message = f"{num_frames} frames at {fps_str} fps aligned to {n_feat} Whisper features (50 Hz)."
+    info = {"padded_frames": n_pad, "feature_frames": int(n_feat), "num_frames": num_frames,
+            "fps": float(rate), "message": message}
+    return out, info
+
+
+# -- per-frame features → tokens of each latent frame ----------------------------------------------
+
+def latent_frame_groups(num_frames: int, temporal_factor: int) -> torch.Tensor:
+    """``(F, temporal_factor)`` video-frame indices held by each latent frame.
+
+    temporal_factor 1: latent frame f holds frame f. temporal_factor r > 1 (Wan VAE rule T = 1 + r·k):
+    latent frame 0 holds frame 0 (repeated r times), latent frame j >= 1 holds frames 1 + r(j−1) … r·j.
+    """
+    r = int(temporal_factor)
+    if r < 1:
+        raise OmniSyncError(f"temporal_factor must be >= 1, got {temporal_factor!r}.")
+    if num_frames < 1 or (num_frames - 1) % r:
+        raise OmniSyncError(
+            f"{num_frames} frames do not fit a codec with temporal factor {r}: the frame count must be 1 + {r}·k "
+            f"(e.g. {1 + r * max(1, (num_frames - 1) // r)}); pad the frames to a valid count first."
+        )
+    first = torch.zeros(1, r, dtype=torch.long)  # (1, r): frame 0, repeated
+    later = torch.arange(1, num_frames).reshape(-1, r)  # (F − 1, r)
+    return torch.cat([first, later])  # (F, r)
+
+
+def latent_audio_tokens(frame_feats: torch.Tensor, temporal_factor: int, frame_window: int = 2) -> torch.Tensor:
+    """Per-frame features ``(T, K)`` → audio tokens per latent frame ``(F, N_a, K)``, N_a = r + 2w.
+
+    The tokens of a latent frame are the frames of its group (see :func:`latent_frame_groups`) plus
+    ``frame_window`` = w frames before the group's first frame and w after its last, clamped to the
+    clip: indices (first − w … first − 1, group…, last + 1 … last + w) ∩ [0, T − 1] by clamping.
+    """
+    frame_feats = torch.as_tensor(frame_feats)
+    if frame_feats.ndim != 2:
+        raise OmniSyncError(f"frame features must be (T, K), got shape {tuple(frame_feats.shape)}.")
+    w = int(frame_window)
+    if w < 0:
+        raise OmniSyncError(f"frame_window must be >= 0, got {frame_window!r}.")
+    T = frame_feats.shape[0]
+    groups = latent_frame_groups(T, temporal_factor)  # (F, r)
+    offsets = torch.arange(1, w + 1)
+    before = groups[:, :1] - offsets.flip(0)[None]  # (F, w): first − w … first − 1
+    after = groups[:, -1:] + offsets[None]  # (F, w): last + 1 … last + w
+    index = torch.cat([before, groups, after], dim=1).clamp(0, T - 1)  # (F, N_a)
+    return frame_feats[index]  # (F, N_a, K)
