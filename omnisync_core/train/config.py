@@ -30,8 +30,8 @@ class TrainConfig:
     codec: Dict[str, Any] = field(default_factory=lambda: {
         "type": "pixel", "patch": 2, "latent_channels": 12, "temporal_factor": 1, "spatial_factor": 2})
     audio: Optional[Dict[str, Any]] = None
-    # data: a dataset directory, or "synthetic" for the in-memory generator
-    data: str = "synthetic"
+    # data: a dataset folder built by `python -m omnisync_core make-data` (train + heldout splits)
+    data: str = "data/chars128"
     clip_frames: int = 8          # video frames per training clip
     size: int = 32                # square frame side, pixels
     fps: float = 25.0

@@ -1,0 +1,248 @@
+"""The synthetic talking-character dataset: building it, and serving training pairs from it.
+
+Layout of a dataset folder (``python -m omnisync_core make-data --out DIR``)::
+
+    DIR/dataset.json                 splits, size, fps, audio feature spec, sample list
+    DIR/<split>/c<seed>/a.mp4 a.wav a.json a.safetensors
+    DIR/<split>/c<seed>/b.mp4 b.wav b.json b.safetensors
+
+Each character is drawn from its seed, gets one head-motion track, and says two different
+utterances ``a`` and ``b`` over that same track: ``(a, b)`` is a pseudo-pair (same identity, same
+pose, different speech — the paper's MEAD-style pairs), and ``b`` is the exact ground truth of
+"source clip ``a`` lip-synced to audio ``b``". Two segments of one clip form an arbitrary pair.
+The json holds the character, voice, text, phoneme timings, visemes and mouth parameters per frame,
+and the mouth centre and box per frame; the ``.safetensors`` holds the raw rendered frames (uint8,
+what the mp4 shows before compression) and the Whisper features aligned per frame, so training reads
+no video. The ``heldout`` split uses character seeds, voices and sentence words never used in ``train``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import OmniSyncError
+from ..progress import CancelCheck, ProgressCallback, check_cancel, report
+
+SPLITS = ("train", "heldout")
+KINDS = ("human", "stylized", "nonhuman")
+SPLIT_SEED_BASE = {"train": 0, "heldout": 10_000_000}  # character seeds of the splits never meet
+MOTION_SEED_OFFSET = 7_777  # the motion track's seed, derived from the character seed
+DATASET_FILE = "dataset.json"
+
+
+def _motion_prefix(motion, num_frames: int):
+    """The first ``num_frames`` frames of a MotionTrack (both utterances share one track)."""
+    from .characters import MotionTrack
+
+    channels = ("dx", "dy", "nod", "turn", "roll", "scale", "blink")
+    return MotionTrack(motion.fps, *(getattr(motion, c)[:num_frames] for c in channels))
+
+
+def _sample_dir(root: str, split: str, seed: int) -> str:
+    return os.path.join(root, split, f"c{seed:08d}")
+
+
+def build_dataset(root: str, num_characters: int, split: str = "train", size: int = 128, fps: float = 25.0,
+                  encoder=None, seed: int = 0, write_media: bool = True,
+                  progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None) -> Dict:
+    """Render ``num_characters`` characters × 2 utterances into ``root/<split>``.
+
+    Args:
+        encoder: a ``WhisperFeatureExtractor``; when given, per-frame Whisper features are cached
+            (all its hidden states; a model picks the last ``num_layers`` it was trained with).
+        seed: offsets the character seeds (within the split's own seed range).
+        write_media: also write mp4 + wav (the human-viewable copy); the json and safetensors are always written.
+
+    Returns the dataset index (also written to ``root/dataset.json``, merged with other splits).
+    """
+    from ..audio.features import align_features_to_frames, to_mono_16k
+    from ..media import write_video, write_wav
+    from .characters import random_character, random_motion, render_clip
+    from .speech import random_sentence, random_voice, speak
+    from .visemes import VISEME_NAMES, viseme_track
+
+    if split not in SPLITS:
+        raise OmniSyncError(f"split must be one of {SPLITS}, got {split!r}.")
+    if num_characters < 1:
+        raise OmniSyncError("num_characters must be at least 1.")
+    os.makedirs(os.path.join(root, split), exist_ok=True)
+    vocabulary = "train" if split == "train" else "heldout"
+    samples = []
+    for i in range(num_characters):
+        check_cancel(cancel)
+        cseed = SPLIT_SEED_BASE[split] + seed + i
+        rng = np.random.default_rng(cseed)
+        character = random_character(cseed, kind=KINDS[i % len(KINDS)])
+        voice, speed, pitch = random_voice(rng, split=vocabulary)
+        utts = {}
+        for name in ("a", "b"):
+            text = random_sentence(rng, vocabulary=vocabulary)
+            utts[name] = speak(text, voice=voice, speed=speed, pitch=pitch)
+        n_frames = {k: int(np.ceil(u.duration * fps)) for k, u in utts.items()}
+        motion = random_motion(cseed + MOTION_SEED_OFFSET, max(n_frames.values()), fps)
+        folder = _sample_dir(root, split, cseed)
+        os.makedirs(folder, exist_ok=True)
+        for name, utt in utts.items():
+            T = n_frames[name]
+            visemes, params = viseme_track(utt, fps, T)
+            render = render_clip(character, _motion_prefix(motion, T), params, size=(size, size))
+            tensors = {"frames": torch.from_numpy(np.ascontiguousarray(render.frames))}
+            if encoder is not None:
+                wave16k = to_mono_16k(utt.waveform, utt.sample_rate)
+                feats = encoder.encode(wave16k)  # (N_feat, L, D)
+                frame_feats, _ = align_features_to_frames(feats, fps, T, silence_feature=encoder.silence_feature())
+                tensors["features"] = frame_feats.half().contiguous()
+            meta = {"kind": character.kind, "fps": str(fps)}
+            if encoder is not None:
+                meta["audio_spec"] = json.dumps(encoder.spec.to_dict())
+            save_file(tensors, os.path.join(folder, f"{name}.safetensors"), metadata=meta)
+            info = {
+                "character_seed": cseed, "character": character.to_dict(), "motion_seed": cseed + MOTION_SEED_OFFSET,
+                "kind": character.kind, "text": utt.text, "voice": utt.voice, "speed": utt.speed, "pitch": utt.pitch,
+                "fps": fps, "num_frames": T, "size": size, "duration_s": utt.duration,
+                "phonemes": [[p.symbol, round(p.start, 4), round(p.end, 4)] for p in utt.phonemes],
+                "viseme_names": list(VISEME_NAMES), "visemes": [int(v) for v in visemes],
+                "mouth_params": np.round(params, 4).tolist(),
+                "mouth_centre": np.round(render.mouth_centre, 5).tolist(),
+                "mouth_box": np.round(render.mouth_box, 5).tolist(),
+            }
+            with open(os.path.join(folder, f"{name}.json"), "w") as f:
+                json.dump(info, f)
+            if write_media:
+                wav_path = os.path.join(folder, f"{name}.wav")
+                write_wav(wav_path, utt.waveform, utt.sample_rate)
+                write_video(os.path.join(folder, f"{name}.mp4"), torch.from_numpy(render.frames).float() / 255,
+                            fps, utt.waveform, utt.sample_rate)
+        samples.append({"split": split, "seed": cseed, "kind": character.kind,
+                        "dir": os.path.relpath(folder, root), "frames": n_frames})
+        report(progress, i + 1, num_characters, f"{split} character {i + 1}/{num_characters}")
+    index = _read_index(root)
+    index.update({"size": size, "fps": fps,
+                  "audio_spec": encoder.spec.to_dict() if encoder is not None else None})
+    index.setdefault("splits", {})[split] = samples
+    with open(os.path.join(root, DATASET_FILE), "w") as f:
+        json.dump(index, f, indent=1)
+    return index
+
+
+def _read_index(root: str) -> Dict:
+    path = os.path.join(root, DATASET_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_index(root: str) -> Dict:
+    """The dataset.json of ``root``, with a clear error when it is not a dataset folder."""
+    index = _read_index(root)
+    if not index.get("splits"):
+        raise OmniSyncError(f"{root!r} is not an OmniSync dataset folder (no {DATASET_FILE} with splits); "
+                            "build one with `python -m omnisync_core make-data --out DIR`.")
+    return index
+
+
+# -- serving pairs to the trainer -----------------------------------------------------------------
+
+
+@dataclass
+class Clip:
+    """One rendered utterance in memory: frames (T, H, W, 3) uint8; tokens (T, N_a, K) float16 or None."""
+
+    frames: torch.Tensor
+    tokens: Optional[torch.Tensor]
+    character: int
+    kind: str
+
+
+def load_clip(path: str, num_layers: Optional[int], frame_window: int) -> Clip:
+    """Read one ``<name>.safetensors``; keep the last ``num_layers`` Whisper hidden states."""
+    from ..audio.features import latent_audio_tokens
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        frames = f.get_tensor("frames")
+        feats = f.get_tensor("features") if (num_layers and "features" in f.keys()) else None
+    tokens = None
+    if num_layers:
+        if feats is None:
+            raise OmniSyncError(f"{path} has no audio features; rebuild the dataset with a Whisper encoder "
+                                "(make-data --whisper PATH, or the bundled tiny.en).")
+        spec = json.loads(meta["audio_spec"])
+        L, D = spec["num_layers"], spec["dim"]
+        if num_layers > L:
+            raise OmniSyncError(f"{path} caches {L} Whisper layers but the model wants {num_layers}.")
+        feats = feats.view(feats.shape[0], L, D)[:, L - num_layers:].reshape(feats.shape[0], num_layers * D)
+        tokens = latent_audio_tokens(feats.float(), 1, frame_window).half()  # (T, N_a, K): pixel codec, 1 frame per latent
+    seed = int(os.path.basename(os.path.dirname(path))[1:])
+    return Clip(frames=frames, tokens=tokens, character=seed, kind=meta.get("kind", "?"))
+
+
+class FolderPairSource:
+    """A :class:`omnisync_core.train.batches.PairSource` over one split of a dataset folder.
+
+    Examples are ``clip_frames`` long segments encoded with ``codec`` (temporal factor 1).
+    * pseudo-paired: character c, segment start s inside both utterances; source = the *other*
+      utterance's frames at s, target = this one's at s (same pose, different mouth), audio = target's.
+    * arbitrary: one utterance; target segment at s, source segment at an independent s' (the same
+      character at another moment: other pose, other mouth), audio = target's.
+    """
+
+    def __init__(self, root: str, split: str, clip_frames: int, codec, num_layers: Optional[int],
+                 frame_window: int = 2, kinds: Optional[Sequence[str]] = None):
+        if getattr(codec, "temporal_factor", 1) != 1:
+            raise OmniSyncError("FolderPairSource serves frame-aligned clips: use a codec with temporal factor 1 "
+                                "(the pixel codec); VAE training needs pre-encoded latents.")
+        index = read_index(root)
+        entries = index["splits"].get(split)
+        if not entries:
+            raise OmniSyncError(f"dataset {root!r} has no {split!r} split; build it with make-data --split {split}.")
+        self.codec, self.clip_frames = codec, clip_frames
+        self.pairs: List[List[Clip]] = []
+        for e in entries:
+            if kinds and e["kind"] not in kinds:
+                continue
+            clips = [load_clip(os.path.join(root, e["dir"], f"{n}.safetensors"), num_layers, frame_window)
+                     for n in ("a", "b")]
+            if min(c.frames.shape[0] for c in clips) >= clip_frames:
+                self.pairs.append(clips)
+        if not self.pairs:
+            raise OmniSyncError(f"no clips of at least {clip_frames} frames in {root!r}/{split}.")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _segment(self, clip: Clip, start: int):
+        frames = clip.frames[start:start + self.clip_frames].float() / 255.0  # (F, H, W, 3)
+        latents = self.codec.encode(frames)  # (C, F, h, w)
+        tokens = clip.tokens[start:start + self.clip_frames].float() if clip.tokens is not None else None
+        return latents, tokens
+
+    def _randint(self, n: int, g: torch.Generator) -> int:
+        return int(torch.randint(n, (1,), generator=g))
+
+    def pseudo_paired(self, generator: torch.Generator) -> Dict:
+        pair = self.pairs[self._randint(len(self.pairs), generator)]
+        t = self._randint(2, generator)
+        tgt, src = pair[t], pair[1 - t]
+        common = min(tgt.frames.shape[0], src.frames.shape[0])
+        s = self._randint(common - self.clip_frames + 1, generator)
+        target, tokens = self._segment(tgt, s)
+        source, _ = self._segment(src, s)
+        return {"source_latents": source, "target_latents": target, "audio_tokens": tokens, "text": None}
+
+    def arbitrary(self, generator: torch.Generator) -> Dict:
+        clip = self.pairs[self._randint(len(self.pairs), generator)][self._randint(2, generator)]
+        n = clip.frames.shape[0] - self.clip_frames + 1
+        s_t, s_s = self._randint(n, generator), self._randint(n, generator)
+        target, tokens = self._segment(clip, s_t)
+        source, _ = self._segment(clip, s_s)
+        return {"source_latents": source, "target_latents": target, "audio_tokens": tokens, "text": None}

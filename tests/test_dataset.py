@@ -1,0 +1,117 @@
+"""Dataset builder (real espeak-ng + renderer + a tiny random Whisper), the folder pair source, and
+the train CLI end to end on it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from omnisync_core.errors import OmniSyncError
+from omnisync_core.model.codec import PixelCodec
+from tiny import WHISPER_D_MODEL, WHISPER_LAYERS, make_whisper_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from omnisync_core.audio.whisper import load_whisper
+    from omnisync_core.data.dataset import build_dataset
+
+    base = tmp_path_factory.mktemp("ds")
+    encoder = load_whisper(make_whisper_folder(str(base)), device="cpu")
+    root = str(base / "chars")
+    build_dataset(root, 3, split="train", size=SIZE, encoder=encoder)
+    build_dataset(root, 1, split="heldout", size=SIZE, encoder=encoder, write_media=False)
+    return root
+
+
+def _frames(path):
+    with safe_open(path, framework="pt") as f:
+        return f.get_tensor("frames"), f.get_tensor("features"), f.metadata()
+
+
+def test_samples_have_media_json_and_cache(dataset):
+    from omnisync_core.media import read_audio, read_video
+
+    index = json.load(open(os.path.join(dataset, "dataset.json")))
+    assert [e["kind"] for e in index["splits"]["train"]] == ["human", "stylized", "nonhuman"]
+    assert len(index["splits"]["heldout"]) == 1 and index["size"] == SIZE
+    folder = os.path.join(dataset, index["splits"]["train"][0]["dir"])
+    meta = json.load(open(os.path.join(folder, "a.json")))
+    T = meta["num_frames"]
+    assert T == int(np.ceil(meta["duration_s"] * 25))
+    assert len(meta["visemes"]) == T and np.array(meta["mouth_params"]).shape == (T, 5)
+    assert np.array(meta["mouth_centre"]).shape == (T, 2) and np.array(meta["mouth_box"]).shape == (T, 4)
+    assert meta["phonemes"] and meta["text"] and meta["voice"]
+    frames, feats, cache_meta = _frames(os.path.join(folder, "a.safetensors"))
+    assert frames.shape == (T, SIZE, SIZE, 3) and frames.dtype == torch.uint8
+    assert feats.shape == (T, (WHISPER_LAYERS + 1) * WHISPER_D_MODEL)
+    assert json.loads(cache_meta["audio_spec"])["dim"] == WHISPER_D_MODEL
+    video, fps = read_video(os.path.join(folder, "a.mp4"))
+    assert video.shape[0] == T and abs(fps - 25) < 1e-3
+    wave, sr = read_audio(os.path.join(folder, "a.wav"))
+    assert abs(wave.shape[-1] / sr - meta["duration_s"]) < 0.01
+
+
+def test_the_two_utterances_are_a_pseudo_pair(dataset):
+    index = json.load(open(os.path.join(dataset, "dataset.json")))
+    for e in index["splits"]["train"]:
+        folder = os.path.join(dataset, e["dir"])
+        a, _, _ = _frames(os.path.join(folder, "a.safetensors"))
+        b, _, _ = _frames(os.path.join(folder, "b.safetensors"))
+        ma, mb = (json.load(open(os.path.join(folder, f"{n}.json"))) for n in "ab")
+        T = min(a.shape[0], b.shape[0])
+        assert ma["text"] != mb["text"] and ma["character_seed"] == mb["character_seed"]
+        assert np.allclose(ma["mouth_box"][:T], mb["mouth_box"][:T])  # same pose
+        boxes = np.array(ma["mouth_box"][:T])
+        outside = torch.ones(T, SIZE, SIZE, dtype=torch.bool)
+        for t, (x0, y0, x1, y1) in enumerate(boxes):
+            outside[t, max(int(y0 * SIZE) - 1, 0): int(np.ceil(y1 * SIZE)) + 1,
+                    max(int(x0 * SIZE) - 1, 0): int(np.ceil(x1 * SIZE)) + 1] = False
+        assert torch.equal(a[:T][outside], b[:T][outside])  # identical outside the mouth box
+        assert not torch.equal(a[:T], b[:T])  # and the mouths differ
+
+
+def test_folder_pair_source_serves_both_kinds(dataset):
+    from omnisync_core.data.dataset import FolderPairSource
+
+    codec = PixelCodec(patch=2)
+    src = FolderPairSource(dataset, "train", clip_frames=4, codec=codec, num_layers=2, frame_window=2)
+    assert len(src) == 3
+    g = torch.Generator().manual_seed(0)
+    for example in (src.pseudo_paired(g), src.arbitrary(g)):
+        assert example["source_latents"].shape == (12, 4, SIZE // 2, SIZE // 2)
+        assert example["target_latents"].shape == example["source_latents"].shape
+        assert example["audio_tokens"].shape == (4, 1 + 2 * 2, 2 * WHISPER_D_MODEL)  # last 2 layers
+        assert float(example["source_latents"].min()) >= -1 and float(example["source_latents"].max()) <= 1
+    with pytest.raises(OmniSyncError, match="caches"):
+        FolderPairSource(dataset, "train", 4, codec, num_layers=WHISPER_LAYERS + 2)
+    with pytest.raises(OmniSyncError, match="not an OmniSync dataset"):
+        FolderPairSource(os.path.dirname(dataset), "train", 4, codec, 2)
+
+
+def test_train_cli_runs_on_the_folder_and_exports_a_checkpoint(dataset, tmp_path):
+    from omnisync_core.model.checkpoint import load_checkpoint
+
+    cfg = json.load(open(os.path.join(ROOT, "configs", "tiny_cpu.json")))
+    cfg.update({"audio": {"encoder": "whisper-tiny-random", "num_layers": 2, "dim": WHISPER_D_MODEL, "frame_window": 2},
+                "max_steps": 3, "log_every": 1, "ckpt_every": 3, "val_every": 3, "size": SIZE,
+                "model_overrides": {"use_text": False, "prediction": "x0_residual"}, "loss_weighting": "x0"})
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-m", "omnisync_core", "train", "--config", str(path), "--data", dataset,
+                          "--out-dir", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "step=3" in res.stdout and "validation" in res.stdout
+    model, meta = load_checkpoint(str(out / "omnisync_ema.safetensors"))
+    assert model.config.prediction == "x0_residual" and meta["audio"]["num_layers"] == 2
+    rows = (out / "train.csv").read_text().strip().splitlines()
+    assert len(rows) == 4  # header + 3 steps
