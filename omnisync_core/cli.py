@@ -237,6 +237,14 @@ def run_train(args) -> int:
 
     config = load_train_config(args.config, data=args.data, max_steps=args.max_steps, out_dir=args.out_dir)
     train_src, val_src = pair_sources(config, config.data)
+    validate = None
+    if val_src is not None and config.val_every:
+        from .model.codec import codec_from_spec
+        from .train.validation import RenderValidator
+
+        audio = config.audio or {}
+        validate = RenderValidator(config.data, config.out_dir, codec_from_spec(config.codec), audio.get("num_layers"),
+                                   audio.get("frame_window", 2), clips=args.val_clips)
 
     def callback(row):
         if "loss" in row and not args.quiet:
@@ -244,7 +252,7 @@ def run_train(args) -> int:
         elif not args.quiet:
             print("validation", row, flush=True)
 
-    path = train(config, train_src, val_src, callback=callback)
+    path = train(config, train_src, val_src, callback=callback, validate=validate)
     print(f"wrote {path}")
     return 0
 
@@ -298,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder (overrides the config's data)")
     p.add_argument("--max-steps", type=int, help="override max_steps")
     p.add_argument("--out-dir", help="override out_dir")
+    p.add_argument("--val-clips", type=int, default=3, help="held-out clips rendered at each validation")
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("eval", help="held-out lip-sync metrics against the renderer's ground truth")

@@ -115,3 +115,10 @@ def test_train_cli_runs_on_the_folder_and_exports_a_checkpoint(dataset, tmp_path
     assert model.config.prediction == "x0_residual" and meta["audio"]["num_layers"] == 2
     rows = (out / "train.csv").read_text().strip().splitlines()
     assert len(rows) == 4  # header + 3 steps
+    # the validation rendered the held-out clip (source | output | truth) and measured it
+    val = (out / "val.csv").read_text().strip().splitlines()
+    header, row = val[0].split(","), dict(zip(val[0].split(","), val[1].split(",")))
+    assert {"val_mouth_mae", "val_copy_mouth_mae", "val_psnr_outside", "val_loss"} <= set(header)
+    assert float(row["val_copy_mouth_mae"]) > 0
+    videos = os.listdir(out / "val")
+    assert len(videos) == 1 and videos[0].startswith("step000003_")

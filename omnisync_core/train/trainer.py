@@ -136,7 +136,8 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
 
     ``callback(row)`` gets every logged row (LOG_COLUMNS) and every validation result; ``cancel()``
     is checked before each step (raises Cancelled; the last checkpoint stays). ``validate(model,
-    step) -> dict`` runs on every rank every ``val_every`` steps; default: the loss on ``val_source``.
+    step) -> dict`` runs on every rank every ``val_every`` steps (e.g. :class:`.validation.RenderValidator`);
+    the loss on ``val_source`` is added to its result when a ``val_source`` is given.
     """
     info = D.init_distributed()
     torch.manual_seed(config.seed)                    # identical initial weights on every rank
@@ -179,7 +180,9 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
             write_log_row(config, info, step, lr, sums, seen, t_start, callback)
             sums.zero_()
         if config.val_every and step % config.val_every == 0 and (validate or val_source is not None):
-            result = validate(model, step) if validate else validation_loss(model, val_source, config, info)
+            result = validate(model, step) if validate else {}
+            if val_source is not None:
+                result.update(validation_loss(model, val_source, config, info))
             write_val_row(config, info, step, result, callback)
         if step % config.ckpt_every == 0 or step == config.max_steps:
             save_training_state(config, step, model, ema, opt, gen, info)
