@@ -68,7 +68,7 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--sigma-spatial", type=float, default=g.sigma_spatial, help="Gaussian width (frame fraction)")
     p.add_argument("--gamma", type=float, default=g.gamma, help="temporal decay exponent of ω(σ)=ω_peak·σ^γ")
     p.add_argument("--mouth", type=_mouth, default="auto", help="'auto' or 'x,y' mouth point in frame fractions")
-    p.add_argument("--window", type=int, default=16 if demo else 0,
+    p.add_argument("--window", type=int, default=8 if demo else 0,
                    help="latent frames per window (0 = whole clip)")
     p.add_argument("--overlap", type=int, default=2, help="latent frames shared by neighbouring windows")
     p.add_argument("--length-mode", default="follow_audio_loop",
@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-spatial", type=float, default=0.15)
     p.add_argument("--gamma", type=float, default=1.5)
     p.add_argument("--mouth", type=_mouth, default="auto")
-    p.add_argument("--window", type=int, default=16)
+    p.add_argument("--window", type=int, default=8)
     p.add_argument("--overlap", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))

@@ -123,13 +123,21 @@ def build_dataset(root: str, num_characters: int, split: str = "train", size: in
                             fps, utt.waveform, utt.sample_rate)
         samples.append({"split": split, "seed": cseed, "kind": character.kind,
                         "dir": os.path.relpath(folder, root), "frames": n_frames})
+        # the index is rewritten after every character: an interrupted build keeps what it finished
+        index = _write_index(root, split, samples, size, fps, encoder)
         report(progress, i + 1, num_characters, f"{split} character {i + 1}/{num_characters}")
+    return index
+
+
+def _write_index(root: str, split: str, samples: List[Dict], size: int, fps: float, encoder) -> Dict:
     index = _read_index(root)
     index.update({"size": size, "fps": fps,
                   "audio_spec": encoder.spec.to_dict() if encoder is not None else None})
     index.setdefault("splits", {})[split] = samples
-    with open(os.path.join(root, DATASET_FILE), "w") as f:
+    tmp = os.path.join(root, DATASET_FILE + ".tmp")
+    with open(tmp, "w") as f:
         json.dump(index, f, indent=1)
+    os.replace(tmp, os.path.join(root, DATASET_FILE))
     return index
 
 
