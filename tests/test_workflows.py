@@ -6,6 +6,7 @@ stand-ins for the core nodes (LoadVideo, GetVideoComponents, LoadAudio, CreateVi
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -178,6 +179,13 @@ def test_thumbnail_exists(name):
 # -- running the API graphs ------------------------------------------------------------------------
 
 SRC_T, SRC_FPS, SPEECH_S = 10, 25.0, 0.6
+OUT_RATE_HZ = 16000  # Audio Encode / Lip Sync return the speech at Whisper's 16 kHz
+
+
+def follow_audio_length(fps):
+    """follow_audio_*: ceil(speech·fps) frames, and the speech padded to exactly those frames (in samples)."""
+    frames = math.ceil(SPEECH_S * fps)
+    return frames, round(frames * OUT_RATE_HZ / fps)
 
 
 class StandIns:
@@ -287,12 +295,12 @@ def test_lipsync_video_workflow_runs_end_to_end(env):
     cu.UPDATES.clear()
     out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
 
-    expected_T = round(SPEECH_S * SRC_FPS)  # follow_audio_loop: as long as the speech
+    expected_T, expected_samples = follow_audio_length(SRC_FPS)  # follow_audio_loop: as long as the speech
     (prefix, comps), = stand.saved
     assert prefix == "video/omnisync"
     assert comps.images.shape == (expected_T, 32, 32, 3)
     assert float(comps.frame_rate) == SRC_FPS
-    assert comps.audio["waveform"].shape[-1] == round(SPEECH_S * 16000)
+    assert comps.audio["waveform"].shape[-1] == expected_samples
     assert 0.0 <= float(comps.images.min()) and float(comps.images.max()) <= 1.0
 
     gmap = out["8"][1]
@@ -316,7 +324,7 @@ def test_wan_workflow_runs_our_part_with_a_tiny_model(env):
     saved = dict(stand.saved)
     assert saved["video/wan_t2v"].images.shape[0] == 9
     ours = saved["video/omnisync_wan"]
-    expected_T = round(SPEECH_S * 16)  # fps 16, follow_audio_pingpong
+    expected_T, expected_samples = follow_audio_length(16.0)  # 9.6 frames of speech -> 10, audio padded to 0.625 s
     assert ours.images.shape == (expected_T, 32, 32, 3)
     assert float(ours.frame_rate) == 16.0
-    assert ours.audio["waveform"].shape[-1] == round(SPEECH_S * 16000)
+    assert ours.audio["waveform"].shape[-1] == expected_samples
