@@ -225,7 +225,8 @@ def pair_sources(config, data: str):
     if index.get("size") != config.size:
         raise OmniSyncError(f"the dataset {data!r} is {index.get('size')}² but the config trains at {config.size}²; "
                             "rebuild the data with make-data --size or fix the config.")
-    train_src = FolderPairSource(data, "train", config.clip_frames, codec, num_layers, window)
+    train_src = FolderPairSource(data, "train", config.clip_frames, codec, num_layers, window,
+                                 max_offset=config.arbitrary_max_offset)
     val_src = (FolderPairSource(data, "heldout", config.clip_frames, codec, num_layers, window)
                if index["splits"].get("heldout") else None)
     return train_src, val_src

@@ -91,6 +91,20 @@ def test_folder_pair_source_serves_both_kinds(dataset):
         assert example["target_latents"].shape == example["source_latents"].shape
         assert example["audio_tokens"].shape == (4, 1 + 2 * 2, 2 * WHISPER_D_MODEL)  # last 2 layers
         assert float(example["source_latents"].min()) >= -1 and float(example["source_latents"].max()) <= 1
+    # arbitrary pairs within max_offset frames: the source segment starts at most 1 frame away
+    near = FolderPairSource(dataset, "train", clip_frames=4, codec=codec, num_layers=2, kinds=["human"], max_offset=1)
+    assert len(near) == 1
+    g = torch.Generator().manual_seed(1)
+    for _ in range(10):
+        ex = near.arbitrary(g)
+        target, source = (codec.decode(ex[k]) for k in ("target_latents", "source_latents"))
+        hits = []
+        for clip in near.pairs[0]:
+            segs = [clip.frames[s:s + 4].float() / 255 for s in range(clip.frames.shape[0] - 3)]
+            st = [s for s, f in enumerate(segs) if torch.allclose(f, target, atol=1e-3)]
+            ss = [s for s, f in enumerate(segs) if torch.allclose(f, source, atol=1e-3)]
+            hits += [(a, b) for a in st for b in ss]
+        assert hits and min(abs(a - b) for a, b in hits) <= 1
     with pytest.raises(OmniSyncError, match="caches"):
         FolderPairSource(dataset, "train", 4, codec, num_layers=WHISPER_LAYERS + 2)
     with pytest.raises(OmniSyncError, match="not an OmniSync dataset"):

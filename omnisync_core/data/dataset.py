@@ -200,12 +200,13 @@ class FolderPairSource:
     Examples are ``clip_frames`` long segments encoded with ``codec`` (temporal factor 1).
     * pseudo-paired: character c, segment start s inside both utterances; source = the *other*
       utterance's frames at s, target = this one's at s (same pose, different mouth), audio = target's.
-    * arbitrary: one utterance; target segment at s, source segment at an independent s' (the same
-      character at another moment: other pose, other mouth), audio = target's.
+    * arbitrary: one utterance; target segment at s, source segment at s' (the same character at
+      another moment: other pose, other mouth), audio = target's. s' is anywhere in the clip, or within
+      ``max_offset`` frames of s when ``max_offset`` > 0.
     """
 
     def __init__(self, root: str, split: str, clip_frames: int, codec, num_layers: Optional[int],
-                 frame_window: int = 2, kinds: Optional[Sequence[str]] = None):
+                 frame_window: int = 2, kinds: Optional[Sequence[str]] = None, max_offset: int = 0):
         if getattr(codec, "temporal_factor", 1) != 1:
             raise OmniSyncError("FolderPairSource serves frame-aligned clips: use a codec with temporal factor 1 "
                                 "(the pixel codec); VAE training needs pre-encoded latents.")
@@ -213,7 +214,7 @@ class FolderPairSource:
         entries = index["splits"].get(split)
         if not entries:
             raise OmniSyncError(f"dataset {root!r} has no {split!r} split; build it with make-data --split {split}.")
-        self.codec, self.clip_frames = codec, clip_frames
+        self.codec, self.clip_frames, self.max_offset = codec, clip_frames, max_offset
         self.pairs: List[List[Clip]] = []
         for e in entries:
             if kinds and e["kind"] not in kinds:
@@ -250,7 +251,12 @@ class FolderPairSource:
     def arbitrary(self, generator: torch.Generator) -> Dict:
         clip = self.pairs[self._randint(len(self.pairs), generator)][self._randint(2, generator)]
         n = clip.frames.shape[0] - self.clip_frames + 1
-        s_t, s_s = self._randint(n, generator), self._randint(n, generator)
+        s_t = self._randint(n, generator)
+        if self.max_offset:
+            lo, hi = max(0, s_t - self.max_offset), min(n - 1, s_t + self.max_offset)
+            s_s = lo + self._randint(hi - lo + 1, generator)
+        else:
+            s_s = self._randint(n, generator)
         target, tokens = self._segment(clip, s_t)
         source, _ = self._segment(clip, s_s)
         return {"source_latents": source, "target_latents": target, "audio_tokens": tokens, "text": None}

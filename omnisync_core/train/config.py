@@ -37,6 +37,9 @@ class TrainConfig:
     fps: float = 25.0
     # timestep-dependent data sampling (paper §3.2): t = 1000·σ > pair_threshold_t -> pseudo-paired
     pair_threshold_t: float = 850.0
+    # arbitrary pairs from a dataset folder: source segment at most this many frames from the target's
+    # (0 = anywhere in the clip); small offsets keep the pose close and the mouth different
+    arbitrary_max_offset: int = 0
     # condition dropout, mutually exclusive per example: both / audio only / text only
     p_drop_audio: float = 0.1
     p_drop_text: float = 0.1
@@ -85,6 +88,7 @@ class TrainConfig:
              and self.p_drop_audio + self.p_drop_text + self.p_drop_both <= 1.0,
              "p_drop_audio + p_drop_text + p_drop_both must lie in [0, 1] (the three are exclusive)"),
             (self.timestep_shift > 0.0, "timestep_shift must be > 0"),
+            (self.arbitrary_max_offset >= 0, "arbitrary_max_offset is a number of frames >= 0"),
             (self.batch_size >= 1 and self.grad_accum >= 1 and self.max_steps >= 1,
              "batch_size, grad_accum and max_steps must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),
