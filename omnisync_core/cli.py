@@ -271,7 +271,7 @@ def run_eval(args) -> int:
                        window=args.window, overlap=args.overlap, length_mode="follow_video")
     bar, progress = _bar("eval", args.quiet)
     try:
-        result = evaluate_heldout(pipe, args.data, opts, limit=args.limit, progress=progress)
+        result = evaluate_heldout(pipe, args.data, opts, split=args.split, limit=args.limit, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -279,7 +279,7 @@ def run_eval(args) -> int:
     print(table)
     if args.report:
         with open(args.report, "w") as f:
-            json.dump({"options": {"tau": args.tau, "steps": args.steps, "guidance": g.to_dict(),
+            json.dump({"options": {"split": args.split, "tau": args.tau, "steps": args.steps, "guidance": g.to_dict(),
                                    "mouth": args.mouth, "model": args.model}, **result}, f, indent=1, default=str)
     return 0
 
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=BUNDLED_MODEL)
     p.add_argument("--data", required=True, help="dataset folder with a heldout split")
     p.add_argument("--whisper")
+    p.add_argument("--split", default="heldout", choices=["heldout", "train"],
+                   help="heldout for the reported numbers; train for tuning settings without touching heldout")
     p.add_argument("--limit", type=int, help="at most this many characters (kinds taken in turn)")
     p.add_argument("--tau", type=float, default=0.92)
     p.add_argument("--steps", type=int, default=50)

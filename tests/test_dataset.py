@@ -28,7 +28,7 @@ def dataset(tmp_path_factory):
     encoder = load_whisper(make_whisper_folder(str(base)), device="cpu")
     root = str(base / "chars")
     build_dataset(root, 3, split="train", size=SIZE, encoder=encoder)
-    build_dataset(root, 1, split="heldout", size=SIZE, encoder=encoder, write_media=False)
+    build_dataset(root, 2, split="heldout", size=SIZE, encoder=encoder)
     return root
 
 
@@ -42,7 +42,7 @@ def test_samples_have_media_json_and_cache(dataset):
 
     index = json.load(open(os.path.join(dataset, "dataset.json")))
     assert [e["kind"] for e in index["splits"]["train"]] == ["human", "stylized", "nonhuman"]
-    assert len(index["splits"]["heldout"]) == 1 and index["size"] == SIZE
+    assert len(index["splits"]["heldout"]) == 2 and index["size"] == SIZE
     folder = os.path.join(dataset, index["splits"]["train"][0]["dir"])
     meta = json.load(open(os.path.join(folder, "a.json")))
     T = meta["num_frames"]
@@ -135,4 +135,26 @@ def test_train_cli_runs_on_the_folder_and_exports_a_checkpoint(dataset, tmp_path
     assert {"val_mouth_mae", "val_copy_mouth_mae", "val_psnr_outside", "val_loss"} <= set(header)
     assert float(row["val_copy_mouth_mae"]) > 0
     videos = os.listdir(out / "val")
-    assert len(videos) == 1 and videos[0].startswith("step000003_")
+    assert len(videos) == 2 and all(v.startswith("step000003_") for v in videos)
+
+
+def test_heldout_eval_measures_model_and_copy_baseline(dataset, tmp_path):
+    from omnisync_core.cli import load_runtime
+    from omnisync_core.eval.heldout import evaluate_heldout, markdown_table
+    from omnisync_core.pipeline import OmniSyncPipeline, SyncOptions
+    from tiny import make_model_checkpoint
+
+    whisper = os.path.join(os.path.dirname(dataset), "whisper-tiny-random")
+    model, codec, encoder, _ = load_runtime(make_model_checkpoint(str(tmp_path)), whisper, "cpu", torch.float32)
+    pipe = OmniSyncPipeline(model, codec, encoder)
+    opts = SyncOptions(num_steps=4, mouth=(0.5, 0.6), length_mode="follow_video", window=4, overlap=1)
+    result = evaluate_heldout(pipe, dataset, opts)
+    rows, summary = result["clips"], result["summary"]
+    assert [r["kind"] for r in rows] == ["human", "stylized"]
+    for r in rows:
+        assert r["copy_mouth_mae"] > 0 and r["mouth_mae"] > 0 and np.isfinite(r["psnr_outside"])
+    assert summary["all"]["clips"] == 2
+    assert summary["all"]["mouth_mae"] == pytest.approx(np.mean([r["mouth_mae"] for r in rows]))
+    assert "| human | 1 |" in markdown_table(summary)
+    with pytest.raises(OmniSyncError, match="follow_video"):
+        evaluate_heldout(pipe, dataset, SyncOptions())
