@@ -106,8 +106,10 @@ def _frame_features_for_model(audio, model) -> torch.Tensor:
     if feats.shape[1] == cfg.audio_dim:
         return feats
     spec = model.audio_spec
-    if audio.dim == getattr(spec, "dim", None) and spec.num_layers == 1 and audio.num_layers > 1:
-        return feats.view(feats.shape[0], audio.num_layers, audio.dim)[:, -1]  # the final encoder layer
+    if audio.dim == getattr(spec, "dim", None) and spec.num_layers < audio.num_layers:
+        # the model was trained on the last spec.num_layers hidden states of the same encoder
+        last = feats.view(feats.shape[0], audio.num_layers, audio.dim)[:, -spec.num_layers:]
+        return last.reshape(feats.shape[0], spec.num_layers * audio.dim)
     raise OmniSyncError(
         f"the audio features are {audio.num_layers} layers × {audio.dim} = {feats.shape[1]} per frame but the "
         f"model expects {cfg.audio_dim} ({getattr(spec, 'num_layers', '?')} layers × {getattr(spec, 'dim', '?')}, "

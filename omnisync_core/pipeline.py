@@ -118,14 +118,17 @@ class OmniSyncPipeline:
         self.device = torch.device(device)
         self.dtype = dtype
         cfg = model.config
+        self.audio_layers = None  # how many of the encoder's last hidden states the model takes
         if cfg.audio_dim and audio_encoder is not None:
-            got = audio_encoder.spec.token_dim
-            if got != cfg.audio_dim:
+            spec = audio_encoder.spec
+            k, rest = divmod(cfg.audio_dim, spec.dim)
+            if rest or not 1 <= k <= spec.num_layers:
                 raise OmniSyncError(
-                    f"the audio encoder gives {got}-dim tokens ({audio_encoder.spec.num_layers} layers × "
-                    f"{audio_encoder.spec.dim}) but the model expects {cfg.audio_dim}; load the Whisper "
+                    f"the audio encoder gives {spec.num_layers} layers × {spec.dim} but the model expects "
+                    f"{cfg.audio_dim}-dim tokens (the last k layers of width {spec.dim}); load the Whisper "
                     "model this checkpoint was trained with."
                 )
+            self.audio_layers = k
         if codec.latent_channels != cfg.latent_channels:
             raise OmniSyncError(
                 f"the codec gives {codec.latent_channels} latent channels but the model expects "
@@ -143,9 +146,10 @@ class OmniSyncPipeline:
 
     def frame_features(self, wave16k: torch.Tensor, fps: float, num_frames: int, progress=None):
         """Whisper features aligned per video frame: (num_frames, token_dim), info."""
-        feats = self.audio_encoder.encode(wave16k)
+        k = self.audio_layers or self.audio_encoder.spec.num_layers
+        feats = self.audio_encoder.encode(wave16k)[:, -k:]  # (N_feat, k, D): the layers the model uses
         return align_features_to_frames(
-            feats, fps, num_frames, silence_feature=self.audio_encoder.silence_feature()
+            feats, fps, num_frames, silence_feature=self.audio_encoder.silence_feature()[-k:]
         )
 
     # -- the whole call ------------------------------------------------------------------------

@@ -49,3 +49,20 @@ def test_bad_checkpoint_is_one_line_error(tmp_path):
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert res.stderr.startswith("error:") and "safetensors" in res.stderr
+
+
+def test_demo_lip_syncs_the_bundled_sample_with_the_bundled_model(tmp_path):
+    """The README's main job (with 4 steps instead of 50 to keep CI fast)."""
+    from omnisync_core.media import read_audio, read_video
+
+    out = tmp_path / "out.mp4"
+    res = run_cli("demo", "-o", str(out), "--steps", "4", "--quiet")
+    assert res.returncode == 0, res.stderr
+    frames, fps = read_video(str(out))
+    wave, sr = read_audio(str(out))
+    speech, speech_sr = read_audio(os.path.join(ROOT, "samples", "speech.wav"))
+    assert frames.shape[1:3] == (128, 128) and abs(fps - 25.0) < 1e-3
+    assert frames.shape[0] == int(np.ceil(speech.shape[-1] / speech_sr * 25 - 1e-6))  # follows the speech
+    assert abs(wave.shape[-1] / sr - frames.shape[0] / 25.0) < 0.05
+    sbs, _ = read_video(str(tmp_path / "out_side_by_side.mp4"))
+    assert sbs.shape[0] == frames.shape[0] and sbs.shape[2] == 256

@@ -114,3 +114,21 @@ def test_bad_frames_are_clear_errors(pipe):
         pipe(make_frames(T=1), FPS, wave, 16000, fast())
     with pytest.raises(OmniSyncError, match="fps"):
         pipe(make_frames(T=4), 0.0, wave, 16000, fast())
+
+
+def test_a_model_trained_on_the_last_layers_gets_exactly_those(pipe):
+    from omnisync_core.model.config import preset
+    from omnisync_core.model.dit import OmniSyncDiT
+    from tiny import WHISPER_D_MODEL, WHISPER_LAYERS
+
+    wave = torch.from_numpy(make_speech_like(0.4))
+    full, _ = pipe.frame_features(wave, FPS, 10)  # all WHISPER_LAYERS + 1 hidden states
+    model = OmniSyncDiT(preset("tiny", latent_channels=12, audio_dim=2 * WHISPER_D_MODEL, use_text=False)).eval()
+    last2 = OmniSyncPipeline(model, pipe.codec, pipe.audio_encoder)
+    assert last2.audio_layers == 2
+    feats, _ = last2.frame_features(wave, FPS, 10)
+    expect = full.view(10, WHISPER_LAYERS + 1, WHISPER_D_MODEL)[:, -2:].reshape(10, 2 * WHISPER_D_MODEL)
+    assert torch.equal(feats, expect)
+    with pytest.raises(OmniSyncError, match="Whisper"):
+        OmniSyncPipeline(OmniSyncDiT(preset("tiny", latent_channels=12, audio_dim=40, use_text=False)),
+                         pipe.codec, pipe.audio_encoder)
