@@ -105,6 +105,13 @@ def test_folder_pair_source_serves_both_kinds(dataset):
             ss = [s for s, f in enumerate(segs) if torch.allclose(f, source, atol=1e-3)]
             hits += [(a, b) for a in st for b in ss]
         assert hits and min(abs(a - b) for a, b in hits) <= 1
+    # the optional mouth loss weight covers the (grown) mouth box of the target's frames
+    weighted = FolderPairSource(dataset, "train", clip_frames=4, codec=codec, num_layers=2, mouth_weight=9.0)
+    ex = weighted.pseudo_paired(torch.Generator().manual_seed(2))
+    w = ex["loss_weight"]
+    assert w.shape == (4, SIZE // 2, SIZE // 2) and set(w.unique().tolist()) == {1.0, 10.0}
+    assert 0.0 < float((w > 1).float().mean()) < 0.5
+    assert "loss_weight" not in src.arbitrary(g)
     with pytest.raises(OmniSyncError, match="caches"):
         FolderPairSource(dataset, "train", 4, codec, num_layers=WHISPER_LAYERS + 2)
     with pytest.raises(OmniSyncError, match="not an OmniSync dataset"):

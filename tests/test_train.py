@@ -259,3 +259,23 @@ def test_init_from_a_tiny_wan_checkpoint(tmp_path):
     with pytest.raises(OmniSyncError, match="init_from"):
         trainer.train(dataclasses.replace(cfg, init_from=str(tmp_path / "missing.safetensors"),
                                           out_dir=str(tmp_path / "x")), tiny_source())
+
+
+def test_weighted_loss_is_the_weighted_mean_of_the_squared_velocity_error():
+    from omnisync_core.train.batches import Batch
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, timestep, source=None, audio=None, text=None):
+            return torch.zeros_like(x)
+
+    target = torch.zeros(1, 2, 1, 2, 2)
+    noise = torch.zeros_like(target)
+    noise[0, :, 0, 0, 0] = 1.0  # v_target = noise - x0 = 1 at one position (both channels), 0 elsewhere
+    weight = torch.ones(1, 1, 2, 2)
+    weight[0, 0, 0, 0] = 7.0
+    b = Batch(torch.tensor([0.5]), torch.tensor([True]), target, target, None, None, weight)
+    loss, _ = trainer.flow_matching_loss(Zero(), b, noise)
+    assert float(loss) == pytest.approx(7.0 / 10.0)  # (7·1) / (7 + 1 + 1 + 1)
+    b.weight = None
+    assert float(trainer.flow_matching_loss(Zero(), b, noise)[0]) == pytest.approx(1.0 / 4.0)
+    assert float(trainer.flow_matching_loss(Zero(), b, noise, "x0")[0]) == pytest.approx(0.25 * 0.25)

@@ -161,14 +161,19 @@ def read_index(root: str) -> Dict:
 # -- serving pairs to the trainer -----------------------------------------------------------------
 
 
+MOUTH_WEIGHT_GROW = 0.25  # the loss-weighted mouth box is grown by this fraction of its size per side
+
+
 @dataclass
 class Clip:
-    """One rendered utterance in memory: frames (T, H, W, 3) uint8; tokens (T, N_a, K) float16 or None."""
+    """One rendered utterance in memory: frames (T, H, W, 3) uint8; tokens (T, N_a, K) float16 or None;
+    boxes (T, 4) mouth boxes as frame fractions, when loaded."""
 
     frames: torch.Tensor
     tokens: Optional[torch.Tensor]
     character: int
     kind: str
+    boxes: Optional[torch.Tensor] = None
 
 
 def load_clip(path: str, num_layers: Optional[int], frame_window: int) -> Clip:
@@ -203,10 +208,14 @@ class FolderPairSource:
     * arbitrary: one utterance; target segment at s, source segment at s' (the same character at
       another moment: other pose, other mouth), audio = target's. s' is anywhere in the clip, or within
       ``max_offset`` frames of s when ``max_offset`` > 0.
+
+    With ``mouth_weight`` > 0 every example also carries ``loss_weight`` (F, h, w): 1 + mouth_weight inside
+    the target's mouth box (from the renderer's json, grown by ``MOUTH_WEIGHT_GROW`` of its size), 1 elsewhere.
     """
 
     def __init__(self, root: str, split: str, clip_frames: int, codec, num_layers: Optional[int],
-                 frame_window: int = 2, kinds: Optional[Sequence[str]] = None, max_offset: int = 0):
+                 frame_window: int = 2, kinds: Optional[Sequence[str]] = None, max_offset: int = 0,
+                 mouth_weight: float = 0.0):
         if getattr(codec, "temporal_factor", 1) != 1:
             raise OmniSyncError("FolderPairSource serves frame-aligned clips: use a codec with temporal factor 1 "
                                 "(the pixel codec); VAE training needs pre-encoded latents.")
@@ -215,12 +224,17 @@ class FolderPairSource:
         if not entries:
             raise OmniSyncError(f"dataset {root!r} has no {split!r} split; build it with make-data --split {split}.")
         self.codec, self.clip_frames, self.max_offset = codec, clip_frames, max_offset
+        self.mouth_weight = mouth_weight
         self.pairs: List[List[Clip]] = []
         for e in entries:
             if kinds and e["kind"] not in kinds:
                 continue
             clips = [load_clip(os.path.join(root, e["dir"], f"{n}.safetensors"), num_layers, frame_window)
                      for n in ("a", "b")]
+            if mouth_weight:
+                for n, clip in zip("ab", clips):
+                    with open(os.path.join(root, e["dir"], f"{n}.json")) as f:
+                        clip.boxes = torch.tensor(json.load(f)["mouth_box"], dtype=torch.float32)  # (T, 4)
             if min(c.frames.shape[0] for c in clips) >= clip_frames:
                 self.pairs.append(clips)
         if not self.pairs:
@@ -235,6 +249,18 @@ class FolderPairSource:
         tokens = clip.tokens[start:start + self.clip_frames].float() if clip.tokens is not None else None
         return latents, tokens
 
+    def _weight(self, clip: Clip, start: int, h: int, w: int) -> Optional[torch.Tensor]:
+        """(F, h, w): 1 + mouth_weight inside the grown mouth box of each frame, else 1."""
+        if not self.mouth_weight:
+            return None
+        b = clip.boxes[start:start + self.clip_frames]
+        gx, gy = (b[:, 2] - b[:, 0]) * MOUTH_WEIGHT_GROW, (b[:, 3] - b[:, 1]) * MOUTH_WEIGHT_GROW
+        ys = ((torch.arange(h) + 0.5) / h).view(1, h, 1)
+        xs = ((torch.arange(w) + 0.5) / w).view(1, 1, w)
+        inside = ((xs >= (b[:, 0] - gx).view(-1, 1, 1)) & (xs <= (b[:, 2] + gx).view(-1, 1, 1))
+                  & (ys >= (b[:, 1] - gy).view(-1, 1, 1)) & (ys <= (b[:, 3] + gy).view(-1, 1, 1)))
+        return 1.0 + self.mouth_weight * inside.float()
+
     def _randint(self, n: int, g: torch.Generator) -> int:
         return int(torch.randint(n, (1,), generator=g))
 
@@ -246,7 +272,14 @@ class FolderPairSource:
         s = self._randint(common - self.clip_frames + 1, generator)
         target, tokens = self._segment(tgt, s)
         source, _ = self._segment(src, s)
-        return {"source_latents": source, "target_latents": target, "audio_tokens": tokens, "text": None}
+        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:]))
+
+    @staticmethod
+    def _example(source, target, tokens, weight) -> Dict:
+        ex = {"source_latents": source, "target_latents": target, "audio_tokens": tokens, "text": None}
+        if weight is not None:
+            ex["loss_weight"] = weight
+        return ex
 
     def arbitrary(self, generator: torch.Generator) -> Dict:
         clip = self.pairs[self._randint(len(self.pairs), generator)][self._randint(2, generator)]
@@ -259,4 +292,4 @@ class FolderPairSource:
             s_s = self._randint(n, generator)
         target, tokens = self._segment(clip, s_t)
         source, _ = self._segment(clip, s_s)
-        return {"source_latents": source, "target_latents": target, "audio_tokens": tokens, "text": None}
+        return self._example(source, target, tokens, self._weight(clip, s_t, *target.shape[2:]))

@@ -99,7 +99,8 @@ def evaluate_heldout(pipeline, root: str, options, split: str = "heldout", limit
         result = pipeline(source, meta["a"]["fps"], wave, sr, options)
         region = mouth_region(np.array(meta["a"]["mouth_box"]), np.array(meta["b"]["mouth_box"]), *source.shape[1:3])
         row = clip_metrics(result.frames[:T], source, truth, region)
-        row.update({"kind": e["kind"], "seed": e["seed"], "frames": T})
+        row.update({"kind": e["kind"], "seed": e["seed"], "frames": T,
+                    "passed_through": len(result.report.get("mouth", {}).get("fallback_frames", []))})
         rows.append(row)
         report(progress, i + 1, len(entries), f"{e['kind']} {row['mouth_mae']:.2f} vs copy {row['copy_mouth_mae']:.2f}")
     return {"clips": rows, "summary": summarise(rows)}

@@ -6,6 +6,7 @@ A :class:`PairSource` serves single training examples, each a dict
     target_latents: (C, F, h, w)      x_0, the clip that matches the audio
     audio_tokens:   (F, N_a, D) or None   per-latent-frame audio tokens of the target's speech
     text:           (L, text_dim) or None
+    loss_weight:    (F, h, w) or absent   optional per-position loss weight (e.g. around the mouth)
 
 in two kinds:
 
@@ -68,7 +69,8 @@ class Batch:
     """One micro-batch on the trainer's device.
 
     sigma: (B,) float32 in [0, 1]; paired: (B,) bool, True = pseudo-paired;
-    source, target: (B, C, F, h, w); audio: (B, F, N_a, D) or None; text: (B, L, text_dim) or None.
+    source, target: (B, C, F, h, w); audio: (B, F, N_a, D) or None; text: (B, L, text_dim) or None;
+    weight: (B, F, h, w) per-position loss weight, or None (uniform).
     """
     sigma: torch.Tensor
     paired: torch.Tensor
@@ -76,10 +78,12 @@ class Batch:
     target: torch.Tensor
     audio: Optional[torch.Tensor]
     text: Optional[torch.Tensor]
+    weight: Optional[torch.Tensor] = None
 
     def to(self, device) -> "Batch":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Batch(*(move(t) for t in (self.sigma, self.paired, self.source, self.target, self.audio, self.text)))
+        return Batch(*(move(t) for t in (self.sigma, self.paired, self.source, self.target, self.audio, self.text,
+                                         self.weight)))
 
 
 def collate(examples: Sequence[Example], sigma: torch.Tensor, kinds: Sequence[str]) -> Batch:
@@ -99,7 +103,7 @@ def collate(examples: Sequence[Example], sigma: torch.Tensor, kinds: Sequence[st
 
     return Batch(sigma=sigma, paired=torch.tensor([k == PSEUDO_PAIRED for k in kinds]),
                  source=stack("source_latents"), target=stack("target_latents"),
-                 audio=stack("audio_tokens"), text=stack("text"))
+                 audio=stack("audio_tokens"), text=stack("text"), weight=stack("loss_weight"))
 
 
 def draw_batch(pairs: PairSource, n: int, config: TrainConfig, generator: torch.Generator) -> Batch:

@@ -40,6 +40,9 @@ class TrainConfig:
     # arbitrary pairs from a dataset folder: source segment at most this many frames from the target's
     # (0 = anywhere in the clip); small offsets keep the pose close and the mouth different
     arbitrary_max_offset: int = 0
+    # extra loss weight inside the renderer's mouth box (dataset folders only; 0 = uniform loss, as in
+    # the paper). The model still sees no mask: this only tells a small model where its errors matter.
+    mouth_loss_weight: float = 0.0
     # condition dropout, mutually exclusive per example: both / audio only / text only
     p_drop_audio: float = 0.1
     p_drop_text: float = 0.1
@@ -89,6 +92,7 @@ class TrainConfig:
              "p_drop_audio + p_drop_text + p_drop_both must lie in [0, 1] (the three are exclusive)"),
             (self.timestep_shift > 0.0, "timestep_shift must be > 0"),
             (self.arbitrary_max_offset >= 0, "arbitrary_max_offset is a number of frames >= 0"),
+            (self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0"),
             (self.batch_size >= 1 and self.grad_accum >= 1 and self.max_steps >= 1,
              "batch_size, grad_accum and max_steps must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),

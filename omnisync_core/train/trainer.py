@@ -100,7 +100,7 @@ def drop_conditions(batch: Batch, config: TrainConfig, generator: torch.Generato
     if text is not None:
         drop = (both | text_only).view(-1, *[1] * (text.dim() - 1))
         text = torch.where(drop, torch.zeros_like(text), text)
-    return Batch(batch.sigma, batch.paired, batch.source, batch.target, audio, text)
+    return Batch(batch.sigma, batch.paired, batch.source, batch.target, audio, text, batch.weight)
 
 
 def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
@@ -115,7 +115,12 @@ def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
     x_sigma = (1.0 - s) * x0 + s * noise
     v_target = noise - x0
     v = model(x_sigma, sigma_to_timestep(batch.sigma), source=batch.source, audio=batch.audio, text=batch.text)
-    per_example = F.mse_loss(v.float(), v_target.float(), reduction="none").flatten(1).mean(1)   # (B,)
+    err = F.mse_loss(v.float(), v_target.float(), reduction="none")                         # (B, C, F, h, w)
+    if batch.weight is not None:  # weighted mean over positions (the weight is shared by the channels)
+        w = batch.weight.float().to(err.device)[:, None]
+        per_example = (err * w).flatten(1).sum(1) / (w.expand_as(err).flatten(1).sum(1))
+    else:
+        per_example = err.flatten(1).mean(1)                                                 # (B,)
     if weighting == "x0":
         per_example = per_example * batch.sigma.float().to(per_example.device) ** 2
     return per_example.mean(), per_example
