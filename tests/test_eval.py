@@ -43,3 +43,9 @@ def test_summary_and_balanced_selection():
     assert s["all"]["mouth_mae"] == pytest.approx(2.5) and s["all"]["clips"] == 2
     entries = [{"kind": k, "i": i} for i, k in enumerate(["a", "a", "a", "b", "c", "c"])]
     assert [e["i"] for e in _balanced(entries, 4)] == [0, 3, 4, 1]
+
+
+def test_mouth_region_takes_the_shorter_of_two_box_tracks():
+    a = np.tile([[0.2, 0.2, 0.4, 0.4]], (5, 1))
+    b = np.tile([[0.6, 0.6, 0.8, 0.8]], (3, 1))
+    assert mouth_region(a, b, 10, 10).shape == (3, 10, 10)

@@ -33,7 +33,7 @@ PIXEL_MAX = 255.0
 
 def mouth_region(boxes_a: np.ndarray, boxes_b: np.ndarray, H: int, W: int) -> torch.Tensor:
     """(T, H, W) bool: union of the two grown mouth boxes (fractions x0, y0, x1, y1) per frame."""
-    T = boxes_a.shape[0]
+    T = min(boxes_a.shape[0], boxes_b.shape[0])
     ys = (torch.arange(H, dtype=torch.float32) + 0.5) / H
     xs = (torch.arange(W, dtype=torch.float32) + 0.5) / W
     region = torch.zeros(T, H, W, dtype=torch.bool)
