@@ -1,7 +1,8 @@
 """Lip-sync speed and memory on this machine: prints numbers, asserts nothing.
 
-    python benchmarks/sync_speed.py                      # tiny random model, 4 s of 128² video
-    python benchmarks/sync_speed.py --model models/omnisync_small_pixel128.safetensors --seconds 4
+    python benchmarks/sync_speed.py --model models/omnisync_small_pixel128.safetensors --window 8
+    python benchmarks/sync_speed.py --size 32 --window 4  # the tests' tiny random model (pixel patch 2:
+                                                          # 128² would be 1024 tokens per frame)
 
 Times the whole pipeline call (audio features, windows, sampling, decode) for a synthetic clip and
 reports seconds, seconds per video second, Euler steps, forward passes and peak resident memory.
@@ -37,7 +38,7 @@ def main() -> None:
     p.add_argument("--fps", type=float, default=25.0)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--tau", type=float, default=0.92)
-    p.add_argument("--window", type=int, default=16)
+    p.add_argument("--window", type=int, default=8, help="latent frames per window")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args()
     torch.set_num_threads(args.threads)
