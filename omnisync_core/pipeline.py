@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +40,7 @@ from .sampling.mouth import centres_from_mask, fill_missing, DEFAULT_MOUTH_CENTR
 from .sampling.noise_init import progressive_noise_init
 from .sampling.sampler import denoise
 from .sampling.schedule import FlowMatchSchedule
-from .sampling.windows import apply_audio_plan, blend_weights, match_lengths, plan_windows
+from .sampling.windows import apply_audio_plan, blend_weights, match_lengths, plan_windows, window_overlaps
 
 LENGTH_MODES = ("follow_audio_loop", "follow_audio_pingpong", "follow_video")
 
@@ -224,7 +224,7 @@ class OmniSyncPipeline:
                 progress=window_progress, cancel=cancel,
             )
             decoded = self.codec.decode(latents.float().cpu())[: e - s]  # (T_w, H, W, 3)
-            wts = blend_weights(e - s, *self._overlaps(windows, w_idx))
+            wts = blend_weights(e - s, *window_overlaps(windows, w_idx))
             out[s:e] += wts[:, None, None, None] * decoded
             weight_sum[s:e] += wts
             gmap[s:e] += wts[:, None, None] * self._frames_from_latent_map(info["guidance_map"], e - s, H_p, W_p)
@@ -274,12 +274,6 @@ class OmniSyncPipeline:
 
     def _latent_offset(self, frame_start: int) -> int:
         return self.codec.num_latent_frames(frame_start) if frame_start else 0
-
-    @staticmethod
-    def _overlaps(windows: Sequence[Tuple[int, int]], i: int):
-        left = windows[i - 1][1] - windows[i][0] if i > 0 else 0
-        right = windows[i][1] - windows[i + 1][0] if i + 1 < len(windows) else 0
-        return max(left, 0), max(right, 0)
 
     def _user_centres(self, opts: SyncOptions, mouth_mask, T_out: int, added: int):
         """Per video frame (x, y) centres from a mask or point; None means automatic."""

@@ -18,7 +18,9 @@ from omnisync_core.sampling.sampler import denoise, sample_windowed
 from omnisync_core.sampling.schedule import (
     FlowMatchSchedule, shift_sigma, sigma_to_timestep, timestep_to_sigma,
 )
-from omnisync_core.sampling.windows import apply_audio_plan, blend_weights, match_lengths, plan_windows
+from omnisync_core.sampling.windows import (
+    apply_audio_plan, blend_weights, match_lengths, plan_windows, window_overlaps,
+)
 
 
 # -- schedule -------------------------------------------------------------------------------------
@@ -170,6 +172,8 @@ def test_plan_windows_and_blend_weights():
     assert plan_windows(10, 4, 1) == [(0, 4), (3, 7), (6, 10)]
     assert plan_windows(11, 4, 1) == [(0, 4), (3, 7), (6, 10), (7, 11)]
     assert plan_windows(3, 4, 1) == [(0, 3)]
+    wins = plan_windows(11, 4, 1)
+    assert [window_overlaps(wins, i) for i in range(4)] == [(0, 1), (1, 1), (1, 3), (3, 0)]
     w = blend_weights(5, 2, 1)
     assert w.tolist() == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 0.5])
     # neighbours' ramps sum to 1 over a shared overlap of 2

@@ -16,7 +16,7 @@ from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from .guidance import GuidanceConfig, ds_cfg_combine, guidance_weight, passes_needed, spatial_guidance_map
 from .mouth import DEFAULT_MOUTH_CENTRE, centres_from_guidance, fill_missing
 from .schedule import FlowMatchSchedule, sigma_to_timestep
-from .windows import blend_weights, plan_windows
+from .windows import blend_weights, plan_windows, window_overlaps
 
 Centres = Union[str, torch.Tensor]  # "auto" or (F, 2) frame fractions
 
@@ -166,8 +166,6 @@ def sample_windowed(
     passes = 0
     for k, (s, e) in enumerate(windows):
         check_cancel(cancel)
-        left = windows[k - 1][1] - s if k > 0 else 0
-        right = e - windows[k + 1][0] if k + 1 < len(windows) else 0
 
         def window_progress(done, _total, message, _base=k * steps):
             report(progress, _base + done, total, message)
@@ -176,7 +174,7 @@ def sample_windowed(
         lat, info = denoise(model, x_init[:, s:e], source[:, s:e],
                             audio_tokens[s:e] if audio_tokens is not None else None, text, sigmas, guidance,
                             win_centres, progress=window_progress, cancel=cancel)
-        wts = blend_weights(e - s, max(left, 0), max(right, 0))  # (F_w,)
+        wts = blend_weights(e - s, *window_overlaps(windows, k))  # (F_w,)
         out[:, s:e] += wts.view(1, -1, 1, 1) * lat.cpu()
         gmap[s:e] += wts.view(-1, 1, 1) * info["guidance_map"].cpu()
         found_centres[s:e] += wts[:, None] * info["centres"].cpu()

@@ -37,6 +37,13 @@ def plan_windows(length: int, window: int, overlap: int) -> List[Tuple[int, int]
     return [(s, s + window) for s in starts]
 
 
+def window_overlaps(windows: List[Tuple[int, int]], i: int) -> Tuple[int, int]:
+    """(left, right): how many items window ``i`` shares with its previous and next neighbour."""
+    left = windows[i - 1][1] - windows[i][0] if i > 0 else 0
+    right = windows[i][1] - windows[i + 1][0] if i + 1 < len(windows) else 0
+    return max(left, 0), max(right, 0)
+
+
 def blend_weights(n: int, left: int, right: int) -> torch.Tensor:
     """(n,) cross-fade weights of one window: a linear ramp over its ``left`` and ``right`` overlaps.
 
