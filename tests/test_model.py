@@ -317,23 +317,3 @@ def test_x0_residual_model_starts_as_the_source_and_returns_its_velocity():
     assert torch.allclose(x[:1] - 0.5 * v[:1], src[:1], atol=1e-5)
     with pytest.raises(OmniSyncError, match="x0_residual"):
         preset("tiny", source_condition=False, prediction="x0_residual")
-
-
-def test_residual_skip_passes_the_noisy_frames_near_the_data_end():
-    """residual_skip_sigma s: x̂₀ = source + c(σ)(x − (1−σ)source) + head, c = (1−σ)s²/((1−σ)²s² + σ²)."""
-    from omnisync_core.model.config import X0_MIN_SIGMA, preset
-    from omnisync_core.model.dit import OmniSyncDiT
-
-    torch.manual_seed(0)
-    model = OmniSyncDiT(preset("tiny", use_text=False, audio_dim=0, prediction="x0_residual",
-                               residual_skip_sigma=0.1)).eval()
-    x, src = torch.randn(3, 12, 2, 4, 4), torch.randn(3, 12, 2, 4, 4)
-    sigma = torch.tensor([0.0, 0.1, 1.0])
-    v = model(x, 1000 * sigma, source=src)
-    x0 = x - sigma.clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1) * v
-    assert torch.allclose(x0[0], x[0], atol=1e-5)          # σ = 0: the frames themselves
-    assert torch.allclose(x0[2], src[2], atol=1e-5)        # σ = 1: the source (head is zero at init)
-    c = 0.9 * 0.01 / (0.81 * 0.01 + 0.01)                  # σ = 0.1, s = 0.1: c = 0.4972…
-    assert torch.allclose(x0[1], src[1] + c * (x[1] - 0.9 * src[1]), atol=1e-5)
-    with pytest.raises(OmniSyncError, match="residual_skip_sigma"):
-        preset("tiny", residual_skip_sigma=0.1)             # velocity models have no residual

@@ -60,12 +60,6 @@ class DiTConfig:
         wider than the transformer: noise is full-rank and cannot pass a narrow token, clean frames can
         (JiT, "Back to Basics: Let Denoising Generative Models Denoise", 2025); and with the zero-init
         head a fresh model returns the source exactly, so training only has to learn the edit.
-    residual_skip_sigma: with "x0_residual", > 0 adds an EDM-style skip (Karras et al. 2022, §5
-        preconditioning) to the residual: x̂₀ = source + c(σ)·(x − (1−σ)·source) + head(...), with
-        c(σ) = (1−σ)·s² / ((1−σ)²·s² + σ²) the least-squares weight of the noisy frames when the edit
-        x₀ − source has std s (this value, in codec units). Near σ = 0 x̂₀ → x, so the head need not carry
-        the noisy frames through the narrow tokens to refine them; near σ = 1 x̂₀ → source + head.
-        0 (default) = no skip.
     """
 
     dim: int
@@ -84,7 +78,6 @@ class DiTConfig:
     cross_attn_norm: bool = True
     eps: float = 1e-6
     prediction: str = "velocity"
-    residual_skip_sigma: float = 0.0
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -105,8 +98,6 @@ class DiTConfig:
             (lambda: self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
             (lambda: self.prediction == "velocity" or self.source_condition,
              "prediction 'x0_residual' needs source_condition=True (the residual is added to the source)"),
-            (lambda: self.residual_skip_sigma >= 0 and (self.residual_skip_sigma == 0 or self.prediction == "x0_residual"),
-             "residual_skip_sigma must be >= 0, and > 0 only with prediction 'x0_residual'"),
         ]
         for ok, message in checks:
             if not ok():

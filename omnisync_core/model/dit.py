@@ -363,13 +363,9 @@ class OmniSyncDiT(nn.Module):
 
         out = self.unpatchify(self.head(h, e), grid)  # (B, C, F, H, W)
         if cfg.prediction == "x0_residual":
-            raw = (t.to(device, torch.float32) / MAX_TIMESTEP).view(-1, 1, 1, 1, 1)
             x0 = source.float() + out.float()  # x̂₀ = source + residual
-            if cfg.residual_skip_sigma > 0:    # + c(σ)·(x − (1−σ)·source): the noisy frames' own estimate
-                s2 = cfg.residual_skip_sigma ** 2
-                c = (1 - raw) * s2 / ((1 - raw) ** 2 * s2 + raw ** 2)
-                x0 = x0 + c * (x.float() - (1 - raw) * source.float())
-            out = (x.float() - x0) / raw.clamp_min(X0_MIN_SIGMA)  # the velocity of the linear path towards x̂₀
+            sigma = (t.to(device, torch.float32) / MAX_TIMESTEP).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
+            out = (x.float() - x0) / sigma  # the velocity of the linear path towards x̂₀
         return out.to(x.dtype)
 
     def unpatchify(self, x: torch.Tensor, grid: Tuple[int, int, int]) -> torch.Tensor:
