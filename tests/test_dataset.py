@@ -118,48 +118,6 @@ def test_folder_pair_source_serves_both_kinds(dataset):
         FolderPairSource(os.path.dirname(dataset), "train", 4, codec, 2)
 
 
-def test_folder_pair_source_crops_hold_the_mouth(dataset):
-    from omnisync_core.data.dataset import FolderPairSource
-
-    codec, C = PixelCodec(patch=2), 16
-    src = FolderPairSource(dataset, "train", clip_frames=4, codec=codec, num_layers=2, mouth_weight=9.0, crop=C)
-    g = torch.Generator().manual_seed(3)
-    seen = set()
-    for i in range(8):
-        ex = src.pseudo_paired(g) if i % 2 == 0 else src.arbitrary(g)
-        assert ex["source_latents"].shape == (12, 4, C // 2, C // 2)
-        target, source = (codec.decode(ex[k]) for k in ("target_latents", "source_latents"))
-        found = None  # locate the crop window and segment start in the full clips
-        for clip in (c for pair in src.pairs for c in pair):
-            for s in range(clip.frames.shape[0] - 3):
-                full = clip.frames[s:s + 4].float() / 255
-                for y in range(SIZE - C + 1):
-                    for x in range(SIZE - C + 1):
-                        if torch.allclose(full[:, y:y + C, x:x + C], target, atol=1e-3):
-                            found = (clip, s, x, y)
-                            break
-                    if found:
-                        break
-                if found:
-                    break
-            if found:
-                break
-        assert found, "the target crop is a window of one clip's frames"
-        clip, s, x, y = found
-        boxes = clip.boxes[s:s + 4] * SIZE  # the crop holds every frame's mouth box
-        assert float(boxes[:, 0].min()) >= x - 1 and float(boxes[:, 2].max()) <= x + C + 1
-        assert float(boxes[:, 1].min()) >= y - 1 and float(boxes[:, 3].max()) <= y + C + 1
-        seen.add((x, y))
-        w = ex["loss_weight"]  # the weighted cells are the mouth, in crop coordinates
-        assert w.shape == (4, C // 2, C // 2) and 0.0 < float((w > 1).float().mean()) < 1.0
-        cy, cx = ((boxes[0, 1] + boxes[0, 3]) / 2 - y) / 2, ((boxes[0, 0] + boxes[0, 2]) / 2 - x) / 2
-        assert float(w[0, int(cy.clamp(0, C // 2 - 1)), int(cx.clamp(0, C // 2 - 1))]) == 10.0
-    assert len(seen) > 1, "crop windows are placed at random"
-    for bad, message in ((15, "multiple"), (64, "larger than")):
-        with pytest.raises(OmniSyncError, match=message):
-            FolderPairSource(dataset, "train", 4, codec, 2, crop=bad)
-
-
 def test_train_cli_runs_on_the_folder_and_exports_a_checkpoint(dataset, tmp_path):
     from omnisync_core.model.checkpoint import load_checkpoint
 

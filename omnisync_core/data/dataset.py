@@ -211,17 +211,11 @@ class FolderPairSource:
 
     With ``mouth_weight`` > 0 every example also carries ``loss_weight`` (F, h, w): 1 + mouth_weight inside
     the target's mouth box (from the renderer's json, grown by ``MOUTH_WEIGHT_GROW`` of its size), 1 elsewhere.
-
-    With ``crop`` > 0 (pixels, a multiple of the codec's spatial factor) source, target and weight are cut to
-    one ``crop``×``crop`` window per example, placed at random but always holding the mouth boxes of every
-    frame of both clips (random-crop augmentation: the model still gets no mask or mouth position, and
-    the DiT's relative RoPE lets it run on whole frames at inference). A crop spends a small model's
-    compute near the mouth: 64² instead of 128² is 4× fewer tokens per frame.
     """
 
     def __init__(self, root: str, split: str, clip_frames: int, codec, num_layers: Optional[int],
                  frame_window: int = 2, kinds: Optional[Sequence[str]] = None, max_offset: int = 0,
-                 mouth_weight: float = 0.0, crop: int = 0):
+                 mouth_weight: float = 0.0):
         if getattr(codec, "temporal_factor", 1) != 1:
             raise OmniSyncError("FolderPairSource serves frame-aligned clips: use a codec with temporal factor 1 "
                                 "(the pixel codec); VAE training needs pre-encoded latents.")
@@ -230,18 +224,14 @@ class FolderPairSource:
         if not entries:
             raise OmniSyncError(f"dataset {root!r} has no {split!r} split; build it with make-data --split {split}.")
         self.codec, self.clip_frames, self.max_offset = codec, clip_frames, max_offset
-        self.mouth_weight, self.crop = mouth_weight, int(crop)
-        stride = getattr(codec, "spatial_factor", 1)
-        if self.crop < 0 or self.crop % stride:
-            raise OmniSyncError(f"crop must be 0 (whole frames) or a positive multiple of the codec's spatial "
-                                f"factor {stride}, got {crop}.")
+        self.mouth_weight = mouth_weight
         self.pairs: List[List[Clip]] = []
         for e in entries:
             if kinds and e["kind"] not in kinds:
                 continue
             clips = [load_clip(os.path.join(root, e["dir"], f"{n}.safetensors"), num_layers, frame_window)
                      for n in ("a", "b")]
-            if mouth_weight or self.crop:
+            if mouth_weight:
                 for n, clip in zip("ab", clips):
                     with open(os.path.join(root, e["dir"], f"{n}.json")) as f:
                         clip.boxes = torch.tensor(json.load(f)["mouth_box"], dtype=torch.float32)  # (T, 4)
@@ -249,49 +239,21 @@ class FolderPairSource:
                 self.pairs.append(clips)
         if not self.pairs:
             raise OmniSyncError(f"no clips of at least {clip_frames} frames in {root!r}/{split}.")
-        size = self.pairs[0][0].frames.shape[1]
-        if self.crop > min(self.pairs[0][0].frames.shape[1:3]):
-            raise OmniSyncError(f"crop {self.crop} is larger than the {size}-pixel frames of {root!r}; "
-                                "use a smaller crop, or 0 for whole frames.")
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _segment(self, clip: Clip, start: int, window=None):
+    def _segment(self, clip: Clip, start: int):
         frames = clip.frames[start:start + self.clip_frames].float() / 255.0  # (F, H, W, 3)
-        if window is not None:
-            x0, y0 = window
-            frames = frames[:, y0:y0 + self.crop, x0:x0 + self.crop]
         latents = self.codec.encode(frames)  # (C, F, h, w)
         tokens = clip.tokens[start:start + self.clip_frames].float() if clip.tokens is not None else None
         return latents, tokens
 
-    def _window(self, clips: Sequence[Clip], starts: Sequence[int], generator: torch.Generator):
-        """Random ``crop`` window (x0, y0) in pixels holding every frame's mouth box of the given segments."""
-        if not self.crop:
-            return None
-        H, W = clips[0].frames.shape[1:3]
-        boxes = torch.cat([c.boxes[s:s + self.clip_frames] for c, s in zip(clips, starts)])  # (n, 4) fractions
-        lo_x, lo_y = float(boxes[:, 0].min()) * W, float(boxes[:, 1].min()) * H
-        hi_x, hi_y = float(boxes[:, 2].max()) * W, float(boxes[:, 3].max()) * H
-        out = []
-        for lo, hi, side in ((lo_x, hi_x, W), (lo_y, hi_y, H)):
-            first = max(0, min(int(np.ceil(hi)) - self.crop, side - self.crop))   # smallest start holding hi
-            last = min(side - self.crop, max(int(np.floor(lo)), 0))               # largest start holding lo
-            if last < first:          # mouth track wider than the crop: centre the crop on it
-                first = last = int(min(max((lo + hi) / 2 - self.crop / 2, 0), side - self.crop))
-            out.append(first + self._randint(last - first + 1, generator))
-        return out[0], out[1]
-
-    def _weight(self, clip: Clip, start: int, h: int, w: int, window=None) -> Optional[torch.Tensor]:
+    def _weight(self, clip: Clip, start: int, h: int, w: int) -> Optional[torch.Tensor]:
         """(F, h, w): 1 + mouth_weight inside the grown mouth box of each frame, else 1."""
         if not self.mouth_weight:
             return None
-        b = clip.boxes[start:start + self.clip_frames].clone()
-        if window is not None:    # frame fractions -> fractions of the crop window
-            H, W = clip.frames.shape[1:3]
-            b[:, 0::2] = (b[:, 0::2] * W - window[0]) / self.crop
-            b[:, 1::2] = (b[:, 1::2] * H - window[1]) / self.crop
+        b = clip.boxes[start:start + self.clip_frames]
         gx, gy = (b[:, 2] - b[:, 0]) * MOUTH_WEIGHT_GROW, (b[:, 3] - b[:, 1]) * MOUTH_WEIGHT_GROW
         ys = ((torch.arange(h) + 0.5) / h).view(1, h, 1)
         xs = ((torch.arange(w) + 0.5) / w).view(1, 1, w)
@@ -308,10 +270,9 @@ class FolderPairSource:
         tgt, src = pair[t], pair[1 - t]
         common = min(tgt.frames.shape[0], src.frames.shape[0])
         s = self._randint(common - self.clip_frames + 1, generator)
-        window = self._window((tgt, src), (s, s), generator)
-        target, tokens = self._segment(tgt, s, window)
-        source, _ = self._segment(src, s, window)
-        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:], window))
+        target, tokens = self._segment(tgt, s)
+        source, _ = self._segment(src, s)
+        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:]))
 
     @staticmethod
     def _example(source, target, tokens, weight) -> Dict:
@@ -329,7 +290,6 @@ class FolderPairSource:
             s_s = lo + self._randint(hi - lo + 1, generator)
         else:
             s_s = self._randint(n, generator)
-        window = self._window((clip, clip), (s_t, s_s), generator)
-        target, tokens = self._segment(clip, s_t, window)
-        source, _ = self._segment(clip, s_s, window)
-        return self._example(source, target, tokens, self._weight(clip, s_t, *target.shape[2:], window))
+        target, tokens = self._segment(clip, s_t)
+        source, _ = self._segment(clip, s_s)
+        return self._example(source, target, tokens, self._weight(clip, s_t, *target.shape[2:]))

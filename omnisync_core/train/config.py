@@ -43,9 +43,6 @@ class TrainConfig:
     # extra loss weight inside the renderer's mouth box (dataset folders only; 0 = uniform loss, as in
     # the paper). The model still sees no mask: this only tells a small model where its errors matter.
     mouth_loss_weight: float = 0.0
-    # random crop (pixels) holding the mouth, for dataset folders (0 = whole frames): a small model spends
-    # its compute near the mouth; inference still runs on whole frames with no mask
-    train_crop: int = 0
     # condition dropout, mutually exclusive per example: both / audio only / text only
     p_drop_audio: float = 0.1
     p_drop_text: float = 0.1
@@ -96,7 +93,6 @@ class TrainConfig:
             (self.timestep_shift > 0.0, "timestep_shift must be > 0"),
             (self.arbitrary_max_offset >= 0, "arbitrary_max_offset is a number of frames >= 0"),
             (self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0"),
-            (self.train_crop >= 0, "train_crop is a side in pixels >= 0 (0 = whole frames)"),
             (self.batch_size >= 1 and self.grad_accum >= 1 and self.max_steps >= 1,
              "batch_size, grad_accum and max_steps must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),
