@@ -164,6 +164,17 @@ def read_index(root: str) -> Dict:
 MOUTH_WEIGHT_GROW = 0.25  # the loss-weighted mouth box is grown by this fraction of its size per side
 
 
+def grown_box_mask(boxes, H: int, W: int, grow: float) -> torch.Tensor:
+    """(T, H, W) bool: the cells of an H×W grid whose centres lie inside each frame's box (x0, y0, x1, y1
+    as frame fractions, (T, 4) array or tensor) grown by ``grow`` of the box size on each side."""
+    b = torch.as_tensor(boxes, dtype=torch.float32)
+    gx, gy = (b[:, 2] - b[:, 0]) * grow, (b[:, 3] - b[:, 1]) * grow
+    ys = ((torch.arange(H, dtype=torch.float32) + 0.5) / H).view(1, H, 1)
+    xs = ((torch.arange(W, dtype=torch.float32) + 0.5) / W).view(1, 1, W)
+    return ((xs >= (b[:, 0] - gx).view(-1, 1, 1)) & (xs <= (b[:, 2] + gx).view(-1, 1, 1))
+            & (ys >= (b[:, 1] - gy).view(-1, 1, 1)) & (ys <= (b[:, 3] + gy).view(-1, 1, 1)))
+
+
 @dataclass
 class Clip:
     """One rendered utterance in memory: frames (T, H, W, 3) uint8; tokens (T, N_a, K) float16 or None;
@@ -253,12 +264,7 @@ class FolderPairSource:
         """(F, h, w): 1 + mouth_weight inside the grown mouth box of each frame, else 1."""
         if not self.mouth_weight:
             return None
-        b = clip.boxes[start:start + self.clip_frames]
-        gx, gy = (b[:, 2] - b[:, 0]) * MOUTH_WEIGHT_GROW, (b[:, 3] - b[:, 1]) * MOUTH_WEIGHT_GROW
-        ys = ((torch.arange(h) + 0.5) / h).view(1, h, 1)
-        xs = ((torch.arange(w) + 0.5) / w).view(1, 1, w)
-        inside = ((xs >= (b[:, 0] - gx).view(-1, 1, 1)) & (xs <= (b[:, 2] + gx).view(-1, 1, 1))
-                  & (ys >= (b[:, 1] - gy).view(-1, 1, 1)) & (ys <= (b[:, 3] + gy).view(-1, 1, 1)))
+        inside = grown_box_mask(clip.boxes[start:start + self.clip_frames], h, w, MOUTH_WEIGHT_GROW)
         return 1.0 + self.mouth_weight * inside.float()
 
     def _randint(self, n: int, g: torch.Generator) -> int:

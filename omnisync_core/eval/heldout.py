@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..data.dataset import grown_box_mask
 from ..errors import OmniSyncError
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 
@@ -34,16 +35,7 @@ PIXEL_MAX = 255.0
 def mouth_region(boxes_a: np.ndarray, boxes_b: np.ndarray, H: int, W: int) -> torch.Tensor:
     """(T, H, W) bool: union of the two grown mouth boxes (fractions x0, y0, x1, y1) per frame."""
     T = min(boxes_a.shape[0], boxes_b.shape[0])
-    ys = (torch.arange(H, dtype=torch.float32) + 0.5) / H
-    xs = (torch.arange(W, dtype=torch.float32) + 0.5) / W
-    region = torch.zeros(T, H, W, dtype=torch.bool)
-    for boxes in (boxes_a, boxes_b):
-        b = torch.as_tensor(boxes[:T], dtype=torch.float32)
-        gw, gh = (b[:, 2] - b[:, 0]) * BOX_GROW, (b[:, 3] - b[:, 1]) * BOX_GROW
-        x0, x1 = (b[:, 0] - gw).view(-1, 1, 1), (b[:, 2] + gw).view(-1, 1, 1)
-        y0, y1 = (b[:, 1] - gh).view(-1, 1, 1), (b[:, 3] + gh).view(-1, 1, 1)
-        region |= (xs.view(1, 1, W) >= x0) & (xs.view(1, 1, W) <= x1) & (ys.view(1, H, 1) >= y0) & (ys.view(1, H, 1) <= y1)
-    return region
+    return grown_box_mask(boxes_a[:T], H, W, BOX_GROW) | grown_box_mask(boxes_b[:T], H, W, BOX_GROW)
 
 
 def clip_metrics(output: torch.Tensor, source: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> Dict[str, float]:
