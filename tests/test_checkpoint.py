@@ -194,3 +194,90 @@ def test_load_wan_into_a_model_without_text_ignores_text_weights():
     report = load_wan_state_dict(model, sd)
     assert "text_embedding.0.weight" in report["ignored"] and "blocks.0.cross_attn.q.weight" in report["ignored"]
     assert torch.equal(model.blocks[1].self_attn.k.weight, sd["blocks.1.self_attn.k.weight"])
+
+
+# -- the latent decoder (decoder_dim) and fine-tuning from an OmniSync checkpoint ------------------
+
+def test_a_new_decoder_starts_as_a_no_op_on_the_loaded_checkpoint(tmp_path):
+    from omnisync_core.model.checkpoint import load_omnisync_weights
+    path, model = saved(tmp_path)
+    bigger = OmniSyncDiT(preset("tiny", decoder_dim=8)).eval()
+    report = load_omnisync_weights(bigger, path)
+    assert report["new"] and all(k.startswith("decoder.") for k in report["new"])
+    assert set(report["loaded"]) == set(model.state_dict())
+    a = example()
+    with torch.no_grad():
+        assert torch.equal(bigger(**a), model(**a))      # zero-initialised output: exactly the checkpoint
+        bigger.decoder.conv_out.weight.normal_(0, 0.05)  # once it trains, it changes the output
+        changed = bigger(**a)
+    assert (changed - model(**a)).abs().max() > 1e-3
+    # and the decoder's weights round-trip through a checkpoint
+    path2, _ = saved(tmp_path, model=bigger, name="dec.safetensors")
+    loaded, meta = load_checkpoint(path2)
+    assert meta["model"]["decoder_dim"] == 8
+    with torch.no_grad():
+        assert torch.equal(loaded(**a), changed)
+
+
+def test_the_decoder_sees_fine_detail_the_patch_tokens_do_not():
+    # The head is zero (a fresh model), so the transformer path outputs exactly 0; with the decoder
+    # a change of one latent value reaches the output, most at its own position.
+    model = OmniSyncDiT(preset("tiny", decoder_dim=8)).eval()
+    a = example()
+    with torch.no_grad():
+        assert torch.count_nonzero(model(**a)) == 0
+        model.decoder.conv_out.weight.normal_(0, 0.1)
+        ref = model(**a)
+        x = a["x"].clone()
+        x[0, 3, 0, 1, 2] += 1.0
+        diff = (model(**dict(a, x=x)) - ref).abs()[0, :, 0]  # (C, H, W)
+    assert diff[:, 1, 2].max() > 1e-3
+    assert diff[:, 1, 2].sum() > diff[:, 3, 0].sum()
+
+
+def test_fine_tuning_refuses_a_checkpoint_of_another_size(tmp_path):
+    from omnisync_core.model.checkpoint import load_omnisync_weights
+    path, _ = saved(tmp_path)
+    with pytest.raises(OmniSyncError, match="model_overrides"):
+        load_omnisync_weights(OmniSyncDiT(preset("tiny", ffn_dim=96)), path)       # shape differs
+    with pytest.raises(OmniSyncError, match="no place"):
+        load_omnisync_weights(OmniSyncDiT(preset("tiny", num_layers=1)), path)     # checkpoint is bigger
+    with pytest.raises(OmniSyncError, match="lacks weights"):
+        load_omnisync_weights(OmniSyncDiT(preset("tiny", num_layers=3)), path)     # model is bigger
+    wan = str(tmp_path / "wan.safetensors")
+    save_file(wan_state_dict(), wan)
+    with pytest.raises(OmniSyncError, match="no OmniSync metadata"):
+        load_omnisync_weights(OmniSyncDiT(preset("tiny")), wan)
+
+
+def test_wan_weights_load_into_a_model_with_a_decoder():
+    model = OmniSyncDiT(preset("tiny", decoder_dim=8))
+    report = load_wan_state_dict(model, wan_state_dict())
+    assert "decoder.conv_out.weight" in report["new"] and report["shape_mismatch"] == []
+
+
+def test_the_pixel_decoder_works_per_pixel():
+    # tiny latents are a pixel codec of patch 2 (12 = 3·2² channels): decoder_shuffle=2 decodes pixels
+    import torch.nn.functional as F
+    to_pixels = lambda z: F.pixel_shuffle(z[0].transpose(0, 1), 2)   # (1, 12, F, 4, 4) -> (F, 3, 8, 8)  # noqa: E731
+    torch.manual_seed(0)
+    model = OmniSyncDiT(preset("tiny", decoder_dim=8, decoder_shuffle=2)).eval()
+    a = example()
+    with torch.no_grad():
+        model.decoder.conv_out.weight.normal_(0, 0.1)
+        ref = model(**a)
+        pixels = to_pixels(a["x"])
+        pixels[0, 1, 2, 5] += 0.5                            # one value of one pixel
+        x = F.pixel_unshuffle(pixels, 2).transpose(0, 1)[None]
+        diff = to_pixels(model(**dict(a, x=x)) - ref).abs()[0].sum(0)  # (8, 8) per pixel
+    near = torch.zeros(8, 8, dtype=torch.bool)
+    near[0:6, 2:8] = True                                     # 3 convolutions 3×3: 3 pixels around (2, 5)
+    assert diff[near].max() > 1e-3
+    assert diff[near].mean() > 5 * diff[~near].mean()        # far pixels see it only through the tokens
+
+
+def test_bad_decoder_settings_are_refused():
+    with pytest.raises(OmniSyncError, match="decoder_dim"):
+        preset("tiny", decoder_dim=-1)
+    with pytest.raises(OmniSyncError, match="decoder_shuffle"):
+        preset("tiny", decoder_dim=8, decoder_shuffle=3)  # 3² does not divide 12 channels
