@@ -264,31 +264,6 @@ def test_init_from_a_tiny_wan_checkpoint(tmp_path):
                                           out_dir=str(tmp_path / "x")), tiny_source())
 
 
-def test_init_from_an_omnisync_checkpoint_adds_a_decoder(tmp_path):
-    from omnisync_core.model.checkpoint import save_checkpoint
-    from omnisync_core.model.config import CodecSpec
-
-    cfg = tiny_config(tmp_path / "a", max_steps=2)
-    first = trainer.train(cfg, tiny_source())                      # an exported OmniSync checkpoint
-    exported = _tensors(first)
-    with_decoder = dict(cfg.model_overrides or {}, decoder_dim=8)
-    cfg2 = dataclasses.replace(cfg, out_dir=str(tmp_path / "b"), init_from=first, max_steps=1, lr=0.0,
-                               ema_decay=0.0, model_overrides=with_decoder)
-    trainer.train(cfg2, tiny_source())
-    state = _tensors(os.path.join(cfg2.out_dir, "state.safetensors"))
-    model = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-    assert set(model) - set(exported) == {k for k in model if k.startswith("decoder.")} != set()
-    for k, v in exported.items():                                  # lr 0: the loaded weights stay
-        assert torch.equal(model[k], v), k
-    assert torch.count_nonzero(model["decoder.conv_out.weight"]) == 0
-    # a checkpoint of another size is refused with the fix, before any step
-    other = str(tmp_path / "other.safetensors")
-    small = trainer.build_model(dataclasses.replace(cfg, model_overrides=dict(cfg.model_overrides or {}, num_layers=1)))
-    save_checkpoint(other, small, codec=CodecSpec.from_dict(cfg.codec), audio=cfg.audio)
-    with pytest.raises(OmniSyncError, match="model_overrides"):
-        trainer.train(dataclasses.replace(cfg2, init_from=other, out_dir=str(tmp_path / "c")), tiny_source())
-
-
 def test_weighted_loss_is_the_weighted_mean_of_the_squared_velocity_error():
     from omnisync_core.train.batches import Batch
 

@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 # ComfyUI saves diffusion models with this prefix; the original Wan release has none.
 WAN_KEY_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 # Parameters Wan 2.1 does not have: they keep their initial values when starting from Wan.
-OMNISYNC_ONLY = ("audio_embedding.", "audio_cross_attn.", "norm_audio.", "decoder.")
+OMNISYNC_ONLY = ("audio_embedding.", "audio_cross_attn.", "norm_audio.")
 # Wan parameters a model without a text branch (use_text=False) does not have.
 TEXT_ONLY = ("text_embedding.", "cross_attn.", "norm3.")
 PATCH_WEIGHT = "patch_embedding.weight"
@@ -246,47 +246,3 @@ def load_wan_state_dict(model: OmniSyncDiT, state_dict_or_path: Union[str, Mappi
             report["loaded"].append(key)
     report["new"] = [k for k in params if k not in source]
     return report
-
-
-# -- start from an OmniSync checkpoint -----------------------------------------------------------
-
-def is_omnisync_checkpoint(path: str) -> bool:
-    """True when ``path`` is a safetensors file with OmniSync metadata (else e.g. a plain Wan file)."""
-    with _open(path) as f:
-        return METADATA_KEY in (f.metadata() or {})
-
-
-def load_omnisync_weights(model: OmniSyncDiT, path: str) -> Dict[str, Any]:
-    """Copy an OmniSync checkpoint's weights into ``model`` in place, to fine-tune it.
-
-    The model may add modules the checkpoint lacks (e.g. a ``decoder`` turned on in the training
-    config): they keep their initialisation, which for OmniSync additions is a no-op, so the model
-    starts as exactly the checkpoint. Everything else must match in name and shape.
-
-    Returns a report: {"loaded": [...], "new": [...] (kept init)}.
-    """
-    meta = read_metadata(path)
-    params = model.state_dict(keep_vars=True)
-    with _open(path) as f:
-        stored = set(f.keys())
-        unexpected = sorted(stored - set(params))
-        if unexpected:
-            raise OmniSyncError(f"{path!r} holds weights {_key_list(unexpected)} that this model has no place for; "
-                                f"the training config builds a different model than the checkpoint's "
-                                f"({meta['model']}) — match model_preset and model_overrides to it.")
-        new = sorted(set(params) - stored)
-        not_additions = [k for k in new if not _is_omnisync_only(k)]
-        if not_additions:
-            raise OmniSyncError(f"{path!r} lacks weights {_key_list(not_additions)} of this model; the training config "
-                                "builds a bigger or different model than the checkpoint's — match model_preset and "
-                                "model_overrides to it (only OmniSync additions such as decoder_dim may be new).")
-        with torch.no_grad():
-            for key in sorted(stored):
-                target = params[key]
-                shape = tuple(f.get_slice(key).get_shape())
-                if shape != tuple(target.shape):
-                    raise OmniSyncError(f"{path!r}: weight {key!r} has shape {shape} but this model needs "
-                                        f"{tuple(target.shape)}; match model_preset and model_overrides to the "
-                                        "checkpoint's model config.")
-                target.copy_(f.get_tensor(key))
-    return {"loaded": sorted(stored), "new": new}

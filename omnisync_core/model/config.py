@@ -60,17 +60,6 @@ class DiTConfig:
         wider than the transformer: noise is full-rank and cannot pass a narrow token, clean frames can
         (JiT, "Back to Basics: Let Denoising Generative Models Denoise", 2025); and with the zero-init
         head a fresh model returns the source exactly, so training only has to learn the edit.
-    decoder_dim: width of the optional pixel decoder (0 = none, Wan's plain linear head). A small
-        convolutional network at pixel resolution sees the noisy and source pixels next to features
-        drawn from the transformer's last hidden states, and adds its output to the head's
-        (zero-initialised, so adding it to a trained model changes nothing until it trains). With a
-        pixel codec the transformer's tokens are narrower than the patches they carry (192 channels
-        for two 8×8×3 patches), so the linear head can neither copy fine detail nor remove noise per
-        pixel; the decoder does both, while the transformer decides *what* to draw (audio, pose).
-        The split follows pixel-diffusion decoders such as DeCo (frequency-decoupled pixel
-        diffusion, 2025) and PixNerd (2025).
-    decoder_shuffle: pixel-shuffle factor from latents to the decoder's pixels: the pixel codec's
-        patch (8 for 3·8² = 192 channels); 1 decodes at the latent grid (VAE latents).
     """
 
     dim: int
@@ -89,8 +78,6 @@ class DiTConfig:
     cross_attn_norm: bool = True
     eps: float = 1e-6
     prediction: str = "velocity"
-    decoder_dim: int = 0
-    decoder_shuffle: int = 1
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -108,10 +95,6 @@ class DiTConfig:
             (lambda: self.audio_dim >= 0, "audio_dim must be >= 0 (0 = no audio branch)"),
             (lambda: self.text_dim >= 1 and self.text_len >= 1, "text_dim and text_len must be >= 1"),
             (lambda: self.eps > 0, "eps must be > 0"),
-            (lambda: self.decoder_dim >= 0, "decoder_dim must be >= 0 (0 = no decoder)"),
-            (lambda: self.decoder_shuffle >= 1 and self.latent_channels % self.decoder_shuffle ** 2 == 0,
-             f"decoder_shuffle must be >= 1 and its square divide latent_channels {self.latent_channels} "
-             "(the pixel codec's patch, e.g. 8 for 192 channels; 1 for VAE latents)"),
             (lambda: self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
             (lambda: self.prediction == "velocity" or self.source_condition,
              "prediction 'x0_residual' needs source_condition=True (the residual is added to the source)"),

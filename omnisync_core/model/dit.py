@@ -227,49 +227,6 @@ class Head(nn.Module):
             return F.linear(h, self.head.weight.float(), self.head.bias.float())  # (B, L, pt·ph·pw·C)
 
 
-class PixelDecoder(nn.Module):
-    """Convolutional decoder at pixel resolution (``config.decoder_dim`` > 0); output added to the head's.
-
-    The latents are turned back into pixels by a pixel shuffle of ``config.decoder_shuffle`` (the pixel
-    codec's patch; 1 decodes at the latent grid, e.g. for VAE latents). Each pixel sees the noisy and
-    the source values and ``decoder_dim`` features that a linear layer draws from the transformer's last
-    hidden state of its patch (a per-patch field, as PixNerd). Three 3×3 convolutions follow, the first
-    scaled and shifted by the time embedding (adaLN style); the last is zero-initialised. Every frame is
-    decoded on its own; the result is shuffled back to latents.
-    """
-
-    def __init__(self, cfg: DiTConfig, device=None, dtype=None):
-        super().__init__()
-        kw = dict(device=device, dtype=dtype)
-        r, W = cfg.decoder_shuffle, cfg.decoder_dim
-        c = cfg.latent_channels // (r * r)                                  # channels per pixel
-        self.shuffle = r
-        self.field = nn.Linear(cfg.dim, r * r * W, **kw)                    # token -> features of its pixels
-        self.conv_in = nn.Conv2d(c * (cfg.in_channels // cfg.latent_channels) + W, W, 3, padding=1, **kw)
-        self.time_modulation = nn.Linear(cfg.dim, 2 * W, **kw)
-        self.conv_mid = nn.Conv2d(W, W, 3, padding=1, **kw)
-        self.conv_out = nn.Conv2d(W, c, 3, padding=1, **kw)
-
-    def forward(self, inp: torch.Tensor, hidden: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        # inp: (B, C_in, F, H, W) latents (noisy [+ source]); hidden: (B, F, H, W, D) float32; e: (B, D)
-        B, _, Fr = inp.shape[:3]
-        dt, r = self.conv_in.weight.dtype, self.shuffle
-        frames = lambda t: t.transpose(1, 2).flatten(0, 1)                  # (B, K, F, H, W) -> (B·F, K, H, W)  # noqa: E731
-        pixels = F.pixel_shuffle(frames(inp.to(dt)), r)                     # (B·F, c·2, rH, rW)
-        field = self.field(hidden.to(dt)).permute(0, 1, 4, 2, 3).flatten(0, 1)  # (B·F, r²·W, H, W)
-        h = torch.cat([pixels, F.pixel_shuffle(field, r)], dim=1)
-        h = self.conv_in(h.contiguous(memory_format=torch.channels_last)).float()  # (B·F, W, rH, rW); NHWC: faster on CPU
-        with torch.autocast(device_type=h.device.type, enabled=False):
-            scale, shift = F.linear(F.silu(e), self.time_modulation.weight.float(),
-                                    self.time_modulation.bias.float()).chunk(2, dim=1)  # 2 × (B, W)
-        scale = scale.repeat_interleave(Fr, dim=0)[:, :, None, None]
-        shift = shift.repeat_interleave(Fr, dim=0)[:, :, None, None]
-        h = F.gelu(h * (1 + scale) + shift)
-        h = F.gelu(self.conv_mid(h.to(dt)).float())
-        out = F.pixel_unshuffle(self.conv_out(h.to(dt)).float(), r)        # (B·F, C, H, W)
-        return out.unflatten(0, (B, Fr)).transpose(1, 2)                   # (B, C, F, H, W)
-
-
 # -- the model -------------------------------------------------------------------------------------
 
 class OmniSyncDiT(nn.Module):
@@ -307,8 +264,6 @@ class OmniSyncDiT(nn.Module):
 
         self.blocks = nn.ModuleList([DiTBlock(cfg, **kw) for _ in range(cfg.num_layers)])
         self.head = Head(dim, cfg.latent_channels, cfg.patch_size, cfg.eps, **kw)
-        if cfg.decoder_dim:
-            self.decoder = PixelDecoder(cfg, **kw)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -350,14 +305,6 @@ class OmniSyncDiT(nn.Module):
             self.head.modulation.copy_(torch.randn(self.head.modulation.shape) / cfg.dim ** 0.5)
             # zero output layer (Wan): a fresh model predicts v = 0
             nn.init.zeros_(self.head.head.weight)
-            if cfg.decoder_dim:  # convolutions keep PyTorch's init; the output starts at zero (a no-op)
-                self.decoder.conv_in.reset_parameters()
-                self.decoder.conv_mid.reset_parameters()
-                nn.init.normal_(self.decoder.field.weight, std=cfg.dim ** -0.5)
-                nn.init.zeros_(self.decoder.time_modulation.weight)
-                nn.init.zeros_(self.decoder.time_modulation.bias)
-                nn.init.zeros_(self.decoder.conv_out.weight)
-                nn.init.zeros_(self.decoder.conv_out.bias)
 
     # -- forward -----------------------------------------------------------------------------------
 
@@ -415,11 +362,6 @@ class OmniSyncDiT(nn.Module):
                 h = block(h, e0, rope, context, tokens)
 
         out = self.unpatchify(self.head(h, e), grid)  # (B, C, F, H, W)
-        if cfg.decoder_dim:
-            hidden = h.unflatten(1, grid)  # (B, F', H', W', D)
-            for axis, p in zip((1, 2, 3), cfg.patch_size):
-                hidden = hidden.repeat_interleave(p, dim=axis) if p > 1 else hidden  # (B, F, H, W, D)
-            out = out + self.decoder(inp, hidden, e)
         if cfg.prediction == "x0_residual":
             x0 = source.float() + out.float()  # x̂₀ = source + residual
             sigma = (t.to(device, torch.float32) / MAX_TIMESTEP).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)

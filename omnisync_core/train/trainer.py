@@ -148,7 +148,7 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
     torch.manual_seed(config.seed)                    # identical initial weights on every rank
     core = build_model(config)
     if config.init_from:
-        init_from_checkpoint(core, config.init_from)
+        init_from_wan(core, config.init_from)
     core.gradient_checkpointing = config.gradient_checkpointing
     if config.mixed_precision == "bf16" and info.device.type != "cuda":
         log.warning("mixed_precision='bf16' autocasts on CUDA only; training in fp32 on %s.", info.device)
@@ -315,18 +315,12 @@ def load_training_state(out_dir: str, model: nn.Module, ema: EMA, opt: torch.opt
     return int(meta["step"])
 
 
-def init_from_checkpoint(model: nn.Module, path: str) -> None:
-    """Start from weights: an OmniSync checkpoint (fine-tuning; modules it lacks, such as a new
-    decoder, start as no-ops) or Wan 2.1 weights (channels Wan lacks, source latents and the audio
-    branch, start at zero). Ignored when resuming: the saved training state wins."""
-    from ..model.checkpoint import is_omnisync_checkpoint, load_omnisync_weights, load_wan_state_dict
+def init_from_wan(model: nn.Module, path: str) -> None:
+    """Start from Wan 2.1 weights; channels Wan lacks (source latents, audio branch) start at zero."""
+    from ..model.checkpoint import load_wan_state_dict
     if not os.path.exists(path):
-        raise OmniSyncError(f"init_from {path!r} does not exist; pass a Wan 2.1 or OmniSync .safetensors file.")
-    if is_omnisync_checkpoint(path):
-        report = load_omnisync_weights(model, path)
-        log.info("init_from %s: %d weights loaded, %d new", path, len(report["loaded"]), len(report["new"]))
-    else:
-        load_wan_state_dict(model, path)
+        raise OmniSyncError(f"init_from {path!r} does not exist; pass the Wan 2.1 .safetensors file.")
+    load_wan_state_dict(model, path)
 
 
 def export_ema(config: TrainConfig, ema: EMA, info: D.DistInfo) -> str:
