@@ -58,6 +58,8 @@ def main() -> None:
     p.add_argument("--max-lag", type=int, default=4)
     p.add_argument("--ridge", type=float, default=100.0)
     args = p.parse_args()
+    if args.layers < 1:
+        sys.exit("error: --layers must be >= 1 (the probe regresses from audio tokens; the bundled model uses 2).")
 
     Xtr, Ytr = load_split(args.data, "train", args.layers, args.frame_window, args.train_characters)
     Xte, Yte = load_split(args.data, "heldout", args.layers, args.frame_window, 10 ** 9)
