@@ -198,8 +198,10 @@ def _tensors(path):
         return {k: f.get_tensor(k) for k in f.keys()}
 
 
-def test_resume_is_bit_identical(tmp_path):
-    kw = dict(max_steps=6, ckpt_every=3, grad_accum=2, p_drop_audio=0.3, p_drop_both=0.2, p_drop_text=0.0)
+@pytest.mark.parametrize("rollout_prob", [0.0, 0.5])
+def test_resume_is_bit_identical(tmp_path, rollout_prob):
+    kw = dict(max_steps=6, ckpt_every=3, grad_accum=2, p_drop_audio=0.3, p_drop_both=0.2, p_drop_text=0.0,
+              rollout_prob=rollout_prob)
     straight = tiny_config(tmp_path / "a", **kw)
     trainer.train(straight, tiny_source())
 
@@ -282,3 +284,96 @@ def test_weighted_loss_is_the_weighted_mean_of_the_squared_velocity_error():
     b.weight = None
     assert float(trainer.flow_matching_loss(Zero(), b, noise)[0]) == pytest.approx(1.0 / 4.0)
     assert float(trainer.flow_matching_loss(Zero(), b, noise, "x0")[0]) == pytest.approx(0.25 * 0.25)
+
+
+# -- sampler-path (rollout) training ----------------------------------------------------------------
+
+def _trained_looking_model(cfg):
+    """A tiny model whose zero-initialised output layers are randomised, so its velocity is not trivial."""
+    torch.manual_seed(3)
+    model = trainer.build_model(cfg)
+    with torch.no_grad():
+        model.head.head.weight.normal_(std=0.1)
+        for block in model.blocks:
+            block.audio_cross_attn.o.weight.normal_(std=0.1)
+        model.patch_embedding.weight.normal_(std=0.1)
+    return model.eval()
+
+
+def test_rollout_state_is_where_the_sampler_stands(tmp_path):
+    from omnisync_core.sampling.guidance import GuidanceConfig
+    from omnisync_core.sampling.sampler import denoise
+
+    cfg = tiny_config(tmp_path, rollout_steps=8, rollout_tau=0.92)
+    model = _trained_looking_model(cfg)
+    sigmas = trainer.rollout_sigmas(cfg)
+    assert float(sigmas[0]) == pytest.approx(0.92) and float(sigmas[-1]) == pytest.approx(0.125)
+    assert sigmas.numel() == 8  # τ, then the 8-step schedule's points below it, without the final 0
+    g = torch.Generator().manual_seed(0)
+    source = torch.randn(1, C, F_LAT, H_LAT, H_LAT, generator=g)
+    noise = torch.randn(source.shape, generator=g)
+    audio = torch.randn(1, F_LAT, N_A, A_DIM, generator=g)
+    start = trainer.rollout_state(model, source, noise, audio, None, sigmas, 0)
+    assert torch.allclose(start, 0.08 * source + 0.92 * noise, atol=1e-6)  # the progressive init (Eq. 5)
+    no_guidance = GuidanceConfig(omega_base=1.0, omega_peak=1.0, gamma=0.0)  # weight ≡ 1: conditional pass only
+    centres = torch.full((F_LAT, 2), 0.5)
+    for k in (1, 3, 7):
+        ours = trainer.rollout_state(model, source, noise, audio, None, sigmas, k)
+        ref, _ = denoise(model, start[0], source[0], audio[0], None, sigmas[: k + 1], no_guidance, centres)
+        assert torch.allclose(ours[0], ref, atol=1e-5), k
+        assert not torch.allclose(ours, start, atol=1e-3)  # the model really moved it
+    with pytest.raises(OmniSyncError, match="outside"):
+        trainer.rollout_state(model, source, noise, audio, None, sigmas, 8)
+
+
+def test_loss_from_a_given_state_asks_for_the_straight_way_to_the_target():
+    from omnisync_core.train.batches import Batch
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, timestep, source=None, audio=None, text=None):
+            return torch.zeros_like(x)
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 3, 1, 2, 2, generator=g)
+    noise = torch.randn(target.shape, generator=g)
+    b = Batch(torch.tensor([0.5, 0.25]), torch.tensor([True, True]), target, target, None, None, None)
+    ideal = (1 - b.sigma.view(-1, 1, 1, 1, 1)) * target + b.sigma.view(-1, 1, 1, 1, 1) * noise
+    # on the ideal path a given state is the same as the default
+    assert torch.allclose(trainer.flow_matching_loss(Zero(), b, noise, "velocity", ideal)[1],
+                          trainer.flow_matching_loss(Zero(), b, noise)[1])
+    # off the path: the zero velocity's error is ((x_σ − x₀)/σ)², and σ² of it under x0 weighting
+    off = target + 0.3
+    _, per = trainer.flow_matching_loss(Zero(), b, noise, "velocity", off)
+    assert torch.allclose(per, (0.3 / b.sigma) ** 2)
+    _, per = trainer.flow_matching_loss(Zero(), b, noise, "x0", off)
+    assert torch.allclose(per, torch.full((2,), 0.09))
+    with pytest.raises(OmniSyncError, match="shape"):
+        trainer.flow_matching_loss(Zero(), b, noise, "x0", off[:1])
+
+
+def test_rollout_training_feeds_the_model_sampler_states(tmp_path, monkeypatch):
+    seen = []
+    real = trainer.build_model
+
+    def build(config):
+        model = real(config)
+        model.register_forward_pre_hook(
+            lambda m, args, kwargs: seen.append((torch.is_grad_enabled(), float(args[1][0]))), with_kwargs=True)
+        return model
+    monkeypatch.setattr(trainer, "build_model", build)
+    cfg = tiny_config(tmp_path, max_steps=8, rollout_prob=1.0, rollout_steps=4, rollout_tau=0.92)
+    rows = []
+    trainer.train(cfg, tiny_source(), callback=rows.append)
+    losses = [r for r in rows if "loss" in r]
+    assert len(losses) == 8 and all(math.isfinite(r["loss"]) and math.isnan(r["loss_lo"]) for r in losses)
+    allowed = {round(1000 * float(s), 3) for s in trainer.rollout_sigmas(cfg)}
+    assert {round(t, 3) for _, t in seen} <= allowed  # every call is at a sampler σ
+    graded = [t for grad, t in seen if grad]
+    assert len(graded) == 8                           # one training forward per step
+    assert len(seen) > len(graded)                    # plus gradient-free rollout steps
+
+
+def test_rollout_config_is_checked(tmp_path):
+    for bad in ({"rollout_prob": 1.5}, {"rollout_steps": 0}, {"rollout_tau": 0.0}):
+        with pytest.raises(OmniSyncError, match="rollout"):
+            tiny_config(tmp_path, **bad)

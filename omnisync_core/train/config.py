@@ -43,6 +43,14 @@ class TrainConfig:
     # extra loss weight inside the renderer's mouth box (dataset folders only; 0 = uniform loss, as in
     # the paper). The model still sees no mask: this only tells a small model where its errors matter.
     mouth_loss_weight: float = 0.0
+    # sampler-path ("rollout") training against exposure bias: with probability rollout_prob a
+    # micro-batch is pseudo-paired and its x_σ is not the ideal path (1 − σ)·target + σ·ε but the
+    # state the sampler really reaches: the progressive init at σ = rollout_tau, then k Euler steps of
+    # the current model (no gradient) on the rollout_steps-step schedule, k uniform over the steps
+    # that run; the loss then asks for the target from there. 0 = plain flow matching (the paper).
+    rollout_prob: float = 0.0
+    rollout_steps: int = 8
+    rollout_tau: float = 0.92
     # condition dropout, mutually exclusive per example: both / audio only / text only
     p_drop_audio: float = 0.1
     p_drop_text: float = 0.1
@@ -93,6 +101,9 @@ class TrainConfig:
             (self.timestep_shift > 0.0, "timestep_shift must be > 0"),
             (self.arbitrary_max_offset >= 0, "arbitrary_max_offset is a number of frames >= 0"),
             (self.mouth_loss_weight >= 0, "mouth_loss_weight must be >= 0"),
+            (0.0 <= self.rollout_prob <= 1.0, "rollout_prob is a probability in [0, 1]"),
+            (isinstance(self.rollout_steps, int) and self.rollout_steps >= 1, "rollout_steps must be an integer >= 1"),
+            (0.0 < self.rollout_tau <= 1.0, "rollout_tau must lie in (0, 1] (0.92 in the paper)"),
             (self.batch_size >= 1 and self.grad_accum >= 1 and self.max_steps >= 1,
              "batch_size, grad_accum and max_steps must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),

@@ -36,9 +36,9 @@ from torch import nn
 
 from ..errors import OmniSyncError
 from ..progress import CancelCheck, check_cancel
-from ..sampling.schedule import sigma_to_timestep
+from ..sampling.schedule import FlowMatchSchedule, sigma_to_timestep
 from . import distributed as D
-from .batches import Batch, PairSource, draw_batch
+from .batches import PSEUDO_PAIRED, Batch, PairSource, collate, draw_batch
 from .config import TrainConfig
 from .ema import EMA
 
@@ -104,16 +104,28 @@ def drop_conditions(batch: Batch, config: TrainConfig, generator: torch.Generato
 
 
 def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
-                       weighting: str = "velocity") -> Tuple[torch.Tensor, torch.Tensor]:
+                       weighting: str = "velocity",
+                       x_sigma: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Mean velocity MSE over the batch, and the per-example losses ``(B,)``.
 
     ``weighting="x0"`` multiplies each example by σ²: since v̂ − v = (x₀ − x̂₀)/σ on the linear
     path, that is the MSE of the clean-frame estimate.
+
+    ``x_sigma`` (B, C, F, h, w), when given, replaces the ideal path point ``(1 − σ)·x₀ + σ·ε`` (e.g. a
+    state the sampler reached, :func:`rollout_state`); the target velocity is then the one that goes
+    straight from there to x₀ in the remaining σ: ``(x_σ − x₀)/σ`` (equal to ``ε − x₀`` on the ideal path).
     """
     x0 = batch.target                                             # (B, C, F, h, w)
     s = batch.sigma.view(-1, 1, 1, 1, 1).to(x0.dtype)
-    x_sigma = (1.0 - s) * x0 + s * noise
-    v_target = noise - x0
+    if x_sigma is None:
+        x_sigma = (1.0 - s) * x0 + s * noise
+        v_target = noise - x0
+    else:
+        if x_sigma.shape != x0.shape:
+            raise OmniSyncError(f"x_sigma {tuple(x_sigma.shape)} must have the target's shape {tuple(x0.shape)}.")
+        if bool((batch.sigma <= 0).any()):
+            raise OmniSyncError("a given x_sigma needs σ > 0 for every example (the velocity divides by σ).")
+        v_target = (x_sigma - x0) / s
     v = model(x_sigma, sigma_to_timestep(batch.sigma), source=batch.source, audio=batch.audio, text=batch.text)
     err = F.mse_loss(v.float(), v_target.float(), reduction="none")                         # (B, C, F, h, w)
     if batch.weight is not None:  # weighted mean over positions (the weight is shared by the channels)
@@ -124,6 +136,51 @@ def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
     if weighting == "x0":
         per_example = per_example * batch.sigma.float().to(per_example.device) ** 2
     return per_example.mean(), per_example
+
+
+def rollout_sigmas(config: TrainConfig) -> torch.Tensor:
+    """The σ points the sampler visits: ``FlowMatchSchedule(rollout_steps).truncate(rollout_tau)`` without the final 0."""
+    return FlowMatchSchedule(config.rollout_steps).truncate(config.rollout_tau)[:-1]
+
+
+@torch.no_grad()
+def rollout_state(model: nn.Module, source: torch.Tensor, noise: torch.Tensor, audio: Optional[torch.Tensor],
+                  text: Optional[torch.Tensor], sigmas: torch.Tensor, k: int) -> torch.Tensor:
+    """Where the sampler stands after ``k`` Euler steps (no guidance): ``x`` at σ = sigmas[k].
+
+    Starts from the progressive init ``(1 − σ₀)·source + σ₀·ε`` (Eq. 5) and applies
+    :meth:`FlowMatchSchedule.step` with the model's conditional velocity, exactly as the sampler does.
+    source, noise: (B, C, F, h, w); audio (B, F, N_a, D) or None; sigmas (S,) decreasing; 0 ≤ k < S.
+    """
+    if not 0 <= k < sigmas.numel():
+        raise OmniSyncError(f"rollout step {k} is outside the {sigmas.numel()} sampler steps.")
+    x = (1.0 - float(sigmas[0])) * source.float() + float(sigmas[0]) * noise.float()
+    B = x.shape[0]
+    for i in range(k):
+        t = sigma_to_timestep(torch.full((B,), float(sigmas[i])))
+        v = model(x.to(source.dtype), t, source=source, audio=audio, text=text).float()
+        x = FlowMatchSchedule.step(v, x, float(sigmas[i]), float(sigmas[i + 1]))
+    return x.to(source.dtype)
+
+
+def draw_rollout_batch(model: nn.Module, pairs: PairSource, config: TrainConfig, generator: torch.Generator,
+                       text_branch: bool, device: torch.device) -> Tuple[Batch, torch.Tensor, torch.Tensor]:
+    """A pseudo-paired batch at a sampler step k (uniform), its noise and its x_σ from :func:`rollout_state`.
+
+    The rollout uses the undropped conditions (the sampler's conditional pass); condition dropout is
+    applied afterwards to what the loss sees, as for every batch.
+    """
+    n = config.batch_size
+    examples = [pairs.pseudo_paired(generator) for _ in range(n)]
+    sigmas = rollout_sigmas(config)
+    k = int(torch.randint(0, sigmas.numel(), (1,), generator=generator))
+    batch = collate(examples, sigmas[k].expand(n).clone(), [PSEUDO_PAIRED] * n)
+    noise = torch.randn(batch.target.shape, generator=generator)
+    on = batch.to(device)
+    text = on.text if text_branch else None
+    with autocast_context(config, device):
+        x = rollout_state(model, on.source, noise.to(device), on.audio, text, sigmas, k)
+    return batch, noise, x
 
 
 def autocast_context(config: TrainConfig, device: torch.device):
@@ -164,12 +221,17 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
         for group in opt.param_groups:
             group["lr"] = lr
         for micro in range(config.grad_accum):
-            batch = drop_conditions(draw_batch(pair_source, config.batch_size, config, gen), config, gen, text_branch)
-            noise = torch.randn(batch.target.shape, generator=gen)
+            x_sigma = None
+            if config.rollout_prob > 0 and float(torch.rand((), generator=gen)) < config.rollout_prob:
+                batch, noise, x_sigma = draw_rollout_batch(core, pair_source, config, gen, text_branch, info.device)
+                batch = drop_conditions(batch, config, gen, text_branch)
+            else:
+                batch = drop_conditions(draw_batch(pair_source, config.batch_size, config, gen), config, gen, text_branch)
+                noise = torch.randn(batch.target.shape, generator=gen)
             with D.grad_sync(model, micro == config.grad_accum - 1):
                 with autocast_context(config, info.device):
                     loss, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device),
-                                                           config.loss_weighting)
+                                                           config.loss_weighting, x_sigma)
                 (loss / config.grad_accum).backward()
             hi = batch.paired.to(info.device)
             sums += torch.stack([per_example.sum(), per_example[hi].sum(), hi.sum(),
