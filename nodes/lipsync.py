@@ -56,7 +56,9 @@ class OmniSyncLipSync:
                 }),
                 "steps": ("INT", {
                     "default": 50, "min": 1, "max": 1000,
-                    "tooltip": "Length of the full flow-matching schedule; only the steps with σ ≤ τ run.",
+                    "tooltip": "Length of the full flow-matching schedule; only the steps with σ ≤ τ run. "
+                               "50 as in the paper; the bundled small model was fine-tuned on the "
+                               "8-step path: use 8 with it.",
                 }),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
                 "omega_peak": ("FLOAT", {
