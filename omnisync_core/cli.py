@@ -62,7 +62,7 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--tau", type=float, default=0.92, help="progressive noise init strength τ (Eq. 5)")
     p.add_argument("--steps", type=int, default=8 if demo else 50,
                    help="full flow-matching schedule length (the demo uses 8: the bundled model was fine-tuned on "
-                        "the 8-step sampler's own path, and it finishes in about a minute on a CPU)")
+                        "the 8-step sampler's own path; 30 s on 2 CPU cores)")
     p.add_argument("--shift", type=float, default=1.0, help="schedule shift (1 = linear σ)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--omega-base", type=float, default=g.omega_base, help="DS-CFG weight far from the mouth")
