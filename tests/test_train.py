@@ -163,7 +163,8 @@ def _spy_build_model(monkeypatch, seen):
         model = real(config)
 
         def hook(module, args, kwargs):
-            seen.append({k: (None if kwargs.get(k) is None else kwargs[k].detach().clone()) for k in ("audio", "text")})
+            call = {k: (None if kwargs.get(k) is None else kwargs[k].detach().clone()) for k in ("audio", "text")}
+            seen.append({**call, "grad": torch.is_grad_enabled(), "t": float(args[1][0])})
         model.register_forward_pre_hook(hook, with_kwargs=True)
         return model
     monkeypatch.setattr(trainer, "build_model", build)
@@ -289,6 +290,22 @@ def test_weighted_loss_is_the_weighted_mean_of_the_squared_velocity_error():
 
 # -- sampler-path (rollout) training ----------------------------------------------------------------
 
+def test_init_from_an_omnisync_checkpoint_starts_as_that_model(tmp_path):
+    """Stage 2 of the bundled model starts from an OmniSync export through init_from."""
+    from omnisync_core.model.checkpoint import load_checkpoint
+
+    path = trainer.train(tiny_config(tmp_path / "stage1", max_steps=3), tiny_source())
+    stage1, _ = load_checkpoint(path)
+    fresh = trainer.build_model(tiny_config(tmp_path / "stage2"))
+    trainer.init_from_wan(fresh, path)
+    want = stage1.state_dict()
+    got = fresh.state_dict()
+    assert got.keys() == want.keys()
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    assert torch.count_nonzero(got["blocks.0.audio_cross_attn.o.weight"]) > 0  # the audio branch came along
+
+
 def _trained_looking_model(cfg):
     """A tiny model whose zero-initialised output layers are randomised, so its velocity is not trivial."""
     torch.manual_seed(3)
@@ -354,22 +371,15 @@ def test_loss_from_a_given_state_asks_for_the_straight_way_to_the_target():
 
 def test_rollout_training_feeds_the_model_sampler_states(tmp_path, monkeypatch):
     seen = []
-    real = trainer.build_model
-
-    def build(config):
-        model = real(config)
-        model.register_forward_pre_hook(
-            lambda m, args, kwargs: seen.append((torch.is_grad_enabled(), float(args[1][0]))), with_kwargs=True)
-        return model
-    monkeypatch.setattr(trainer, "build_model", build)
+    _spy_build_model(monkeypatch, seen)
     cfg = tiny_config(tmp_path, max_steps=8, rollout_prob=1.0, rollout_steps=4, rollout_tau=0.92)
     rows = []
     trainer.train(cfg, tiny_source(), callback=rows.append)
     losses = [r for r in rows if "loss" in r]
     assert len(losses) == 8 and all(math.isfinite(r["loss"]) and math.isnan(r["loss_lo"]) for r in losses)
     allowed = {round(1000 * float(s), 3) for s in trainer.rollout_sigmas(cfg)}
-    assert {round(t, 3) for _, t in seen} <= allowed  # every call is at a sampler σ
-    graded = [t for grad, t in seen if grad]
+    assert {round(c["t"], 3) for c in seen} <= allowed  # every call is at a sampler σ
+    graded = [c["t"] for c in seen if c["grad"]]
     assert len(graded) == 8                           # one training forward per step
     assert len(seen) > len(graded)                    # plus gradient-free rollout steps
 

@@ -78,7 +78,7 @@ class TrainConfig:
     mixed_precision: str = "no"   # "bf16" autocasts on CUDA only
     gradient_checkpointing: bool = False
     parallel: str = "ddp"         # used only under torchrun with WORLD_SIZE > 1
-    init_from: Optional[str] = None   # Wan 2.1 .safetensors to start from
+    init_from: Optional[str] = None   # Wan 2.1 (or same-config OmniSync) .safetensors to start from
     # bookkeeping
     log_every: int = 10
     ckpt_every: int = 1000

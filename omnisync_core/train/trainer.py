@@ -378,10 +378,15 @@ def load_training_state(out_dir: str, model: nn.Module, ema: EMA, opt: torch.opt
 
 
 def init_from_wan(model: nn.Module, path: str) -> None:
-    """Start from Wan 2.1 weights; channels Wan lacks (source latents, audio branch) start at zero."""
+    """Start from Wan 2.1 weights; channels Wan lacks (source latents, audio branch) start at zero.
+
+    An OmniSync checkpoint of the same model config also works (fine-tuning, e.g. the bundled
+    model's stage 2): the same loader copies every weight the file holds, the audio branch and the
+    source channels included.
+    """
     from ..model.checkpoint import load_wan_state_dict
     if not os.path.exists(path):
-        raise OmniSyncError(f"init_from {path!r} does not exist; pass the Wan 2.1 .safetensors file.")
+        raise OmniSyncError(f"init_from {path!r} does not exist; pass a Wan 2.1 or OmniSync .safetensors file.")
     load_wan_state_dict(model, path)
 
 
