@@ -228,7 +228,8 @@ def pair_sources(config, data: str):
         raise OmniSyncError(f"the dataset {data!r} is {index.get('size')}² but the config trains at {config.size}²; "
                             "rebuild the data with make-data --size or fix the config.")
     train_src = FolderPairSource(data, "train", config.clip_frames, codec, num_layers, window,
-                                 max_offset=config.arbitrary_max_offset, mouth_weight=config.mouth_loss_weight)
+                                 max_offset=config.arbitrary_max_offset, mouth_weight=config.mouth_loss_weight,
+                                 mouth_params=config.aux_mouth_weight > 0)
     val_src = (FolderPairSource(data, "heldout", config.clip_frames, codec, num_layers, window)
                if index["splits"].get("heldout") else None)
     return train_src, val_src

@@ -112,6 +112,19 @@ def test_folder_pair_source_serves_both_kinds(dataset):
     assert w.shape == (4, SIZE // 2, SIZE // 2) and set(w.unique().tolist()) == {1.0, 10.0}
     assert 0.0 < float((w > 1).float().mean()) < 0.5
     assert "loss_weight" not in src.arbitrary(g)
+    # the optional mouth centres and parameters (auxiliary mouth probe) are the target segment's own
+    assert "mouth_at" not in src.arbitrary(g)
+    probed = FolderPairSource(dataset, "train", clip_frames=4, codec=codec, num_layers=2, mouth_params=True)
+    for ex in (probed.pseudo_paired(torch.Generator().manual_seed(3)), probed.arbitrary(torch.Generator().manual_seed(4))):
+        assert ex["mouth_at"].shape == (4, 2) and ex["mouth_params"].shape == (4, 5)
+        target = codec.decode(ex["target_latents"])
+        found = False
+        for clip in (c for pair in probed.pairs for c in pair):
+            for s in range(clip.frames.shape[0] - 3):
+                if torch.allclose(clip.frames[s:s + 4].float() / 255, target, atol=1e-3):
+                    found = found or (torch.equal(ex["mouth_at"], clip.centres[s:s + 4])
+                                      and torch.equal(ex["mouth_params"], clip.params[s:s + 4]))
+        assert found
     with pytest.raises(OmniSyncError, match="caches"):
         FolderPairSource(dataset, "train", 4, codec, num_layers=WHISPER_LAYERS + 2)
     with pytest.raises(OmniSyncError, match="not an OmniSync dataset"):

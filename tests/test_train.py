@@ -388,3 +388,121 @@ def test_rollout_config_is_checked(tmp_path):
     for bad in ({"rollout_prob": 1.5}, {"rollout_steps": 0}, {"rollout_tau": 0.0}):
         with pytest.raises(OmniSyncError, match="rollout"):
             tiny_config(tmp_path, **bad)
+
+
+# -- auxiliary mouth probe (training aid; inference never uses it) ----------------------------------
+
+P_MOUTH = 3
+
+
+def _probe_model(seed=0):
+    from omnisync_core.model.config import preset
+    from omnisync_core.model.dit import OmniSyncDiT
+
+    torch.manual_seed(seed)
+    cfg = preset("tiny", latent_channels=C, audio_dim=A_DIM, use_text=False, dim=32, ffn_dim=64,
+                 mouth_probe=P_MOUTH, mouth_probe_layer=0)
+    model = OmniSyncDiT(cfg)
+    with torch.no_grad():
+        model.mouth_probe.weight.normal_(0, 0.3)
+        model.mouth_probe.bias.normal_(0, 0.3)
+        for name, p in model.named_parameters():
+            if "audio_cross_attn.o" in name or name.startswith("head.head"):
+                p.normal_(0, 0.05)
+    return model
+
+
+def test_mouth_probe_reads_the_hidden_state_at_the_mouth_and_leaves_the_velocity_alone():
+    model = _probe_model().eval()
+    g = torch.Generator().manual_seed(1)
+    x, src = torch.randn(2, C, F_LAT, H_LAT, H_LAT, generator=g), torch.randn(2, C, F_LAT, H_LAT, H_LAT, generator=g)
+    audio = torch.randn(2, F_LAT, N_A, A_DIM, generator=g)
+    G = H_LAT // 2                                                              # token grid (patch 2)
+    # mouth centres exactly on token centres: (j + 0.5) / W', (i + 0.5) / H'
+    ij = torch.tensor([[[1, 0], [1, 1]], [[0, 0], [0, 1]]])                     # (B, F', (i, j))
+    at = torch.stack([(ij[..., 1] + 0.5) / G, (ij[..., 0] + 0.5) / G], -1)      # (B, F', (x, y))
+    seen = {}
+    model.blocks[0].register_forward_hook(lambda m, i, o: seen.__setitem__("h", o.detach()))
+    with torch.no_grad():
+        plain = model(x, torch.tensor([700.0, 300.0]), source=src, audio=audio)
+        v, probe = model(x, torch.tensor([700.0, 300.0]), source=src, audio=audio, mouth_at=at)
+    assert torch.equal(v, plain) and probe.shape == (2, F_LAT, P_MOUTH)
+    h = torch.nn.functional.layer_norm(seen["h"], (32,)).reshape(2, F_LAT, G, G, 32)
+    for b in range(2):
+        for f in range(F_LAT):
+            token = h[b, f, ij[b, f, 0], ij[b, f, 1]]
+            want = model.mouth_probe(token)
+            assert torch.allclose(probe[b, f], want, atol=1e-5), (b, f)
+    with pytest.raises(OmniSyncError, match="mouth_at must be"):
+        model(x, torch.tensor([700.0, 300.0]), source=src, audio=audio, mouth_at=at[:, :1])
+    from omnisync_core.model.config import preset
+    from omnisync_core.model.dit import OmniSyncDiT
+    plain_model = OmniSyncDiT(preset("tiny", latent_channels=C, audio_dim=A_DIM, use_text=False))
+    with pytest.raises(OmniSyncError, match="mouth probe"):
+        plain_model(x, torch.tensor([700.0, 300.0]), source=src, audio=audio, mouth_at=at)
+    with pytest.raises(OmniSyncError, match="mouth_probe_layer"):
+        preset("tiny", mouth_probe=5, mouth_probe_layer=2)
+
+
+def test_aux_mouth_loss_adds_the_probe_error_of_examples_that_heard_audio():
+    from omnisync_core.train.batches import Batch
+
+    model = _probe_model()
+    g = torch.Generator().manual_seed(2)
+    target, src = torch.randn(3, C, F_LAT, H_LAT, H_LAT, generator=g), torch.randn(3, C, F_LAT, H_LAT, H_LAT, generator=g)
+    audio = torch.randn(3, F_LAT, N_A, A_DIM, generator=g)
+    audio[2] = 0.0                                                               # example 2: audio dropped
+    at = torch.rand(3, F_LAT, 2, generator=g)
+    params = torch.rand(3, F_LAT, P_MOUTH, generator=g)
+    noise = torch.randn(target.shape, generator=g)
+    b = Batch(torch.tensor([0.9, 0.5, 0.2]), torch.tensor([True, False, False]), src, target, audio, None,
+              mouth_at=at, mouth_params=params)
+    extras = {}
+    with torch.no_grad():
+        plain, per_plain = trainer.flow_matching_loss(model, b, noise, "x0")
+        with_aux, per = trainer.flow_matching_loss(model, b, noise, "x0", aux_mouth_weight=0.5, extras=extras)
+        _, probe = model((1 - b.sigma.view(-1, 1, 1, 1, 1)) * target + b.sigma.view(-1, 1, 1, 1, 1) * noise,
+                         1000 * b.sigma, source=src, audio=audio, mouth_at=at)
+    by_hand = ((probe[:2] - params[:2]) ** 2).mean()                            # examples 0 and 1 only
+    assert extras["aux"] == pytest.approx(float(by_hand), rel=1e-5)
+    assert float(with_aux) == pytest.approx(float(plain) + 0.5 * float(by_hand), rel=1e-5)
+    assert torch.allclose(per, per_plain)
+    # the gradient of the probe term reaches the audio branch (that is its purpose)
+    model.zero_grad()
+    trainer.flow_matching_loss(model, b, noise, "x0", aux_mouth_weight=0.5)[0].backward()
+    assert float(model.audio_embedding[0].weight.grad.abs().sum()) > 0
+    b.mouth_at = None
+    with pytest.raises(OmniSyncError, match="mouth_at"):
+        trainer.flow_matching_loss(model, b, noise, "x0", aux_mouth_weight=0.5)
+
+
+def test_training_with_the_aux_mouth_probe_logs_it_and_lowers_it(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    src = tiny_source()
+    clip_at = [torch.rand(F_LAT, 2, generator=g) for _ in range(4)]
+    clip_params = [torch.rand(F_LAT, 5, generator=g) for _ in range(4)]
+
+    class WithMouth:
+        def _add(self, ex, generator):
+            i = next(i for i, lat in enumerate(src.latents) if lat is ex["target_latents"])
+            return {**ex, "mouth_at": clip_at[i], "mouth_params": clip_params[i]}
+
+        def arbitrary(self, generator):
+            return self._add(src.arbitrary(generator), generator)
+
+        def pseudo_paired(self, generator):
+            return self._add(src.pseudo_paired(generator), generator)
+
+    overrides = {"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "use_text": False, "mouth_probe": 5}
+    cfg = tiny_config(tmp_path, model_overrides=overrides, aux_mouth_weight=1.0, max_steps=40, batch_size=4,
+                      lr=3e-3, rollout_prob=0.25, p_drop_audio=0.1, p_drop_text=0.0, p_drop_both=0.0)
+    rows = []
+    path = trainer.train(cfg, WithMouth(), callback=rows.append)
+    aux = [r["loss_aux"] for r in rows if "loss_aux" in r]
+    assert len(aux) == 40 and all(math.isfinite(a) for a in aux)
+    assert sum(aux[-5:]) / 5 < 0.5 * sum(aux[:5]) / 5, (aux[:5], aux[-5:])
+    from omnisync_core.model.checkpoint import load_checkpoint
+    model, meta = load_checkpoint(path)
+    assert meta["model"]["mouth_probe"] == 5 and hasattr(model, "mouth_probe")
+    with pytest.raises(OmniSyncError, match="mouth probe"):
+        TrainConfig(aux_mouth_weight=1.0)

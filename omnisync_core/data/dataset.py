@@ -185,6 +185,8 @@ class Clip:
     character: int
     kind: str
     boxes: Optional[torch.Tensor] = None
+    centres: Optional[torch.Tensor] = None   # (T, 2) mouth centres (x, y fractions), when loaded
+    params: Optional[torch.Tensor] = None    # (T, P) renderer mouth parameters, when loaded
 
 
 def load_clip(path: str, num_layers: Optional[int], frame_window: int) -> Clip:
@@ -222,11 +224,13 @@ class FolderPairSource:
 
     With ``mouth_weight`` > 0 every example also carries ``loss_weight`` (F, h, w): 1 + mouth_weight inside
     the target's mouth box (from the renderer's json, grown by ``MOUTH_WEIGHT_GROW`` of its size), 1 elsewhere.
+    With ``mouth_params`` every example also carries the target's ``mouth_at`` (F, 2) mouth centres and
+    ``mouth_params`` (F, P) renderer mouth parameters (for the trainer's auxiliary mouth probe).
     """
 
     def __init__(self, root: str, split: str, clip_frames: int, codec, num_layers: Optional[int],
                  frame_window: int = 2, kinds: Optional[Sequence[str]] = None, max_offset: int = 0,
-                 mouth_weight: float = 0.0):
+                 mouth_weight: float = 0.0, mouth_params: bool = False):
         if getattr(codec, "temporal_factor", 1) != 1:
             raise OmniSyncError("FolderPairSource serves frame-aligned clips: use a codec with temporal factor 1 "
                                 "(the pixel codec); VAE training needs pre-encoded latents.")
@@ -235,17 +239,20 @@ class FolderPairSource:
         if not entries:
             raise OmniSyncError(f"dataset {root!r} has no {split!r} split; build it with make-data --split {split}.")
         self.codec, self.clip_frames, self.max_offset = codec, clip_frames, max_offset
-        self.mouth_weight = mouth_weight
+        self.mouth_weight, self.mouth_params = mouth_weight, mouth_params
         self.pairs: List[List[Clip]] = []
         for e in entries:
             if kinds and e["kind"] not in kinds:
                 continue
             clips = [load_clip(os.path.join(root, e["dir"], f"{n}.safetensors"), num_layers, frame_window)
                      for n in ("a", "b")]
-            if mouth_weight:
+            if mouth_weight or mouth_params:
                 for n, clip in zip("ab", clips):
                     with open(os.path.join(root, e["dir"], f"{n}.json")) as f:
-                        clip.boxes = torch.tensor(json.load(f)["mouth_box"], dtype=torch.float32)  # (T, 4)
+                        info = json.load(f)
+                    clip.boxes = torch.tensor(info["mouth_box"], dtype=torch.float32)  # (T, 4)
+                    clip.centres = torch.tensor(info["mouth_centre"], dtype=torch.float32)  # (T, 2)
+                    clip.params = torch.tensor(info["mouth_params"], dtype=torch.float32)  # (T, P)
             if min(c.frames.shape[0] for c in clips) >= clip_frames:
                 self.pairs.append(clips)
         if not self.pairs:
@@ -278,13 +285,15 @@ class FolderPairSource:
         s = self._randint(common - self.clip_frames + 1, generator)
         target, tokens = self._segment(tgt, s)
         source, _ = self._segment(src, s)
-        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:]))
+        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:]), tgt, s)
 
-    @staticmethod
-    def _example(source, target, tokens, weight) -> Dict:
+    def _example(self, source, target, tokens, weight, clip: Clip, start: int) -> Dict:
         ex = {"source_latents": source, "target_latents": target, "audio_tokens": tokens, "text": None}
         if weight is not None:
             ex["loss_weight"] = weight
+        if self.mouth_params:
+            end = start + self.clip_frames
+            ex["mouth_at"], ex["mouth_params"] = clip.centres[start:end], clip.params[start:end]
         return ex
 
     def arbitrary(self, generator: torch.Generator) -> Dict:
@@ -298,4 +307,4 @@ class FolderPairSource:
             s_s = self._randint(n, generator)
         target, tokens = self._segment(clip, s_t)
         source, _ = self._segment(clip, s_s)
-        return self._example(source, target, tokens, self._weight(clip, s_t, *target.shape[2:]))
+        return self._example(source, target, tokens, self._weight(clip, s_t, *target.shape[2:]), clip, s_t)

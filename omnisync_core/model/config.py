@@ -60,6 +60,13 @@ class DiTConfig:
         wider than the transformer: noise is full-rank and cannot pass a narrow token, clean frames can
         (JiT, "Back to Basics: Let Denoising Generative Models Denoise", 2025); and with the zero-init
         head a fresh model returns the source exactly, so training only has to learn the edit.
+    mouth_probe: a training aid, not part of the method (0 = none). A linear probe that reads this many
+        mouth parameters from the (layer-normalised) hidden state at the mouth, after block
+        ``mouth_probe_layer``; the trainer's ``aux_mouth_weight`` supervises it with the renderer's
+        per-frame mouth parameters of the *target* (which, on pseudo-pairs at high noise, only the audio
+        can tell). It pushes the audio into the tokens that draw the mouth. It runs only when a
+        forward pass is given ``mouth_at``; sampling never does, so inference stays mask-free.
+    mouth_probe_layer: the block (0-based) after which the probe reads the hidden state.
     """
 
     dim: int
@@ -78,6 +85,8 @@ class DiTConfig:
     cross_attn_norm: bool = True
     eps: float = 1e-6
     prediction: str = "velocity"
+    mouth_probe: int = 0
+    mouth_probe_layer: int = 1
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -98,6 +107,9 @@ class DiTConfig:
             (lambda: self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
             (lambda: self.prediction == "velocity" or self.source_condition,
              "prediction 'x0_residual' needs source_condition=True (the residual is added to the source)"),
+            (lambda: self.mouth_probe >= 0, "mouth_probe is a number of mouth parameters >= 0 (0 = no probe)"),
+            (lambda: self.mouth_probe == 0 or 0 <= self.mouth_probe_layer < self.num_layers,
+             f"mouth_probe_layer must name a block in [0, {self.num_layers - 1}]"),
         ]
         for ok, message in checks:
             if not ok():

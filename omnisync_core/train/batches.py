@@ -7,6 +7,9 @@ A :class:`PairSource` serves single training examples, each a dict
     audio_tokens:   (F, N_a, D) or None   per-latent-frame audio tokens of the target's speech
     text:           (L, text_dim) or None
     loss_weight:    (F, h, w) or absent   optional per-position loss weight (e.g. around the mouth)
+    mouth_at:       (F, 2) or absent      optional target mouth centre per latent frame (x, y fractions)
+    mouth_params:   (F, P) or absent      optional target mouth parameters per latent frame
+                                          (both for the auxiliary mouth probe, TrainConfig.aux_mouth_weight)
 
 in two kinds:
 
@@ -71,6 +74,7 @@ class Batch:
     sigma: (B,) float32 in [0, 1]; paired: (B,) bool, True = pseudo-paired;
     source, target: (B, C, F, h, w); audio: (B, F, N_a, D) or None; text: (B, L, text_dim) or None;
     weight: (B, F, h, w) per-position loss weight, or None (uniform).
+    mouth_at: (B, F, 2), mouth_params: (B, F, P): the target's mouth centres and parameters, or None.
     """
     sigma: torch.Tensor
     paired: torch.Tensor
@@ -79,11 +83,13 @@ class Batch:
     audio: Optional[torch.Tensor]
     text: Optional[torch.Tensor]
     weight: Optional[torch.Tensor] = None
+    mouth_at: Optional[torch.Tensor] = None
+    mouth_params: Optional[torch.Tensor] = None
 
     def to(self, device) -> "Batch":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(*(move(t) for t in (self.sigma, self.paired, self.source, self.target, self.audio, self.text,
-                                         self.weight)))
+                                         self.weight, self.mouth_at, self.mouth_params)))
 
 
 def collate(examples: Sequence[Example], sigma: torch.Tensor, kinds: Sequence[str]) -> Batch:
@@ -103,7 +109,8 @@ def collate(examples: Sequence[Example], sigma: torch.Tensor, kinds: Sequence[st
 
     return Batch(sigma=sigma, paired=torch.tensor([k == PSEUDO_PAIRED for k in kinds]),
                  source=stack("source_latents"), target=stack("target_latents"),
-                 audio=stack("audio_tokens"), text=stack("text"), weight=stack("loss_weight"))
+                 audio=stack("audio_tokens"), text=stack("text"), weight=stack("loss_weight"),
+                 mouth_at=stack("mouth_at"), mouth_params=stack("mouth_params"))
 
 
 def draw_batch(pairs: PairSource, n: int, config: TrainConfig, generator: torch.Generator) -> Batch:

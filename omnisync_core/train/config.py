@@ -51,6 +51,13 @@ class TrainConfig:
     rollout_prob: float = 0.0
     rollout_steps: int = 8
     rollout_tau: float = 0.92
+    # auxiliary mouth supervision (our addition; dataset folders only; 0 = off, as in the paper): the
+    # model's mouth probe (model_overrides "mouth_probe": 5) reads the renderer's five mouth parameters
+    # of the target frame from the hidden state at the mouth centre; this weight times their MSE is
+    # added to the loss (examples whose audio was dropped are left out: nothing tells their mouth).
+    # It makes a small model carry the audio into the tokens that draw the mouth. Inference never
+    # uses it: the model stays mask-free.
+    aux_mouth_weight: float = 0.0
     # condition dropout, mutually exclusive per example: both / audio only / text only
     p_drop_audio: float = 0.1
     p_drop_text: float = 0.1
@@ -104,6 +111,9 @@ class TrainConfig:
             (0.0 <= self.rollout_prob <= 1.0, "rollout_prob is a probability in [0, 1]"),
             (isinstance(self.rollout_steps, int) and self.rollout_steps >= 1, "rollout_steps must be an integer >= 1"),
             (0.0 < self.rollout_tau <= 1.0, "rollout_tau must lie in (0, 1] (0.92 in the paper)"),
+            (self.aux_mouth_weight >= 0, "aux_mouth_weight must be >= 0"),
+            (self.aux_mouth_weight == 0 or int(self.model_overrides.get("mouth_probe", 0)) > 0,
+             "aux_mouth_weight > 0 needs a model with a mouth probe: add \"mouth_probe\": 5 to model_overrides"),
             (self.batch_size >= 1 and self.grad_accum >= 1 and self.max_steps >= 1,
              "batch_size, grad_accum and max_steps must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),

@@ -20,6 +20,7 @@ OmniSync checkpoint. Nothing is pickled.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -45,7 +46,7 @@ from .ema import EMA
 log = logging.getLogger(__name__)
 
 STATE_FILE, OPTIM_FILE, EXPORT_FILE = "state.safetensors", "optim.safetensors", "omnisync_ema.safetensors"
-LOG_COLUMNS = ("step", "loss", "loss_hi", "loss_lo", "lr", "examples_per_s", "seconds")
+LOG_COLUMNS = ("step", "loss", "loss_hi", "loss_lo", "lr", "examples_per_s", "seconds", "loss_aux")
 VAL_SEED_OFFSET = 1_000_003   # the held-out draw uses its own fixed stream, the same at every validation
 VAL_BATCHES = 4
 
@@ -100,12 +101,13 @@ def drop_conditions(batch: Batch, config: TrainConfig, generator: torch.Generato
     if text is not None:
         drop = (both | text_only).view(-1, *[1] * (text.dim() - 1))
         text = torch.where(drop, torch.zeros_like(text), text)
-    return Batch(batch.sigma, batch.paired, batch.source, batch.target, audio, text, batch.weight)
+    return dataclasses.replace(batch, audio=audio, text=text)
 
 
 def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
                        weighting: str = "velocity",
-                       x_sigma: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                       x_sigma: Optional[torch.Tensor] = None, aux_mouth_weight: float = 0.0,
+                       extras: Optional[Dict[str, float]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Mean velocity MSE over the batch, and the per-example losses ``(B,)``.
 
     ``weighting="x0"`` multiplies each example by σ²: since v̂ − v = (x₀ − x̂₀)/σ on the linear
@@ -114,6 +116,12 @@ def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
     ``x_sigma`` (B, C, F, h, w), when given, replaces the ideal path point ``(1 − σ)·x₀ + σ·ε`` (e.g. a
     state the sampler reached, :func:`rollout_state`); the target velocity is then the one that goes
     straight from there to x₀ in the remaining σ: ``(x_σ − x₀)/σ`` (equal to ``ε − x₀`` on the ideal path).
+
+    ``aux_mouth_weight`` > 0 (and a batch with ``mouth_at``/``mouth_params``): the model's mouth probe
+    is read at the target's mouth centres and ``aux_mouth_weight`` × the MSE against the target's
+    mouth parameters is added to the returned mean (examples whose audio is all zero, i.e. dropped,
+    are left out). The per-example losses stay the flow-matching ones; ``extras["aux"]`` gets the
+    probe's MSE when ``extras`` is a dict.
     """
     x0 = batch.target                                             # (B, C, F, h, w)
     s = batch.sigma.view(-1, 1, 1, 1, 1).to(x0.dtype)
@@ -126,7 +134,15 @@ def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
         if bool((batch.sigma <= 0).any()):
             raise OmniSyncError("a given x_sigma needs σ > 0 for every example (the velocity divides by σ).")
         v_target = (x_sigma - x0) / s
-    v = model(x_sigma, sigma_to_timestep(batch.sigma), source=batch.source, audio=batch.audio, text=batch.text)
+    use_aux = aux_mouth_weight > 0 and batch.audio is not None
+    if use_aux and (batch.mouth_at is None or batch.mouth_params is None):
+        raise OmniSyncError("aux_mouth_weight > 0 needs batches with mouth_at and mouth_params (a dataset folder "
+                            "source built with mouth_params=True).")
+    kwargs = {"mouth_at": batch.mouth_at} if use_aux else {}
+    v = model(x_sigma, sigma_to_timestep(batch.sigma), source=batch.source, audio=batch.audio, text=batch.text,
+              **kwargs)
+    if use_aux:
+        v, probe = v
     err = F.mse_loss(v.float(), v_target.float(), reduction="none")                         # (B, C, F, h, w)
     if batch.weight is not None:  # weighted mean over positions (the weight is shared by the channels)
         w = batch.weight.float().to(err.device)[:, None]
@@ -135,7 +151,15 @@ def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
         per_example = err.flatten(1).mean(1)                                                 # (B,)
     if weighting == "x0":
         per_example = per_example * batch.sigma.float().to(per_example.device) ** 2
-    return per_example.mean(), per_example
+    loss = per_example.mean()
+    if use_aux:
+        heard = (batch.audio.flatten(1) != 0).any(1).float().to(probe.device)             # (B,) audio not dropped
+        aux_each = F.mse_loss(probe, batch.mouth_params.float().to(probe.device), reduction="none").flatten(1).mean(1)
+        aux = (aux_each * heard).sum() / heard.sum().clamp_min(1.0)
+        loss = loss + aux_mouth_weight * aux
+        if extras is not None:
+            extras["aux"] = float(aux.detach())
+    return loss, per_example
 
 
 def rollout_sigmas(config: TrainConfig) -> torch.Tensor:
@@ -214,7 +238,7 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
     opt = torch.optim.AdamW(core.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed + info.rank)   # σ, data, dropout, noise of this rank
     step = load_training_state(config.out_dir, model, ema, opt, gen, info) if config.resume else 0
-    text_branch, t_start, seen, sums = uses_text(core), time.time(), 0, torch.zeros(5, dtype=torch.float64)
+    text_branch, t_start, seen, sums = uses_text(core), time.time(), 0, torch.zeros(7, dtype=torch.float64)
     while step < config.max_steps:
         check_cancel(cancel)
         lr = lr_at(step, config)
@@ -228,14 +252,17 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
             else:
                 batch = drop_conditions(draw_batch(pair_source, config.batch_size, config, gen), config, gen, text_branch)
                 noise = torch.randn(batch.target.shape, generator=gen)
+            extras: Dict[str, float] = {}
             with D.grad_sync(model, micro == config.grad_accum - 1):
                 with autocast_context(config, info.device):
                     loss, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device),
-                                                           config.loss_weighting, x_sigma)
+                                                           config.loss_weighting, x_sigma, config.aux_mouth_weight,
+                                                           extras)
                 (loss / config.grad_accum).backward()
             hi = batch.paired.to(info.device)
-            sums += torch.stack([per_example.sum(), per_example[hi].sum(), hi.sum(),
-                                 per_example[~hi].sum(), (~hi).sum()]).detach().double().cpu()
+            aux = torch.tensor([extras.get("aux", 0.0), float("aux" in extras)], device=per_example.device)
+            sums += torch.cat([torch.stack([per_example.sum(), per_example[hi].sum(), hi.sum(),
+                                            per_example[~hi].sum(), (~hi).sum()]), aux]).detach().double().cpu()
             seen += config.batch_size
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(core.parameters(), config.grad_clip)
@@ -265,7 +292,8 @@ def write_log_row(config, info, step, lr, sums, seen, t_start, callback) -> None
     row = {"step": step, "loss": float(total[0] / max(total[2] + total[4], 1)),
            "loss_hi": float(total[1] / total[2]) if total[2] > 0 else float("nan"),
            "loss_lo": float(total[3] / total[4]) if total[4] > 0 else float("nan"),
-           "lr": lr, "examples_per_s": examples / max(elapsed, 1e-9), "seconds": elapsed}
+           "lr": lr, "examples_per_s": examples / max(elapsed, 1e-9), "seconds": elapsed,
+           "loss_aux": float(total[5] / total[6]) if total[6] > 0 else float("nan")}
     if info.is_main:
         _append_csv(os.path.join(config.out_dir, "train.csv"), LOG_COLUMNS, row)
         if callback is not None:
