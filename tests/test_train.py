@@ -286,6 +286,14 @@ def test_weighted_loss_is_the_weighted_mean_of_the_squared_velocity_error():
     b.weight = None
     assert float(trainer.flow_matching_loss(Zero(), b, noise)[0]) == pytest.approx(1.0 / 4.0)
     assert float(trainer.flow_matching_loss(Zero(), b, noise, "x0")[0]) == pytest.approx(0.25 * 0.25)
+    # the L1 norm: the absolute error, times σ (not σ²) with x0 weighting: the mean |x̂₀ − x₀|
+    b.weight = weight
+    noise2 = 2 * noise                                     # v_target = 2 at the weighted position
+    assert float(trainer.flow_matching_loss(Zero(), b, noise2)[0]) == pytest.approx(4 * 7.0 / 10.0)
+    assert float(trainer.flow_matching_loss(Zero(), b, noise2, norm="l1")[0]) == pytest.approx(2 * 7.0 / 10.0)
+    assert float(trainer.flow_matching_loss(Zero(), b, noise2, "x0", norm="l1")[0]) == pytest.approx(0.5 * 2 * 7.0 / 10.0)
+    with pytest.raises(OmniSyncError, match="loss_norm"):
+        TrainConfig(loss_norm="huber")
 
 
 # -- sampler-path (rollout) training ----------------------------------------------------------------

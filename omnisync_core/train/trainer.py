@@ -107,11 +107,13 @@ def drop_conditions(batch: Batch, config: TrainConfig, generator: torch.Generato
 def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
                        weighting: str = "velocity",
                        x_sigma: Optional[torch.Tensor] = None, aux_mouth_weight: float = 0.0,
-                       extras: Optional[Dict[str, float]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                       extras: Optional[Dict[str, float]] = None,
+                       norm: str = "l2") -> Tuple[torch.Tensor, torch.Tensor]:
     """Mean velocity MSE over the batch, and the per-example losses ``(B,)``.
 
     ``weighting="x0"`` multiplies each example by σ²: since v̂ − v = (x₀ − x̂₀)/σ on the linear
-    path, that is the MSE of the clean-frame estimate.
+    path, that is the MSE of the clean-frame estimate. ``norm="l1"`` uses the absolute error instead
+    of the squared one (and σ instead of σ² for "x0": the mean |x̂₀ − x₀|).
 
     ``x_sigma`` (B, C, F, h, w), when given, replaces the ideal path point ``(1 − σ)·x₀ + σ·ε`` (e.g. a
     state the sampler reached, :func:`rollout_state`); the target velocity is then the one that goes
@@ -143,14 +145,17 @@ def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
               **kwargs)
     if use_aux:
         v, probe = v
-    err = F.mse_loss(v.float(), v_target.float(), reduction="none")                         # (B, C, F, h, w)
+    if norm not in ("l2", "l1"):
+        raise OmniSyncError(f"loss norm must be 'l2' or 'l1', got {norm!r}.")
+    diff = v.float() - v_target.float()
+    err = diff.abs() if norm == "l1" else diff ** 2                                          # (B, C, F, h, w)
     if batch.weight is not None:  # weighted mean over positions (the weight is shared by the channels)
         w = batch.weight.float().to(err.device)[:, None]
         per_example = (err * w).flatten(1).sum(1) / (w.expand_as(err).flatten(1).sum(1))
     else:
         per_example = err.flatten(1).mean(1)                                                 # (B,)
     if weighting == "x0":
-        per_example = per_example * batch.sigma.float().to(per_example.device) ** 2
+        per_example = per_example * batch.sigma.float().to(per_example.device) ** (1 if norm == "l1" else 2)
     loss = per_example.mean()
     if use_aux:
         heard = (batch.audio.flatten(1) != 0).any(1).float().to(probe.device)             # (B,) audio not dropped
@@ -257,7 +262,7 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
                 with autocast_context(config, info.device):
                     loss, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device),
                                                            config.loss_weighting, x_sigma, config.aux_mouth_weight,
-                                                           extras)
+                                                           extras, config.loss_norm)
                 (loss / config.grad_accum).backward()
             hi = batch.paired.to(info.device)
             aux = torch.tensor([extras.get("aux", 0.0), float("aux" in extras)], device=per_example.device)
@@ -330,7 +335,7 @@ def validation_loss(model: nn.Module, val_source: PairSource, config: TrainConfi
         noise = torch.randn(batch.target.shape, generator=gen)
         with autocast_context(config, info.device):
             _, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device),
-                                                config.loss_weighting)
+                                                config.loss_weighting, norm=config.loss_norm)
         total += torch.stack([per_example.sum().double().cpu(), torch.tensor(float(per_example.numel()))])
     total = D.all_reduce_sum(total.to(info.device), info).cpu()
     return {"loss": float(total[0] / total[1])}
