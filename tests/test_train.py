@@ -403,25 +403,19 @@ def test_rollout_config_is_checked(tmp_path):
 P_MOUTH = 3
 
 
-def _probe_model(seed=0):
-    from omnisync_core.model.config import preset
-    from omnisync_core.model.dit import OmniSyncDiT
-
-    torch.manual_seed(seed)
-    cfg = preset("tiny", latent_channels=C, audio_dim=A_DIM, use_text=False, dim=32, ffn_dim=64,
-                 mouth_probe=P_MOUTH, mouth_probe_layer=0)
-    model = OmniSyncDiT(cfg)
+def _probe_model(tmp_path):
+    """_trained_looking_model with a mouth probe after block 0, its weights randomised too."""
+    overrides = {"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "use_text": False,
+                 "mouth_probe": P_MOUTH, "mouth_probe_layer": 0}
+    model = _trained_looking_model(tiny_config(tmp_path, model_overrides=overrides))
     with torch.no_grad():
         model.mouth_probe.weight.normal_(0, 0.3)
         model.mouth_probe.bias.normal_(0, 0.3)
-        for name, p in model.named_parameters():
-            if "audio_cross_attn.o" in name or name.startswith("head.head"):
-                p.normal_(0, 0.05)
     return model
 
 
-def test_mouth_probe_reads_the_hidden_state_at_the_mouth_and_leaves_the_velocity_alone():
-    model = _probe_model().eval()
+def test_mouth_probe_reads_the_hidden_state_at_the_mouth_and_leaves_the_velocity_alone(tmp_path):
+    model = _probe_model(tmp_path)
     g = torch.Generator().manual_seed(1)
     x, src = torch.randn(2, C, F_LAT, H_LAT, H_LAT, generator=g), torch.randn(2, C, F_LAT, H_LAT, H_LAT, generator=g)
     audio = torch.randn(2, F_LAT, N_A, A_DIM, generator=g)
@@ -452,10 +446,10 @@ def test_mouth_probe_reads_the_hidden_state_at_the_mouth_and_leaves_the_velocity
         preset("tiny", mouth_probe=5, mouth_probe_layer=2)
 
 
-def test_aux_mouth_loss_adds_the_probe_error_of_examples_that_heard_audio():
+def test_aux_mouth_loss_adds_the_probe_error_of_examples_that_heard_audio(tmp_path):
     from omnisync_core.train.batches import Batch
 
-    model = _probe_model()
+    model = _probe_model(tmp_path)
     g = torch.Generator().manual_seed(2)
     target, src = torch.randn(3, C, F_LAT, H_LAT, H_LAT, generator=g), torch.randn(3, C, F_LAT, H_LAT, H_LAT, generator=g)
     audio = torch.randn(3, F_LAT, N_A, A_DIM, generator=g)
@@ -491,15 +485,15 @@ def test_training_with_the_aux_mouth_probe_logs_it_and_lowers_it(tmp_path):
     clip_params = [torch.rand(F_LAT, 5, generator=g) for _ in range(4)]
 
     class WithMouth:
-        def _add(self, ex, generator):
+        def _add(self, ex):
             i = next(i for i, lat in enumerate(src.latents) if lat is ex["target_latents"])
             return {**ex, "mouth_at": clip_at[i], "mouth_params": clip_params[i]}
 
         def arbitrary(self, generator):
-            return self._add(src.arbitrary(generator), generator)
+            return self._add(src.arbitrary(generator))
 
         def pseudo_paired(self, generator):
-            return self._add(src.pseudo_paired(generator), generator)
+            return self._add(src.pseudo_paired(generator))
 
     overrides = {"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "use_text": False, "mouth_probe": 5}
     cfg = tiny_config(tmp_path, model_overrides=overrides, aux_mouth_weight=1.0, max_steps=40, batch_size=4,

@@ -40,7 +40,7 @@ from ..progress import CancelCheck, check_cancel
 from ..sampling.schedule import FlowMatchSchedule, sigma_to_timestep
 from . import distributed as D
 from .batches import PSEUDO_PAIRED, Batch, PairSource, collate, draw_batch
-from .config import TrainConfig
+from .config import LOSS_NORMS, TrainConfig
 from .ema import EMA
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,8 @@ def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
               **kwargs)
     if use_aux:
         v, probe = v
-    if norm not in ("l2", "l1"):
-        raise OmniSyncError(f"loss norm must be 'l2' or 'l1', got {norm!r}.")
+    if norm not in LOSS_NORMS:
+        raise OmniSyncError(f"loss norm must be one of {LOSS_NORMS}, got {norm!r}.")
     diff = v.float() - v_target.float()
     err = diff.abs() if norm == "l1" else diff ** 2                                          # (B, C, F, h, w)
     if batch.weight is not None:  # weighted mean over positions (the weight is shared by the channels)
