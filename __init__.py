@@ -1,4 +1,5 @@
-"""ComfyUI entry point: registers the OmniSync nodes when loaded by ComfyUI; nothing else.
+"""ComfyUI entry point: registers the OmniSync nodes when loaded by ComfyUI, and puts the bundled samples
+where the example workflows expect them (ComfyUI's input folder, never overwriting a file).
 
 ``omnisync_core`` never imports this file, and this file registers nothing outside ComfyUI (when
 ``folder_paths`` cannot be imported), so the library and its CLI work without ComfyUI.
@@ -18,5 +19,8 @@ if __package__ and importlib.util.find_spec("folder_paths") is not None:
     if importlib.util.find_spec("omnisync_core") is None:
         sys.path.append(_HERE)
     from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F811
+    from .nodes.loaders import copy_samples_to_input
+
+    copy_samples_to_input()  # the example workflows name them; core Load Video / Load Audio read input/
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

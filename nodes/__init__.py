@@ -4,6 +4,7 @@ from .assemble import OmniSyncVideoAssemble
 from .audio import OmniSyncAudioEncode
 from .lipsync import OmniSyncLipSync
 from .loaders import OmniSyncModelLoader, OmniSyncWhisperLoader
+from .preview import OmniSyncGuidanceStrip
 from .sampling import OmniSyncNoiseInit, OmniSyncSampler
 
 NODE_CLASS_MAPPINGS = {
@@ -14,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     "OmniSyncSampler": OmniSyncSampler,
     "OmniSyncVideoAssemble": OmniSyncVideoAssemble,
     "OmniSyncLipSync": OmniSyncLipSync,
+    "OmniSyncGuidanceStrip": OmniSyncGuidanceStrip,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -24,6 +26,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "OmniSyncSampler": "OmniSync DS-CFG Sampler",
     "OmniSyncVideoAssemble": "OmniSync Video Assemble",
     "OmniSyncLipSync": "OmniSync Lip Sync (all-in-one)",
+    "OmniSyncGuidanceStrip": "OmniSync Guidance Strip",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

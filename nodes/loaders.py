@@ -1,4 +1,4 @@
-"""Load OmniSync Model, Load Whisper Audio Encoder."""
+"""Load OmniSync Model, Load Whisper Audio Encoder; where the bundled files are found."""
 
 from __future__ import annotations
 
@@ -9,13 +9,45 @@ import torch
 from omnisync_core.errors import OmniSyncError
 
 from .bridge import (
-    AUDIO_ENCODER_FOLDER, CATEGORY, MODEL_FOLDER, OmniSyncModel, missing_file_error, model_file_list,
+    AUDIO_ENCODER_FOLDER, CATEGORY, MODEL_FOLDER, OmniSyncModel, log, missing_file_error, model_file_list,
     register_model_folders,
 )
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 BUNDLED_WHISPER = "bundled: whisper tiny.en"
 WHISPER_FOLDER_MARKERS = ("config.json", "model.bin")  # Hugging Face folder / CTranslate2 folder
+SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
+# Bundled sample → its name in ComfyUI's input folder, where core Load Video / Load Audio list files.
+SAMPLE_INPUTS = {"character.mp4": "omnisync_character.mp4", "speech.wav": "omnisync_speech.wav"}
+
+
+def copy_samples_to_input() -> None:
+    """Copy the bundled samples into ComfyUI's input folder (as ``omnisync_*``) so the example workflows
+    find them; a file already there is never overwritten, and a failure only logs a warning."""
+    import folder_paths
+
+    input_dir = folder_paths.get_input_directory()
+    copied = []
+    for sample, name in SAMPLE_INPUTS.items():
+        source, target = os.path.join(SAMPLES_DIR, sample), os.path.join(input_dir, name)
+        if os.path.exists(target) or not os.path.isfile(source):
+            continue
+        created = False
+        try:
+            os.makedirs(input_dir, exist_ok=True)
+            with open(source, "rb") as src, open(target, "xb") as dst:  # "x": never replace a user's file
+                created = True
+                dst.write(src.read())
+        except OSError as e:
+            if created:  # a half-written copy would hide the sample from the next start
+                os.remove(target)
+            log.warning("OmniSync: could not copy the sample %s to %s (%s); copy it by hand to run the example "
+                        "workflows.", source, target, e)
+            continue
+        copied.append(name)
+    if copied:
+        log.info("OmniSync: copied the samples %s into %s for the example workflows.", ", ".join(copied), input_dir)
+
 
 register_model_folders()
 

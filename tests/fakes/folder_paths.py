@@ -1,17 +1,20 @@
 """Fake of ComfyUI's ``folder_paths``: the few functions the OmniSync nodes call.
 
-``set_base(path)`` (fake only) points models_dir at a temp folder and resets the registry.
+``set_base(path)`` (fake only) points models_dir and the input folder at a temp folder and resets the
+registry.
 """
 
 import os
 
 models_dir = os.path.join(os.getcwd(), "models")
+input_directory = os.path.join(os.getcwd(), "input")
 folder_names_and_paths = {}
 
 
 def set_base(path):
-    global models_dir
+    global models_dir, input_directory
     models_dir = os.path.join(path, "models")
+    input_directory = os.path.join(path, "input")
     folder_names_and_paths.clear()
     folder_names_and_paths["audio_encoders"] = ([os.path.join(models_dir, "audio_encoders")], {".safetensors", ".pt"})
 
@@ -41,6 +44,10 @@ def get_filename_list(folder_name):
                 if not exts or os.path.splitext(f)[1].lower() in exts:
                     out.add(rel)
     return sorted(out)
+
+
+def get_input_directory():
+    return input_directory
 
 
 def get_full_path(folder_name, filename):
