@@ -2,11 +2,13 @@
 
     python workflows/build_workflows.py
 
-Each graph is listed once below (node id, type, position, widget values, links); the UI format
-(what users drag into ComfyUI) and the API format (what is POSTed to /prompt) are both derived from
-it, with widget order taken from the node definitions: ComfyUI 0.3.64's object_info for core nodes
-(a subset is kept in tests/fakes/object_info_core_subset.json) and our INPUT_TYPES for OmniSync nodes.
-Needs matplotlib for the thumbnails.
+Each graph is listed once below (node id, type, size, widget values, links); the UI format (what users
+open from the Templates menu or drag into ComfyUI, ``workflows/*.json``) and the API format (what is
+POSTed to /prompt, ``workflows/api/*_api.json``; kept out of ``workflows/`` itself because ComfyUI lists
+every .json there as a template) are both derived from it, with widget order taken from the node
+definitions: ComfyUI 0.3.64's object_info for core nodes (the subset used is kept in
+``workflows/schemas/core_nodes_0.3.64.json``) and our INPUT_TYPES for OmniSync nodes.
+Needs matplotlib for the thumbnails; ComfyUI itself is not needed.
 """
 
 from __future__ import annotations
@@ -14,28 +16,56 @@ from __future__ import annotations
 import json
 import os
 import sys
+import types
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CORE_SCHEMA = os.path.join(ROOT, "tests", "fakes", "object_info_core_subset.json")
+API_DIR = os.path.join(HERE, "api")
+CORE_SCHEMA = os.path.join(HERE, "schemas", "core_nodes_0.3.64.json")
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 # Extra UI-only widget values the frontend stores after the declared ones (upload buttons, previews).
 EXTRA_UI_WIDGETS = {"LoadVideo": ["image"], "LoadAudio": [None, None]}
 SEED_NAMES = ("seed", "noise_seed")  # INT widgets the frontend follows with "control after generate"
+NOTE = "Note"  # frontend-only text node: in the UI JSON, never in the API JSON
+NOTE_COLOURS = {"color": "#432", "bgcolor": "#653"}  # the frontend's yellow note colours
+TITLE_H = 30  # LiteGraph draws the title bar above ``pos``: a node covers y from pos.y − 30 to pos.y + size.h
+GAP = 40  # free space between stacked nodes
 
-
+# The files the shipped workflows name. The bundled model is changed here, in one place.
+MODEL_FILE = "omnisync_small_pixel128.safetensors"  # in the plugin's models/ folder
+STEPS = 8  # the bundled model is tuned for an 8-step schedule
 @dataclass
 class Node:
     id: int
     type: str
-    pos: Tuple[int, int]
+    pos: Optional[Tuple[int, int]] = None  # None: set by stack()
     widgets: Dict[str, object] = field(default_factory=dict)
     links: Dict[str, Tuple[int, int]] = field(default_factory=dict)  # input name -> (source id, output slot)
     size: Tuple[int, int] = (300, 130)
     title: Optional[str] = None
+    models: List[dict] = field(default_factory=list)  # files the frontend offers to download when missing
+
+
+def stack(x: int, y: int, *column: Node) -> List[Node]:
+    """Place nodes top to bottom at x, starting with the first title bar at y, GAP apart."""
+    for n in column:
+        n.pos = (x, y + TITLE_H)
+        y += TITLE_H + n.size[1] + GAP
+    return list(column)
+
+
+def _schema_only_folder_paths() -> types.ModuleType:
+    """A stand-in for ComfyUI's ``folder_paths`` that lists no files: the builder reads only the nodes'
+    declared inputs (file names come from the graphs below), so it runs without ComfyUI."""
+    fp = types.ModuleType("folder_paths")
+    fp.models_dir = os.path.join(ROOT, "models")
+    fp.add_model_folder_path = lambda folder_name, full_folder_path, is_default=False: None
+    fp.get_folder_paths = lambda folder_name: []
+    fp.get_filename_list = lambda folder_name: []
+    return fp
 
 
 def node_definitions() -> dict:
@@ -43,10 +73,9 @@ def node_definitions() -> dict:
     with open(CORE_SCHEMA, encoding="utf-8") as f:
         defs = json.load(f)
     sys.path.insert(0, ROOT)
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from fakes import comfy_fakes
-
-    with comfy_fakes(os.path.join(ROOT, "tests")):
+    real = sys.modules.get("folder_paths")
+    sys.modules["folder_paths"] = real or _schema_only_folder_paths()
+    try:
         from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
         for name, cls in NODE_CLASS_MAPPINGS.items():
@@ -58,7 +87,17 @@ def node_definitions() -> dict:
                 "output_name": list(cls.RETURN_NAMES),
                 "display_name": NODE_DISPLAY_NAME_MAPPINGS[name],
             }
+    finally:
+        if real is None:
+            del sys.modules["folder_paths"]
     return defs
+
+
+def sample_inputs() -> Tuple[str, str]:
+    """(video, audio): the names the plugin gives the bundled samples in ComfyUI's input folder."""
+    from nodes.loaders import SAMPLE_INPUTS
+
+    return SAMPLE_INPUTS["character.mp4"], SAMPLE_INPUTS["speech.wav"]
 
 
 def input_kind(spec) -> str:
@@ -76,6 +115,8 @@ def ordered_inputs(defn: dict):
 def to_api(graph) -> dict:
     out = {}
     for n in graph:
+        if n.type == NOTE:
+            continue
         inputs = {k: v for k, v in n.widgets.items()}
         inputs.update({k: [str(src), slot] for k, (src, slot) in n.links.items()})
         out[str(n.id)] = {"class_type": n.type, "inputs": inputs, "_meta": {"title": n.title or n.type}}
@@ -83,6 +124,8 @@ def to_api(graph) -> dict:
 
 
 def to_ui(graph, defs) -> dict:
+    notes = [n for n in graph if n.type == NOTE]
+    graph = [n for n in graph if n.type != NOTE]
     by_id = {n.id: n for n in graph}
     links, link_id = [], 0
     out_links: Dict[Tuple[int, int], list] = {}
@@ -132,7 +175,16 @@ def to_ui(graph, defs) -> dict:
         }
         if n.title:
             node["title"] = n.title
+        if n.models:
+            node["properties"]["models"] = n.models
         nodes.append(node)
+    for n in notes:
+        nodes.append({"id": n.id, "type": NOTE, "pos": list(n.pos), "size": list(n.size), "flags": {},
+                      "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
+                      "widgets_values": [n.widgets["text"]], **NOTE_COLOURS})
+        if n.title:
+            nodes[-1]["title"] = n.title
+    graph = graph + notes
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "omnisync/" + "/".join(n.type for n in graph))),
         "revision": 0, "last_node_id": max(n.id for n in graph), "last_link_id": link_id,
@@ -166,30 +218,46 @@ def _topological(graph):
 
 SAMPLER_WIDGETS = dict(omega_base=1.0, omega_peak=3.0, sigma_spatial=0.15, gamma=1.5, mouth="auto",
                        mouth_x=0.5, mouth_y=0.62, window=16, overlap=2)
+WAN_REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
+WAN_FILES = {  # ComfyUI model folder -> file, as in ComfyUI's text_to_video_wan template
+    "diffusion_models": "wan2.1_t2v_1.3B_fp16.safetensors",
+    "text_encoders": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
+    "vae": "wan_2.1_vae.safetensors",
+}
+
+
+def wan_model(directory: str) -> List[dict]:
+    name = WAN_FILES[directory]
+    return [{"name": name, "url": f"{WAN_REPACKAGED}{directory}/{name}?download=true", "directory": directory}]
 
 
 def lipsync_video_graph():
+    video, speech = sample_inputs()
     return [
-        Node(1, "LoadVideo", (0, 0), {"file": "talking_head.mp4"}, size=(300, 320)),
-        Node(2, "GetVideoComponents", (0, 380), links={"video": (1, 0)}, size=(260, 70)),
-        Node(3, "LoadAudio", (0, 500), {"audio": "new_speech.wav"}, size=(300, 140)),
-        Node(4, "OmniSyncModelLoader", (360, 0), {"model_name": "omnisync.safetensors", "dtype": "auto"}, size=(320, 82)),
-        Node(5, "OmniSyncWhisperLoader", (360, 130), {"encoder_name": "bundled: whisper tiny.en"}, size=(320, 60)),
-        Node(6, "OmniSyncAudioEncode", (360, 240),
-             {"fps": 25.0, "num_frames": 33, "length_mode": "follow_audio_loop"},
-             links={"audio": (3, 0), "fps": (2, 2), "audio_encoder": (5, 0), "images": (2, 0)}, size=(320, 170)),
-        Node(7, "OmniSyncNoiseInit", (740, 0), {"tau": 0.92, "steps": 50, "shift": 1.0, "seed": 0},
-             links={"model": (4, 0), "images": (2, 0), "omnisync_audio": (6, 0)}, size=(320, 220)),
-        Node(8, "OmniSyncSampler", (740, 280), dict(SAMPLER_WIDGETS),
-             links={"model": (4, 0), "latent": (7, 0), "omnisync_audio": (6, 0)}, size=(320, 330)),
-        Node(9, "OmniSyncVideoAssemble", (1120, 0), {"composite": False, "composite_radius": 0.2, "feather_px": 4.0},
-             links={"latent": (8, 0), "omnisync_audio": (6, 0)}, size=(320, 150)),
-        Node(10, "CreateVideo", (1120, 220), {"fps": 25.0}, links={"images": (9, 0), "fps": (9, 2), "audio": (9, 1)},
-             size=(270, 80)),
-        Node(11, "SaveVideo", (1500, 0), {"filename_prefix": "video/omnisync", "format": "auto", "codec": "auto"},
-             links={"video": (10, 0)}, size=(420, 420)),
-        Node(12, "MaskToImage", (1120, 360), links={"mask": (8, 1)}, size=(220, 30), title="Guidance map"),
-        Node(13, "PreviewImage", (1120, 460), links={"images": (12, 0)}, size=(300, 250)),
+        *stack(0, 0,
+               Node(1, "LoadVideo", widgets={"file": video}, size=(300, 400)),
+               Node(2, "GetVideoComponents", links={"video": (1, 0)}, size=(260, 70)),
+               Node(3, "LoadAudio", widgets={"audio": speech}, size=(300, 140))),
+        *stack(360, 0,
+               Node(4, "OmniSyncModelLoader", widgets={"model_name": MODEL_FILE, "dtype": "auto"}, size=(320, 82)),
+               Node(5, "OmniSyncWhisperLoader", widgets={"encoder_name": "bundled: whisper tiny.en"}, size=(320, 60)),
+               Node(6, "OmniSyncAudioEncode", widgets={"fps": 25.0, "num_frames": 33, "length_mode": "follow_audio_loop"},
+                    links={"audio": (3, 0), "fps": (2, 2), "audio_encoder": (5, 0), "images": (2, 0)},
+                    size=(320, 170))),
+        *stack(740, 0,
+               Node(7, "OmniSyncNoiseInit", widgets={"tau": 0.92, "steps": STEPS, "shift": 1.0, "seed": 0},
+                    links={"model": (4, 0), "images": (2, 0), "omnisync_audio": (6, 0)}, size=(320, 220)),
+               Node(8, "OmniSyncSampler", widgets=dict(SAMPLER_WIDGETS),
+                    links={"model": (4, 0), "latent": (7, 0), "omnisync_audio": (6, 0)}, size=(320, 330))),
+        *stack(1120, 0,
+               Node(9, "OmniSyncVideoAssemble", widgets={"composite": False, "composite_radius": 0.2, "feather_px": 4.0},
+                    links={"latent": (8, 0), "omnisync_audio": (6, 0)}, size=(320, 150)),
+               Node(12, "OmniSyncGuidanceStrip", widgets={"frames": 8}, links={"guidance_map": (8, 1)},
+                    size=(320, 60), title="Guidance map (8 frames)"),
+               Node(13, "PreviewImage", links={"images": (12, 0)}, size=(320, 250))),
+        *stack(1500, 0,
+               Node(11, "SaveVideo", widgets={"filename_prefix": "video/omnisync", "format": "auto", "codec": "auto"},
+                    links={"video": (9, 3)}, size=(420, 420))),
     ]
 
 
@@ -197,15 +265,27 @@ WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，
                 "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
                 "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 
+WAN_NOTE = "\n".join([
+    "Wan 2.1 files (not bundled; nothing is downloaded at run time). Put them here, then press R to refresh:",
+    "",
+    *(f"ComfyUI/models/{d}/{f}" for d, f in WAN_FILES.items()),
+    "",
+    "From Hugging Face: Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/<folder>/<file>).",
+    "",
+    f"The OmniSync model ({MODEL_FILE}) and the speech sample come with the plugin.",
+])
+
 
 def wan_t2v_graph():
-    # Nodes 3–50 copy the layout of ComfyUI's template text_to_video_wan.json (comfyui-workflow-templates 0.1.95).
+    # Nodes 3–50 keep the layout of ComfyUI's template text_to_video_wan.json (comfyui-workflow-templates 0.1.94).
+    _, speech = sample_inputs()
     return [
-        Node(37, "UNETLoader", (-120, 40), {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors", "weight_dtype": "default"},
-             size=(390, 82)),
-        Node(38, "CLIPLoader", (-120, 170), {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan",
-                                             "device": "default"}, size=(390, 106)),
-        Node(39, "VAELoader", (-120, 320), {"vae_name": "wan_2.1_vae.safetensors"}, size=(390, 60)),
+        Node(70, NOTE, (-120, -250), {"text": WAN_NOTE}, size=(430, 230), title="Wan 2.1 model files"),
+        Node(37, "UNETLoader", (-120, 40), {"unet_name": WAN_FILES["diffusion_models"], "weight_dtype": "default"},
+             size=(390, 82), models=wan_model("diffusion_models")),
+        Node(38, "CLIPLoader", (-120, 170), {"clip_name": WAN_FILES["text_encoders"], "type": "wan",
+                                             "device": "default"}, size=(390, 106), models=wan_model("text_encoders")),
+        Node(39, "VAELoader", (-120, 320), {"vae_name": WAN_FILES["vae"]}, size=(390, 60), models=wan_model("vae")),
         Node(40, "EmptyHunyuanLatentVideo", (-80, 490), {"width": 832, "height": 480, "length": 33, "batch_size": 1},
              size=(315, 130)),
         Node(6, "CLIPTextEncode", (310, 40), {"text": "a news presenter talking to the camera in a bright studio, "
@@ -217,25 +297,28 @@ def wan_t2v_graph():
         Node(3, "KSampler", (770, 160), {"seed": 82628696717253, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc",
                                          "scheduler": "simple", "denoise": 1.0},
              links={"model": (48, 0), "positive": (6, 0), "negative": (7, 0), "latent_image": (40, 0)}, size=(315, 262)),
-        Node(8, "VAEDecode", (1100, 40), links={"samples": (3, 0), "vae": (39, 0)}, size=(210, 46)),
-        Node(49, "CreateVideo", (1100, 140), {"fps": 16.0}, links={"images": (8, 0)}, size=(270, 78)),
-        Node(50, "SaveVideo", (1100, 270), {"filename_prefix": "video/wan_t2v", "format": "auto", "codec": "auto"},
+        Node(8, "VAEDecode", (1110, 40), links={"samples": (3, 0), "vae": (39, 0)}, size=(210, 46)),
+        Node(49, "CreateVideo", (1110, 140), {"fps": 16.0}, links={"images": (8, 0)}, size=(270, 78)),
+        Node(50, "SaveVideo", (1110, 270), {"filename_prefix": "video/wan_t2v", "format": "auto", "codec": "auto"},
              links={"video": (49, 0)}, size=(480, 440)),
-        # OmniSync: dub the generated clip with a speech track.
-        Node(60, "LoadAudio", (1400, 40), {"audio": "new_speech.wav"}, size=(300, 140)),
-        Node(61, "OmniSyncModelLoader", (1400, 230), {"model_name": "omnisync.safetensors", "dtype": "auto"},
-             size=(320, 82)),
-        Node(62, "OmniSyncWhisperLoader", (1400, 350), {"encoder_name": "bundled: whisper tiny.en"}, size=(320, 60)),
-        Node(63, "OmniSyncLipSync", (1760, 40),
-             {"fps": 16.0, "length_mode": "follow_audio_pingpong", "tau": 0.92, "steps": 50, "seed": 0,
-              "omega_peak": 3.0, "mouth": "auto", "mouth_x": 0.5, "mouth_y": 0.62, "window": 16, "overlap": 2,
-              "composite": False},
-             links={"model": (61, 0), "audio_encoder": (62, 0), "images": (8, 0), "audio": (60, 0),
-                    "vae": (39, 0), "conditioning": (6, 0)}, size=(340, 480)),
-        Node(64, "SaveVideo", (2140, 40), {"filename_prefix": "video/omnisync_wan", "format": "auto", "codec": "auto"},
-             links={"video": (63, 4)}, size=(480, 440)),
-        Node(65, "MaskToImage", (2140, 540), links={"mask": (63, 2)}, size=(220, 30), title="Guidance map"),
-        Node(66, "PreviewImage", (2140, 640), links={"images": (65, 0)}, size=(300, 250)),
+        # OmniSync: dub the generated clip with a speech track (a column right of the Wan graph).
+        *stack(1650, 0,
+               Node(60, "LoadAudio", widgets={"audio": speech}, size=(320, 140)),
+               Node(61, "OmniSyncModelLoader", widgets={"model_name": MODEL_FILE, "dtype": "auto"}, size=(320, 82)),
+               Node(62, "OmniSyncWhisperLoader", widgets={"encoder_name": "bundled: whisper tiny.en"}, size=(320, 60))),
+        *stack(2030, 0,
+               Node(63, "OmniSyncLipSync",
+                    widgets={"fps": 16.0, "length_mode": "follow_audio_pingpong", "tau": 0.92, "steps": STEPS,
+                             "seed": 0, "omega_peak": 3.0, "mouth": "auto", "mouth_x": 0.5, "mouth_y": 0.62,
+                             "window": 16, "overlap": 2, "composite": False},
+                    links={"model": (61, 0), "audio_encoder": (62, 0), "images": (8, 0), "audio": (60, 0),
+                           "vae": (39, 0), "conditioning": (6, 0)}, size=(340, 480))),
+        *stack(2430, 0,
+               Node(64, "SaveVideo", widgets={"filename_prefix": "video/omnisync_wan", "format": "auto", "codec": "auto"},
+                    links={"video": (63, 4)}, size=(480, 440)),
+               Node(65, "OmniSyncGuidanceStrip", widgets={"frames": 8}, links={"guidance_map": (63, 2)},
+                    size=(320, 60), title="Guidance map (8 frames)"),
+               Node(66, "PreviewImage", links={"images": (65, 0)}, size=(320, 250))),
     ]
 
 
@@ -269,11 +352,10 @@ def render_thumbnail(graph, defs, path: str, title: str) -> None:
                                          arrowstyle="-|>", mutation_scale=12, color="#8899aa", lw=1.2,
                                          connectionstyle="arc3,rad=0.08"))
     for n in graph:
-        ours = n.type.startswith("OmniSync")
-        colour = "#2e7d6b" if ours else "#3f4a5c"
+        colour = "#2e7d6b" if n.type.startswith("OmniSync") else "#6b5a33" if n.type == NOTE else "#3f4a5c"
         ax.add_patch(FancyBboxPatch((n.pos[0], n.pos[1]), width[n.id], box_h, boxstyle="round,pad=4,rounding_size=12",
                                     fc=colour, ec="#d0d8e0", lw=1.2))
-        label = defs[n.type].get("display_name") or n.type
+        label = n.title if n.type == NOTE else defs[n.type].get("display_name") or n.type
         ax.text(n.pos[0] + width[n.id] / 2, n.pos[1] + box_h / 2, label, ha="center", va="center", color="white",
                 fontsize=8)
     xs = [n.pos[0] for n in graph]
@@ -296,7 +378,8 @@ def main() -> None:
         graph = make()
         with open(os.path.join(HERE, name + ".json"), "w", encoding="utf-8") as f:
             json.dump(to_ui(graph, defs), f, indent=1, ensure_ascii=False)
-        with open(os.path.join(HERE, name + "_api.json"), "w", encoding="utf-8") as f:
+        os.makedirs(API_DIR, exist_ok=True)
+        with open(os.path.join(API_DIR, name + "_api.json"), "w", encoding="utf-8") as f:
             json.dump(to_api(graph), f, indent=1, ensure_ascii=False)
         render_thumbnail(graph, defs, os.path.join(HERE, name + ".png"), titles[name])
         print("wrote", name)
