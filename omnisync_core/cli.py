@@ -5,6 +5,7 @@
     python -m omnisync_core make-data --out data/talking_chars --characters 300 --split train
     python -m omnisync_core train --config configs/bundled_small_pixel128.json   (or under torchrun)
     python -m omnisync_core eval --model models/omnisync_small_pixel128.safetensors --data data/talking_chars
+    python -m omnisync_core train-reader --data data/chars128 --out models/mouth_reader.safetensors
 
 Every sampling knob of :class:`omnisync_core.pipeline.SyncOptions` has a flag. Errors from bad
 input are printed as one line (``error: ...``) with exit code 2, never a traceback.
@@ -287,6 +288,40 @@ def run_eval(args) -> int:
     return 0
 
 
+def run_train_reader(args) -> int:
+    from dataclasses import asdict
+
+    from .eval.mouth_reader import (ReaderConfig, ReaderTrainConfig, accuracy_table, evaluate_reader,
+                                    load_reader_clips, save_reader, train_reader)
+
+    if not args.out.endswith(".safetensors"):
+        raise OmniSyncError(f"--out names the reader file and must end in .safetensors, got {args.out!r}.")
+    report_path = args.report or args.out[: -len(".safetensors")] + ".json"
+    config = ReaderConfig(crop=args.crop)
+    tc = ReaderTrainConfig(steps=args.steps, batch=args.batch, seed=args.seed)
+    heldout = load_reader_clips(args.data, "heldout")  # checked before training: the accuracy is measured here
+    val = load_reader_clips(args.val, "heldout") if args.val else None
+    train_clips = load_reader_clips(args.data, "train", limit=args.characters)
+    bar, progress = _bar("train-reader", args.quiet)
+    try:
+        reader, log = train_reader(train_clips, config, tc, val, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    accuracy = evaluate_reader(reader, heldout)
+    summary = {"data": args.data, "train_characters": len(train_clips) // 2, "heldout_characters": len(heldout) // 2,
+               "validation_data": args.val, "train": {**asdict(tc), **log}, "accuracy": accuracy,
+               "validation_accuracy": evaluate_reader(reader, val) if val else None}
+    save_reader(args.out, reader, {k: summary[k] for k in ("data", "train", "accuracy")})
+    with open(report_path, "w") as f:
+        json.dump({"config": asdict(config), **summary}, f, indent=1)
+    print(f"held-out accuracy ({args.data} heldout split: {len(heldout) // 2} characters, {accuracy['frames']} frames):")
+    print(accuracy_table(accuracy))
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.2f} MB, {log['seconds']:.0f} s of training) "
+          f"and {report_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m omnisync_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -334,6 +369,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     p.add_argument("--report", help="write per-clip results and the summary (JSON) here")
     p.add_argument("--quiet", action="store_true")
+
+    from .eval.mouth_reader import ReaderConfig, ReaderTrainConfig
+
+    rc, rt = ReaderConfig(), ReaderTrainConfig()
+    p = sub.add_parser("train-reader", help="train the mouth-parameter reader the eval's lip-sync scores use")
+    p.add_argument("--data", required=True, help="dataset folder: trains on its train split, reports on heldout")
+    p.add_argument("--out", required=True, help="reader file (.safetensors); the report goes next to it (.json)")
+    p.add_argument("--val", help="dataset folder whose heldout split picks the best weights (default: none, "
+                   "the last weights)")
+    p.add_argument("--steps", type=int, default=rt.steps)
+    p.add_argument("--batch", type=int, default=rt.batch)
+    p.add_argument("--crop", type=int, default=rc.crop, help="mouth crop side in pixels")
+    p.add_argument("--characters", type=int, help="at most this many training characters (default: all)")
+    p.add_argument("--seed", type=int, default=rt.seed)
+    p.add_argument("--report", help="accuracy report JSON (default: --out with .json)")
+    p.add_argument("--quiet", action="store_true")
     return parser
 
 
@@ -349,6 +400,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run_train(args)
         if args.command == "eval":
             return run_eval(args)
+        if args.command == "train-reader":
+            return run_train_reader(args)
     except OmniSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
