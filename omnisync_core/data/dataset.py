@@ -246,13 +246,12 @@ class FolderPairSource:
                 continue
             clips = [load_clip(os.path.join(root, e["dir"], f"{n}.safetensors"), num_layers, frame_window)
                      for n in ("a", "b")]
-            if mouth_weight or mouth_params:
-                for n, clip in zip("ab", clips):
-                    with open(os.path.join(root, e["dir"], f"{n}.json")) as f:
-                        info = json.load(f)
-                    clip.boxes = torch.tensor(info["mouth_box"], dtype=torch.float32)  # (T, 4)
-                    clip.centres = torch.tensor(info["mouth_centre"], dtype=torch.float32)  # (T, 2)
-                    clip.params = torch.tensor(info["mouth_params"], dtype=torch.float32)  # (T, P)
+            for n, clip in zip("ab", clips):  # the renderer's mouth track: crops, loss weight, read-out
+                with open(os.path.join(root, e["dir"], f"{n}.json")) as f:
+                    info = json.load(f)
+                clip.boxes = torch.tensor(info["mouth_box"], dtype=torch.float32)  # (T, 4)
+                clip.centres = torch.tensor(info["mouth_centre"], dtype=torch.float32)  # (T, 2)
+                clip.params = torch.tensor(info["mouth_params"], dtype=torch.float32)  # (T, P)
             if min(c.frames.shape[0] for c in clips) >= clip_frames:
                 self.pairs.append(clips)
         if not self.pairs:
@@ -277,7 +276,8 @@ class FolderPairSource:
     def _randint(self, n: int, g: torch.Generator) -> int:
         return int(torch.randint(n, (1,), generator=g))
 
-    def pseudo_paired(self, generator: torch.Generator) -> Dict:
+    def pseudo_paired(self, generator: torch.Generator, crop: int = 0) -> Dict:
+        """A pseudo-pair; ``crop`` > 0: a random ``crop``×``crop`` pixel window that holds the target's mouth."""
         pair = self.pairs[self._randint(len(self.pairs), generator)]
         t = self._randint(2, generator)
         tgt, src = pair[t], pair[1 - t]
@@ -285,18 +285,45 @@ class FolderPairSource:
         s = self._randint(common - self.clip_frames + 1, generator)
         target, tokens = self._segment(tgt, s)
         source, _ = self._segment(src, s)
-        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:]), tgt, s)
+        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:]), tgt, s, crop, generator)
 
-    def _example(self, source, target, tokens, weight, clip: Clip, start: int) -> Dict:
+    def _crop_window(self, clip: Clip, start: int, crop: int, h: int, w: int, generator: torch.Generator):
+        """(y0, x0, side) in latent cells: a random square of ``crop`` pixels holding the segment's mouth boxes."""
+        sf = self.codec.spatial_factor
+        side = crop // sf
+        if crop % sf or not 1 <= side <= min(h, w):
+            raise OmniSyncError(f"train_crop {crop} must be a multiple of the codec's {sf} pixels and at most the "
+                                f"frame ({h * sf}×{w * sf}).")
+        b = clip.boxes[start:start + self.clip_frames]
+        lo = torch.stack([b[:, 0].min() * w, b[:, 1].min() * h])   # mouth's union box, in cells (x, y)
+        hi = torch.stack([b[:, 2].max() * w, b[:, 3].max() * h])
+        limit = torch.tensor([w - side, h - side], dtype=torch.float32)
+        first = (hi - side).clamp(0, None).minimum(limit)          # lowest corner that still holds the box
+        last = lo.clamp(None, limit).maximum(first)
+        u = torch.rand(2, generator=generator)
+        x0, y0 = (first + u * (last - first)).floor().int().tolist()
+        return y0, x0, side
+
+    def _example(self, source, target, tokens, weight, clip: Clip, start: int, crop: int = 0,
+                 generator: Optional[torch.Generator] = None) -> Dict:
+        end = start + self.clip_frames
+        centres = clip.centres[start:end]
+        if crop:
+            h, w = target.shape[2:]
+            y0, x0, side = self._crop_window(clip, start, crop, h, w, generator)
+            cut = lambda v: v[..., y0:y0 + side, x0:x0 + side].contiguous()  # noqa: E731
+            source, target = cut(source), cut(target)
+            weight = cut(weight) if weight is not None else None
+            centres = (centres * torch.tensor([w, h]) - torch.tensor([x0, y0])) / side
         ex = {"source_latents": source, "target_latents": target, "audio_tokens": tokens, "text": None}
         if weight is not None:
             ex["loss_weight"] = weight
         if self.mouth_params:
-            end = start + self.clip_frames
-            ex["mouth_at"], ex["mouth_params"] = clip.centres[start:end], clip.params[start:end]
+            ex["mouth_at"], ex["mouth_params"] = centres, clip.params[start:end]
         return ex
 
-    def arbitrary(self, generator: torch.Generator) -> Dict:
+    def arbitrary(self, generator: torch.Generator, crop: int = 0) -> Dict:
+        """An arbitrary pair; ``crop`` as in :meth:`pseudo_paired`."""
         clip = self.pairs[self._randint(len(self.pairs), generator)][self._randint(2, generator)]
         n = clip.frames.shape[0] - self.clip_frames + 1
         s_t = self._randint(n, generator)
@@ -307,4 +334,5 @@ class FolderPairSource:
             s_s = self._randint(n, generator)
         target, tokens = self._segment(clip, s_t)
         source, _ = self._segment(clip, s_s)
-        return self._example(source, target, tokens, self._weight(clip, s_t, *target.shape[2:]), clip, s_t)
+        return self._example(source, target, tokens, self._weight(clip, s_t, *target.shape[2:]), clip, s_t,
+                             crop, generator)

@@ -3,7 +3,9 @@
 An OmniSync checkpoint holds the DiT weights and, under the safetensors metadata key ``"omnisync"``,
 a JSON document that says how to rebuild and use them::
 
-    {"format": 1, "model": DiTConfig dict, "codec": CodecSpec dict, "audio": AudioFeatureSpec dict,
+    {"format": 1, "arch": "dit" | "unet" (absent: "dit"), "model": DiTConfig or UNetConfig dict,
+     "codec": CodecSpec dict, "audio": AudioFeatureSpec dict,
+     "sampling": {...optional: the sampling options the model was tuned for, e.g. num_steps},
      "train": {...optional}}
 
 Only safetensors files are read: they hold tensors, never code, so loading a downloaded file cannot
@@ -24,6 +26,7 @@ from safetensors.torch import save_file
 from ..errors import OmniSyncError
 from .config import CodecSpec, DiTConfig
 from .dit import OmniSyncDiT
+from .unet import OmniSyncUNet, UNetConfig
 
 METADATA_KEY = "omnisync"
 FORMAT_VERSION = 1
@@ -35,6 +38,16 @@ OMNISYNC_ONLY = ("audio_embedding.", "audio_cross_attn.", "norm_audio.", "mouth_
 # Wan parameters a model without a text branch (use_text=False) does not have.
 TEXT_ONLY = ("text_embedding.", "cross_attn.", "norm3.")
 PATCH_WEIGHT = "patch_embedding.weight"
+# The networks a checkpoint may describe: metadata "arch" -> (config class, model class).
+ARCHITECTURES = {"dit": (DiTConfig, OmniSyncDiT), "unet": (UNetConfig, OmniSyncUNet)}
+
+
+def arch_of(config) -> str:
+    """The ``ARCHITECTURES`` name of a model config."""
+    for name, (config_cls, _) in ARCHITECTURES.items():
+        if isinstance(config, config_cls):
+            return name
+    raise OmniSyncError(f"not an OmniSync model config: {type(config).__name__}.")
 CONVERT_HINT = ('convert it once, from a source you trust: python -c "import torch; from safetensors.torch '
                 "import save_file; sd = torch.load('IN.pt', map_location='cpu', weights_only=True); "
                 "save_file({k: v.contiguous() for k, v in sd.items()}, 'OUT.safetensors')\"")
@@ -42,19 +55,23 @@ CONVERT_HINT = ('convert it once, from a source you trust: python -c "import tor
 
 # -- save ------------------------------------------------------------------------------------------
 
-def save_checkpoint(path: str, model: OmniSyncDiT, codec: Union[CodecSpec, Mapping[str, Any]],
-                    audio: Optional[Mapping[str, Any]], train: Optional[Mapping[str, Any]] = None) -> str:
+def save_checkpoint(path: str, model: torch.nn.Module, codec: Union[CodecSpec, Mapping[str, Any]],
+                    audio: Optional[Mapping[str, Any]], train: Optional[Mapping[str, Any]] = None,
+                    sampling: Optional[Mapping[str, Any]] = None) -> str:
     """Write ``model``'s weights and the metadata needed to use them to one ``.safetensors`` file.
 
     codec: the latent space the model works in (its latent_channels must match the model).
     audio: the AudioFeatureSpec dict of the audio tokens (token dim num_layers·dim must equal the
         model's audio_dim), or None for a model without an audio branch.
     train: optional training config dict, stored for reference.
+    sampling: optional sampling options the model was tuned for (e.g. ``{"num_steps": 8}``); front ends
+        use them where the user leaves a setting on "auto".
     The file is written next to ``path`` and renamed into place, so a crash never leaves half a file.
     """
     cfg = getattr(model, "config", None)
-    if not isinstance(cfg, DiTConfig):
-        raise OmniSyncError(f"save_checkpoint needs an OmniSyncDiT (unwrap DDP/FSDP first), got {type(model).__name__}.")
+    if not isinstance(cfg, (DiTConfig, UNetConfig)):
+        raise OmniSyncError(f"save_checkpoint needs an OmniSyncDiT or OmniSyncUNet (unwrap DDP/FSDP first), "
+                            f"got {type(model).__name__}.")
     codec_d = (codec if isinstance(codec, CodecSpec) else CodecSpec.from_dict(codec)).to_dict()
     if codec_d["latent_channels"] != cfg.latent_channels:
         raise OmniSyncError(f"codec spec gives {codec_d['latent_channels']} latent channels but the model has "
@@ -68,7 +85,10 @@ def save_checkpoint(path: str, model: OmniSyncDiT, codec: Union[CodecSpec, Mappi
         if token_dim != cfg.audio_dim:
             raise OmniSyncError(f"audio spec gives {token_dim}-dim tokens ({audio_d['num_layers']} × {audio_d['dim']}) "
                                 f"but the model's audio_dim is {cfg.audio_dim}; pass the spec it was trained with.")
-    meta: Dict[str, Any] = {"format": FORMAT_VERSION, "model": cfg.to_dict(), "codec": codec_d, "audio": audio_d}
+    meta: Dict[str, Any] = {"format": FORMAT_VERSION, "arch": arch_of(cfg), "model": cfg.to_dict(),
+                            "codec": codec_d, "audio": audio_d}
+    if sampling is not None:
+        meta["sampling"] = dict(sampling)
     if train is not None:
         meta["train"] = dict(train)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -131,18 +151,24 @@ def _key_list(keys: Iterable[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None) -> Tuple[OmniSyncDiT, Dict[str, Any]]:
+def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """Rebuild the model a checkpoint describes and load its weights.
 
     Returns ``(model in eval mode on device, metadata dict)``; ``dtype`` converts floating-point
     weights (None keeps the stored dtype).
     """
     meta = read_metadata(path)
+    arch = meta.get("arch", "dit")
+    if arch not in ARCHITECTURES:
+        raise OmniSyncError(f"{path!r} describes a {arch!r} network; this version knows {sorted(ARCHITECTURES)} — "
+                            "update the plugin.")
+    config_cls, model_cls = ARCHITECTURES[arch]
     try:
-        cfg = DiTConfig.from_dict(meta["model"])
+        cfg = config_cls.from_dict(meta["model"])
     except OmniSyncError as exc:
         raise OmniSyncError(f"{path!r}: {exc}") from None
-    model = OmniSyncDiT(cfg, device="meta")
+    with torch.device("meta"):
+        model = model_cls(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     with _open(path) as f:
         stored = set(f.keys())

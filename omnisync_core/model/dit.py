@@ -334,7 +334,7 @@ class OmniSyncDiT(nn.Module):
             OmniSyncError for any input of the wrong shape, size or kind (checked before any compute).
         """
         cfg = self.config
-        t, source, audio, text = self._check_inputs(x, timestep, source, audio, text)
+        t, source, audio, text = check_model_inputs(cfg, x, timestep, source, audio, text)
         if mouth_at is not None and not cfg.mouth_probe:
             raise OmniSyncError("mouth_at is for models with a mouth probe (DiTConfig.mouth_probe > 0); pass mouth_at=None.")
         B = x.shape[0]
@@ -402,81 +402,85 @@ class OmniSyncDiT(nn.Module):
         x = torch.einsum("bfhwpqrc->bcfphqwr", x)  # (B, C, F', pt, H', ph, W', pw)
         return x.reshape(x.shape[0], C, f * pt, h * ph, w * pw)
 
-    def _check_inputs(self, x, timestep, source, audio, text):
-        """Validate shapes where they enter; return (t (B,), source, audio, text) ready to use."""
-        cfg = self.config
-        C, (pt, ph, pw) = cfg.latent_channels, cfg.patch_size
-        if not torch.is_tensor(x) or x.ndim != 5:
-            got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise OmniSyncError(f"x must be latents (B, C, F, H, W), got {got}; add a batch axis with x[None].")
-        B, Cx, Fx, H, W = x.shape
-        if Cx != C:
-            raise OmniSyncError(f"x has {Cx} channels but this model expects {C} latent channels; "
-                                "encode the frames with the codec named in the checkpoint metadata.")
-        if min(B, Fx, H, W) == 0:
-            raise OmniSyncError(f"x has an empty axis: shape {tuple(x.shape)}; pass at least one frame of latents.")
-        if Fx % pt or H % ph or W % pw:
-            raise OmniSyncError(
-                f"latent size F×H×W = {Fx}×{H}×{W} is not divisible by the patch size {cfg.patch_size}; "
-                f"pad the frames so that latent H and W are multiples of {ph} and {pw} "
-                "(omnisync_core.model.codec.pad_to_stride) and crop the result back."
-            )
 
-        t = torch.as_tensor(timestep).detach().to("cpu", torch.float64)
-        if t.ndim == 0 or t.numel() == 1:
-            t = t.reshape(1).expand(B)
-        if t.shape != (B,):
-            raise OmniSyncError(f"timestep must be (B,) = ({B},) or a scalar, got shape {tuple(t.shape)}.")
-        if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t > MAX_TIMESTEP).any()):
-            raise OmniSyncError(f"timestep must be finite and in [0, {MAX_TIMESTEP:g}] (= 1000·σ), got {t.tolist()}.")
+def check_model_inputs(cfg, x, timestep, source, audio, text):
+    """Validate a denoiser's inputs where they enter; return (t (B,), source, audio, text) ready to use.
 
-        def batch_ok(name, tensor):
-            if tensor.shape[0] not in (1, B):
-                raise OmniSyncError(f"{name} has batch {tensor.shape[0]} but x has {B}; pass batch {B} or 1.")
+    ``cfg`` is the model's config (DiTConfig or UNetConfig): latent_channels, patch_size,
+    source_condition, audio_dim, use_text, text_len and text_dim are read.
+    """
+    C, (pt, ph, pw) = cfg.latent_channels, cfg.patch_size
+    if not torch.is_tensor(x) or x.ndim != 5:
+        got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise OmniSyncError(f"x must be latents (B, C, F, H, W), got {got}; add a batch axis with x[None].")
+    B, Cx, Fx, H, W = x.shape
+    if Cx != C:
+        raise OmniSyncError(f"x has {Cx} channels but this model expects {C} latent channels; "
+                            "encode the frames with the codec named in the checkpoint metadata.")
+    if min(B, Fx, H, W) == 0:
+        raise OmniSyncError(f"x has an empty axis: shape {tuple(x.shape)}; pass at least one frame of latents.")
+    if Fx % pt or H % ph or W % pw:
+        raise OmniSyncError(
+            f"latent size F×H×W = {Fx}×{H}×{W} is not divisible by the patch size {cfg.patch_size}; "
+            f"pad the frames so that latent H and W are multiples of {ph} and {pw} "
+            "(omnisync_core.model.codec.pad_to_stride) and crop the result back."
+        )
 
-        if cfg.source_condition:
-            if source is None:
-                raise OmniSyncError("this model is source-conditioned: pass source= latents (B, C, F, H, W) "
-                                    "of the reference frames, shaped like x.")
-            if not torch.is_tensor(source) or source.ndim != 5 or tuple(source.shape[1:]) != tuple(x.shape[1:]):
-                got = tuple(source.shape) if torch.is_tensor(source) else type(source).__name__
-                raise OmniSyncError(f"source must be shaped like x (B, {C}, {Fx}, {H}, {W}), got {got}.")
-            batch_ok("source", source)
-            source = source.expand(B, -1, -1, -1, -1).to(x.dtype)
-        elif source is not None:
-            raise OmniSyncError("this model has no source conditioning (source_condition=False): pass source=None.")
+    t = torch.as_tensor(timestep).detach().to("cpu", torch.float64)
+    if t.ndim == 0 or t.numel() == 1:
+        t = t.reshape(1).expand(B)
+    if t.shape != (B,):
+        raise OmniSyncError(f"timestep must be (B,) = ({B},) or a scalar, got shape {tuple(t.shape)}.")
+    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t > MAX_TIMESTEP).any()):
+        raise OmniSyncError(f"timestep must be finite and in [0, {MAX_TIMESTEP:g}] (= 1000·σ), got {t.tolist()}.")
 
-        if audio is not None:
-            if not cfg.audio_dim:
-                raise OmniSyncError("this model has no audio branch (audio_dim=0): pass audio=None, or load an "
-                                    "OmniSync checkpoint trained with audio.")
-            if not torch.is_tensor(audio) or audio.ndim != 4:
-                got = tuple(audio.shape) if torch.is_tensor(audio) else type(audio).__name__
-                raise OmniSyncError(f"audio must be tokens (B, F, N_a, audio_dim), got {got}; "
-                                    "build them with omnisync_core.audio.features.latent_audio_tokens.")
-            batch_ok("audio", audio)
-            if audio.shape[1] != Fx:
-                raise OmniSyncError(f"audio has tokens for {audio.shape[1]} latent frames but x has {Fx}; "
-                                    "align the audio features to the same latent frames as x.")
-            if audio.shape[2] == 0:
-                raise OmniSyncError("audio has 0 tokens per frame; pass audio=None for no audio.")
-            if audio.shape[3] != cfg.audio_dim:
-                raise OmniSyncError(f"audio tokens have dim {audio.shape[3]} but this model expects {cfg.audio_dim}; "
-                                    "use the Whisper model (and layers) the checkpoint was trained with.")
+    def batch_ok(name, tensor):
+        if tensor.shape[0] not in (1, B):
+            raise OmniSyncError(f"{name} has batch {tensor.shape[0]} but x has {B}; pass batch {B} or 1.")
 
-        if text is not None:
-            if not cfg.use_text:
-                raise OmniSyncError("this model has no text branch (use_text=False): pass text=None.")
-            if not torch.is_tensor(text) or text.ndim != 3:
-                got = tuple(text.shape) if torch.is_tensor(text) else type(text).__name__
-                raise OmniSyncError(f"text must be features (B, L, text_dim), got {got}; add a batch axis with text[None].")
-            batch_ok("text", text)
-            if text.shape[1] == 0:
-                raise OmniSyncError("text has 0 tokens; pass text=None for no text.")
-            if text.shape[1] > cfg.text_len:
-                raise OmniSyncError(f"text has {text.shape[1]} tokens, more than this model's text_len "
-                                    f"{cfg.text_len}; truncate the prompt to {cfg.text_len} tokens.")
-            if text.shape[2] != cfg.text_dim:
-                raise OmniSyncError(f"text features have dim {text.shape[2]} but this model expects {cfg.text_dim} "
-                                    "(Wan 2.1: umT5-XXL, 4096); use the text encoder the model was trained with.")
-        return t, source, audio, text
+    if cfg.source_condition:
+        if source is None:
+            raise OmniSyncError("this model is source-conditioned: pass source= latents (B, C, F, H, W) "
+                                "of the reference frames, shaped like x.")
+        if not torch.is_tensor(source) or source.ndim != 5 or tuple(source.shape[1:]) != tuple(x.shape[1:]):
+            got = tuple(source.shape) if torch.is_tensor(source) else type(source).__name__
+            raise OmniSyncError(f"source must be shaped like x (B, {C}, {Fx}, {H}, {W}), got {got}.")
+        batch_ok("source", source)
+        source = source.expand(B, -1, -1, -1, -1).to(x.dtype)
+    elif source is not None:
+        raise OmniSyncError("this model has no source conditioning (source_condition=False): pass source=None.")
+
+    if audio is not None:
+        if not cfg.audio_dim:
+            raise OmniSyncError("this model has no audio branch (audio_dim=0): pass audio=None, or load an "
+                                "OmniSync checkpoint trained with audio.")
+        if not torch.is_tensor(audio) or audio.ndim != 4:
+            got = tuple(audio.shape) if torch.is_tensor(audio) else type(audio).__name__
+            raise OmniSyncError(f"audio must be tokens (B, F, N_a, audio_dim), got {got}; "
+                                "build them with omnisync_core.audio.features.latent_audio_tokens.")
+        batch_ok("audio", audio)
+        if audio.shape[1] != Fx:
+            raise OmniSyncError(f"audio has tokens for {audio.shape[1]} latent frames but x has {Fx}; "
+                                "align the audio features to the same latent frames as x.")
+        if audio.shape[2] == 0:
+            raise OmniSyncError("audio has 0 tokens per frame; pass audio=None for no audio.")
+        if audio.shape[3] != cfg.audio_dim:
+            raise OmniSyncError(f"audio tokens have dim {audio.shape[3]} but this model expects {cfg.audio_dim}; "
+                                "use the Whisper model (and layers) the checkpoint was trained with.")
+
+    if text is not None:
+        if not cfg.use_text:
+            raise OmniSyncError("this model has no text branch (use_text=False): pass text=None.")
+        if not torch.is_tensor(text) or text.ndim != 3:
+            got = tuple(text.shape) if torch.is_tensor(text) else type(text).__name__
+            raise OmniSyncError(f"text must be features (B, L, text_dim), got {got}; add a batch axis with text[None].")
+        batch_ok("text", text)
+        if text.shape[1] == 0:
+            raise OmniSyncError("text has 0 tokens; pass text=None for no text.")
+        if text.shape[1] > cfg.text_len:
+            raise OmniSyncError(f"text has {text.shape[1]} tokens, more than this model's text_len "
+                                f"{cfg.text_len}; truncate the prompt to {cfg.text_len} tokens.")
+        if text.shape[2] != cfg.text_dim:
+            raise OmniSyncError(f"text features have dim {text.shape[2]} but this model expects {cfg.text_dim} "
+                                "(Wan 2.1: umT5-XXL, 4096); use the text encoder the model was trained with.")
+    return t, source, audio, text

@@ -113,11 +113,15 @@ def collate(examples: Sequence[Example], sigma: torch.Tensor, kinds: Sequence[st
                  mouth_at=stack("mouth_at"), mouth_params=stack("mouth_params"))
 
 
-def draw_batch(pairs: PairSource, n: int, config: TrainConfig, generator: torch.Generator) -> Batch:
-    """σ first, then one example of the kind that σ calls for (timestep-dependent data sampling)."""
+def draw_batch(pairs: PairSource, n: int, config: TrainConfig, generator: torch.Generator, crop: int = 0) -> Batch:
+    """σ first, then one example of the kind that σ calls for (timestep-dependent data sampling).
+
+    ``crop`` > 0 asks the source for square crops of that many pixels around the mouth (dataset folders).
+    """
     sigma = sample_sigmas(n, config, generator)
     kinds = [choose_pair_kind(float(sigma_to_timestep(s)), config.pair_threshold_t) for s in sigma]
-    examples = [pairs.pseudo_paired(generator) if k == PSEUDO_PAIRED else pairs.arbitrary(generator)
+    kw = {"crop": crop} if crop else {}
+    examples = [pairs.pseudo_paired(generator, **kw) if k == PSEUDO_PAIRED else pairs.arbitrary(generator, **kw)
                 for k in kinds]
     return collate(examples, sigma, kinds)
 

@@ -18,11 +18,14 @@ MIXED_PRECISION = ("no", "bf16")
 LOSS_WEIGHTING = ("velocity", "x0")
 LOSS_NORMS = ("l2", "l1")
 PARALLEL = ("ddp", "fsdp")
+ARCHS = ("dit", "unet")
 
 
 @dataclass
 class TrainConfig:
-    # model: a preset from omnisync_core.model.config.PRESETS plus field overrides
+    # model: arch "dit" (OmniSyncDiT: a preset from omnisync_core.model.config.PRESETS plus field
+    # overrides) or "unet" (OmniSyncUNet: UNetConfig fields in model_overrides; model_preset unused)
+    arch: str = "dit"
     model_preset: str = "tiny"
     model_overrides: Dict[str, Any] = field(default_factory=dict)
     # codec and audio features: CodecSpec / AudioFeatureSpec dicts, stored in the exported checkpoint.
@@ -41,6 +44,11 @@ class TrainConfig:
     # arbitrary pairs from a dataset folder: source segment at most this many frames from the target's
     # (0 = anywhere in the clip); small offsets keep the pose close and the mouth different
     arbitrary_max_offset: int = 0
+    # random square crops of this many pixels that hold the target's mouth (0 = whole frames), for
+    # convolutional models (arch "unet") that then run on whole frames: compute goes where the edit
+    # is; every full_frame_every-th step uses whole frames, so the rest of the frame is learned too
+    train_crop: int = 0
+    full_frame_every: int = 4
     # extra loss weight inside the renderer's mouth box (dataset folders only; 0 = uniform loss, as in
     # the paper). The model still sees no mask: this only tells a small model where its errors matter.
     mouth_loss_weight: float = 0.0
@@ -88,13 +96,16 @@ class TrainConfig:
     grad_accum: int = 1
     grad_clip: float = 1.0        # max global grad norm; 0 disables clipping
     ema_decay: float = 0.999
-    mixed_precision: str = "no"   # "bf16" autocasts on CUDA only
+    mixed_precision: str = "no"   # "bf16" autocasts on CUDA and CPU
     gradient_checkpointing: bool = False
     parallel: str = "ddp"         # used only under torchrun with WORLD_SIZE > 1
     init_from: Optional[str] = None   # Wan 2.1 (or same-config OmniSync) .safetensors to start from
+    # sampling options the exported model is tuned for, stored in its checkpoint (e.g. {"num_steps": 8})
+    sampling: Optional[Dict[str, Any]] = None
     # bookkeeping
     log_every: int = 10
     ckpt_every: int = 1000
+    export_every: int = 0         # also export the EMA as omnisync_ema_step<N>.safetensors every N steps (0 = off)
     val_every: int = 0            # 0 disables validation
     out_dir: str = "runs/omnisync"
     seed: int = 0
@@ -103,6 +114,9 @@ class TrainConfig:
     def __post_init__(self):
         self.betas = tuple(self.betas)
         checks = [
+            (self.arch in ARCHS, f"arch must be one of {ARCHS}"),
+            (self.train_crop >= 0 and self.full_frame_every >= 1,
+             "train_crop is a crop side in pixels >= 0 (0 = whole frames) and full_frame_every >= 1"),
             (self.timestep_sampling in TIMESTEP_SAMPLING, f"timestep_sampling must be one of {TIMESTEP_SAMPLING}"),
             (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
             (self.parallel in PARALLEL, f"parallel must be one of {PARALLEL}"),
@@ -119,13 +133,14 @@ class TrainConfig:
             (isinstance(self.rollout_steps, int) and self.rollout_steps >= 1, "rollout_steps must be an integer >= 1"),
             (0.0 < self.rollout_tau <= 1.0, "rollout_tau must lie in (0, 1] (0.92 in the paper)"),
             (self.aux_mouth_weight >= 0, "aux_mouth_weight must be >= 0"),
-            (self.aux_mouth_weight == 0 or int(self.model_overrides.get("mouth_probe", 0)) > 0,
+            (self.aux_mouth_weight == 0 or self.arch == "unet" or int(self.model_overrides.get("mouth_probe", 0)) > 0,
              "aux_mouth_weight > 0 needs a model with a mouth probe: add \"mouth_probe\": 5 to model_overrides"),
             (self.batch_size >= 1 and self.grad_accum >= 1 and self.max_steps >= 1,
              "batch_size, grad_accum and max_steps must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),
-            (self.warmup_steps >= 0 and self.log_every >= 1 and self.ckpt_every >= 1 and self.val_every >= 0,
-             "warmup_steps >= 0, log_every >= 1, ckpt_every >= 1, val_every >= 0"),
+            (self.warmup_steps >= 0 and self.log_every >= 1 and self.ckpt_every >= 1 and self.val_every >= 0
+             and self.export_every >= 0,
+             "warmup_steps >= 0, log_every >= 1, ckpt_every >= 1, val_every >= 0, export_every >= 0"),
             (len(self.betas) == 2, "betas is a pair [beta1, beta2]"),
         ]
         for ok, message in checks:

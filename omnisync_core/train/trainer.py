@@ -57,11 +57,23 @@ Validator = Callable[[nn.Module, int], Dict[str, float]]
 # -- model ---------------------------------------------------------------------------------------
 
 def build_model(config: TrainConfig) -> nn.Module:
-    """The DiT the config describes: preset + overrides, channels from the codec, audio_dim from the audio spec."""
+    """The network the config describes; channels come from the codec, the audio widths from the audio spec.
+
+    arch "dit": ``preset(model_preset, **model_overrides)``; arch "unet": ``UNetConfig(**model_overrides)``.
+    """
+    from ..model.config import CodecSpec
+    audio = config.audio
+    fields = {"latent_channels": CodecSpec.from_dict(config.codec).latent_channels,
+              "audio_dim": audio["num_layers"] * audio["dim"] if audio else 0}
+    if config.arch == "unet":
+        from ..model.unet import OmniSyncUNet, UNetConfig
+        if not audio:
+            raise OmniSyncError("an arch 'unet' model needs an audio spec in the training config.")
+        fields.update(audio_layers=audio["num_layers"], audio_tokens=1 + 2 * int(audio.get("frame_window", 2)))
+        fields.update(config.model_overrides)
+        return OmniSyncUNet(UNetConfig(**fields))
     from ..model.config import preset
     from ..model.dit import OmniSyncDiT
-    fields = {"latent_channels": config.codec["latent_channels"],
-              "audio_dim": config.audio["num_layers"] * config.audio["dim"] if config.audio else 0}
     fields.update(config.model_overrides)
     return OmniSyncDiT(preset(config.model_preset, **fields))
 
@@ -213,8 +225,9 @@ def draw_rollout_batch(model: nn.Module, pairs: PairSource, config: TrainConfig,
 
 
 def autocast_context(config: TrainConfig, device: torch.device):
-    if config.mixed_precision == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA and on CPUs (convolutions and matmuls in bf16, float32 weights and loss)."""
+    if config.mixed_precision == "bf16" and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -236,8 +249,8 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
     if config.init_from:
         init_from_wan(core, config.init_from)
     core.gradient_checkpointing = config.gradient_checkpointing
-    if config.mixed_precision == "bf16" and info.device.type != "cuda":
-        log.warning("mixed_precision='bf16' autocasts on CUDA only; training in fp32 on %s.", info.device)
+    if config.mixed_precision == "bf16" and info.device.type not in ("cuda", "cpu"):
+        log.warning("mixed_precision='bf16' autocasts on CUDA and CPU only; training in fp32 on %s.", info.device)
     model = D.wrap_model(core.to(info.device), config, info)
     ema = EMA(core, config.ema_decay)
     opt = torch.optim.AdamW(core.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
@@ -255,7 +268,9 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
                 batch, noise, x_sigma = draw_rollout_batch(core, pair_source, config, gen, text_branch, info.device)
                 batch = drop_conditions(batch, config, gen, text_branch)
             else:
-                batch = drop_conditions(draw_batch(pair_source, config.batch_size, config, gen), config, gen, text_branch)
+                whole = not config.train_crop or (step + 1) % config.full_frame_every == 0
+                batch = draw_batch(pair_source, config.batch_size, config, gen, crop=0 if whole else config.train_crop)
+                batch = drop_conditions(batch, config, gen, text_branch)
                 noise = torch.randn(batch.target.shape, generator=gen)
             extras: Dict[str, float] = {}
             with D.grad_sync(model, micro == config.grad_accum - 1):
@@ -285,6 +300,8 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
             write_val_row(config, info, step, result, callback)
         if step % config.ckpt_every == 0 or step == config.max_steps:
             save_training_state(config, step, model, ema, opt, gen, info)
+        if config.export_every and step % config.export_every == 0:
+            export_ema(config, ema, info, step)
     return export_ema(config, ema, info)
 
 
@@ -423,12 +440,15 @@ def init_from_wan(model: nn.Module, path: str) -> None:
     load_wan_state_dict(model, path)
 
 
-def export_ema(config: TrainConfig, ema: EMA, info: D.DistInfo) -> str:
-    """Save the EMA weights as a self-describing OmniSync checkpoint (rank 0 writes)."""
+def export_ema(config: TrainConfig, ema: EMA, info: D.DistInfo, step: Optional[int] = None) -> str:
+    """Save the EMA weights as a self-describing OmniSync checkpoint (rank 0 writes); with ``step``, as
+    ``omnisync_ema_step<step>.safetensors`` beside the final export, so a run's steps can be compared."""
     from ..model.checkpoint import save_checkpoint
     from ..model.config import CodecSpec
     weights = ema.state_dict()                                # collective under FSDP
     path = os.path.join(config.out_dir, EXPORT_FILE)
+    if step is not None:
+        path = path.replace(".safetensors", f"_step{step:06d}.safetensors")
     if info.is_main:
         model = build_model(config)                           # buffers from the config, parameters from the EMA
         params = dict(model.named_parameters())
@@ -439,6 +459,6 @@ def export_ema(config: TrainConfig, ema: EMA, info: D.DistInfo) -> str:
                 p.copy_(weights[name])
         os.makedirs(config.out_dir, exist_ok=True)
         save_checkpoint(path, model, codec=CodecSpec.from_dict(config.codec), audio=config.audio,
-                        train=config.to_dict())
+                        train=config.to_dict(), sampling=config.sampling)
     D.barrier(info)
     return path
