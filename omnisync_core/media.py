@@ -14,25 +14,22 @@ audio) is done explicitly and returned in an info dict.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import shutil
 import struct
 import subprocess
 import tempfile
 import wave
-from fractions import Fraction
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .errors import OmniSyncError
+from .fps import exact_fps
 
 MIN_VIDEO_FRAMES = 2  # lip-sync needs motion over time: at least two frames
 RANGE_TOLERANCE = 1e-3  # float frames this far outside [0, 1] are clamped (and reported); beyond: error
-NTSC_RATES = tuple(Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120))  # 23.976, 29.97, ...
-NTSC_SNAP_FPS = 0.01  # ffmpeg prints 29.97 for 30000/1001; within this, the exact rate is returned
 AUDIO_CODEC = "aac"
 AUDIO_BITRATE = "192k"
 MAX_AUDIO_CHANNELS = 8  # a "(C, N)" waveform with more rows than this is probably (N, C)
@@ -164,14 +161,6 @@ def _check_file(path: str, what: str) -> str:
     return path
 
 
-def _exact_fps(fps: float) -> float:
-    """ffmpeg prints NTSC rates rounded (29.97); return 30000/1001 etc. when that is what it meant."""
-    for rate in NTSC_RATES:
-        if abs(fps - float(rate)) < NTSC_SNAP_FPS:
-            return float(rate)
-    return float(fps)
-
-
 def read_video(path: str) -> Tuple[torch.Tensor, float]:
     """Decode a video file: returns (frames (T, H, W, 3) float32 in [0, 1], fps).
 
@@ -208,7 +197,7 @@ def read_video(path: str) -> Tuple[torch.Tensor, float]:
     if not frames:
         raise OmniSyncError(f"video {path!r} has 0 frames; pass a video with frames in it.")
     x = torch.from_numpy(np.stack(frames)).float() / 255  # (T, H, W, 3)
-    return x, _exact_fps(fps)
+    return x, float(exact_fps(fps))  # ffmpeg prints NTSC rates rounded (29.97)
 
 
 def _as_waveform(waveform: Any) -> torch.Tensor:
@@ -232,12 +221,6 @@ def _as_waveform(waveform: Any) -> torch.Tensor:
     if not bool(torch.isfinite(w).all()):
         raise OmniSyncError("waveform contains NaN or infinite samples; fix the audio source.")
     return w.float()
-
-
-def _check_fps(fps: Any) -> Fraction:
-    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(float(fps)) or fps <= 0:
-        raise OmniSyncError(f"fps must be a positive number, got {fps!r}; pass the source video's frame rate.")
-    return Fraction(float(fps)).limit_denominator(100_000)  # 29.97002997 → 30000/1001
 
 
 def _run_ffmpeg(args: Sequence[str], what: str) -> subprocess.CompletedProcess:
@@ -266,7 +249,7 @@ def write_video(
     """
     import imageio_ffmpeg
 
-    rate = _check_fps(fps)
+    rate = exact_fps(fps)
     x, _ = validate_frames(frames, min_frames=1)
     if not isinstance(crf, int) or not 0 <= crf <= 51:
         raise OmniSyncError(f"crf must be an integer in 0–51 (lower = better), got {crf!r}.")

@@ -15,10 +15,7 @@ covering [k/50, (k+1)/50) s, so it sits at its centre (k + 0.5)/50 s; video fram
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -26,6 +23,7 @@ import soxr
 import torch
 
 from ..errors import OmniSyncError
+from ..fps import exact_fps
 
 SAMPLE_RATE_HZ = 16000  # Whisper's input rate
 FEATURE_RATE_HZ = 50  # Whisper encoder positions per second (mel hop 10 ms, conv2 stride 2)
@@ -33,9 +31,6 @@ SAMPLES_PER_FEATURE = SAMPLE_RATE_HZ // FEATURE_RATE_HZ  # 320 samples at 16 kHz
 MIN_SAMPLE_RATE_HZ = 1000  # below this a "sample rate" is almost certainly a mistake
 MAX_CHANNELS = 16  # more "channels" than this means an (N, C) array was passed as (C, N)
 SILENT_PEAK = 1e-4  # peak |amplitude| below which audio counts as silent (−80 dBFS)
-# fps is turned into an exact fraction: 29.97 (a float of 30000/1001) becomes 30000/1001 again,
-# because any other fraction with a denominator this small is at least 1e-11 away.
-FPS_MAX_DENOMINATOR = 100_000
 
 
 # -- the spec --------------------------------------------------------------------------------------
@@ -179,14 +174,6 @@ def validate_audio(wave16k: torch.Tensor) -> None:
 
 # -- 50 Hz features → video frames -----------------------------------------------------------------
 
-def _exact_fps(fps: float) -> Fraction:
-    """fps (int, float, numpy scalar or Fraction) → the exact frame rate as a fraction (29.97… → 30000/1001)."""
-    if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not math.isfinite(fps) or fps <= 0:
-        raise OmniSyncError(f"fps must be a positive number, got {fps!r}; pass the video's frame rate.")
-    exact = fps if isinstance(fps, numbers.Rational) else Fraction(float(fps))
-    return Fraction(exact).limit_denominator(FPS_MAX_DENOMINATOR)
-
-
 def align_features_to_frames(
     feats: torch.Tensor,
     fps: float,
@@ -196,7 +183,8 @@ def align_features_to_frames(
     """Whisper features at 50 Hz → one feature per video frame.
 
     feats: ``(N_feat, L, D)``; feature k sits at time (k + 0.5)/50 s.
-    fps: video frame rate (29.97 is taken as 30000/1001; the arithmetic is exact integer arithmetic).
+    fps: video frame rate, made exact by :func:`omnisync_core.fps.exact_fps` (29.97 → 30000/1001); the
+        arithmetic is exact integer arithmetic.
     num_frames: T, the number of video frames wanted.
     silence_feature: ``(L, D)`` used for frames past the audio end (zeros when None).
 
@@ -224,7 +212,7 @@ def align_features_to_frames(
                 f"silence_feature has shape {tuple(silence.shape)} but the features are {L} layers × {D}; pass "
                 "the silence feature of the same encoder."
             )
-    rate = _exact_fps(fps)
+    rate = exact_fps(fps)
     p, q = rate.numerator, rate.denominator  # fps = p/q
 
     # x_t = 50·(t + 0.5)·q/p − 0.5 = ((2t + 1)·50·q − p) / (2p), exactly, as a fraction num/den.
