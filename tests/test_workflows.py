@@ -252,9 +252,9 @@ def test_ui_workflow_is_valid_and_matches_api(name, defs):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_thumbnail_exists(name):
-    path = os.path.join(WORKFLOWS, name + ".png")
+    path = os.path.join(WORKFLOWS, name + ".jpg")  # the Templates menu shows <name>.jpg on the card
     with open(path, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert f.read(3) == b"\xff\xd8\xff"
 
 
 # -- running the API graphs ------------------------------------------------------------------------

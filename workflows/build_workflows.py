@@ -8,11 +8,13 @@ POSTed to /prompt, ``workflows/api/*_api.json``; kept out of ``workflows/`` itse
 every .json there as a template) are both derived from it, with widget order taken from the node
 definitions: ComfyUI 0.3.64's object_info for core nodes (the subset used is kept in
 ``workflows/schemas/core_nodes_0.3.64.json``) and our INPUT_TYPES for OmniSync nodes.
-Needs matplotlib for the thumbnails; ComfyUI itself is not needed.
+Needs matplotlib for the thumbnails (``<name>.jpg``, the Templates menu's card pictures); ComfyUI itself
+is not needed.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -32,7 +34,10 @@ SEED_NAMES = ("seed", "noise_seed")  # INT widgets the frontend follows with "co
 NOTE = "Note"  # frontend-only text node: in the UI JSON, never in the API JSON
 NOTE_COLOURS = {"color": "#432", "bgcolor": "#653"}  # the frontend's yellow note colours
 TITLE_H = 30  # LiteGraph draws the title bar above ``pos``: a node covers y from pos.y − 30 to pos.y + size.h
-GAP = 40  # free space between stacked nodes
+GAP = 40  # free space between stacked nodes (the frontend draws a source badge above each title)
+# The frontend (1.27.10) grows a node to its computeSize on load: 20 px per socket row (the longer of the
+# input and output columns), 24 px per widget, 14 px padding. Heights below are at least that.
+SLOT_H, WIDGET_H, BODY_PAD = 20, 24, 14
 
 # The files the shipped workflows name. The bundled model is changed here, in one place.
 MODEL_FILE = "omnisync_small_pixel128.safetensors"  # in the plugin's models/ folder
@@ -50,11 +55,27 @@ class Node:
 
 
 def stack(x: int, y: int, *column: Node) -> List[Node]:
-    """Place nodes top to bottom at x, starting with the first title bar at y, GAP apart."""
+    """Place nodes top to bottom at x, starting with the first title bar at y, GAP apart; each node is
+    first grown to the height the frontend gives it."""
+    defs = node_definitions()
     for n in column:
+        n.size = (n.size[0], max(n.size[1], min_height(n, defs)))
         n.pos = (x, y + TITLE_H)
         y += TITLE_H + n.size[1] + GAP
     return list(column)
+
+
+def min_height(n: Node, defs: dict) -> int:
+    """The body height the frontend computes for ``n``: socket rows, widget rows, padding."""
+    d = defs[n.type]
+    sockets = widgets = 0
+    for name, spec, _ in ordered_inputs(d):
+        if input_kind(spec) not in WIDGET_TYPES:
+            sockets += 1
+        elif name in n.widgets or name in n.links:
+            opts = spec[1] if len(spec) > 1 else {}
+            widgets += 2 if input_kind(spec) == "INT" and (opts.get("control_after_generate") or name in SEED_NAMES) else 1
+    return SLOT_H * max(sockets, len(d["output"])) + WIDGET_H * widgets + BODY_PAD
 
 
 def _schema_only_folder_paths() -> types.ModuleType:
@@ -68,6 +89,7 @@ def _schema_only_folder_paths() -> types.ModuleType:
     return fp
 
 
+@functools.lru_cache(maxsize=1)
 def node_definitions() -> dict:
     """object_info-shaped definitions of the core nodes used and of the OmniSync nodes."""
     with open(CORE_SCHEMA, encoding="utf-8") as f:
@@ -168,8 +190,9 @@ def to_ui(graph, defs) -> dict:
             {"name": nm, "type": typ, "links": out_links.get((n.id, i), []), "slot_index": i}
             for i, (nm, typ) in enumerate(zip(d["output_name"], d["output"]))
         ]
+        size = [n.size[0], max(n.size[1], min_height(n, defs))]
         node = {
-            "id": n.id, "type": n.type, "pos": list(n.pos), "size": list(n.size), "flags": {}, "order": order,
+            "id": n.id, "type": n.type, "pos": list(n.pos), "size": size, "flags": {}, "order": order,
             "mode": 0, "inputs": inputs, "outputs": outputs,
             "properties": {"Node name for S&R": n.type}, "widgets_values": widgets_values,
         }
@@ -257,7 +280,7 @@ def lipsync_video_graph():
                Node(13, "PreviewImage", links={"images": (12, 0)}, size=(320, 250))),
         *stack(1500, 0,
                Node(11, "SaveVideo", widgets={"filename_prefix": "video/omnisync", "format": "auto", "codec": "auto"},
-                    links={"video": (9, 3)}, size=(420, 420))),
+                    links={"video": (9, 3)}, size=(420, 540))),
     ]
 
 
@@ -381,7 +404,8 @@ def main() -> None:
         os.makedirs(API_DIR, exist_ok=True)
         with open(os.path.join(API_DIR, name + "_api.json"), "w", encoding="utf-8") as f:
             json.dump(to_api(graph), f, indent=1, ensure_ascii=False)
-        render_thumbnail(graph, defs, os.path.join(HERE, name + ".png"), titles[name])
+        # <name>.jpg beside <name>.json is the card picture in ComfyUI's Templates menu.
+        render_thumbnail(graph, defs, os.path.join(HERE, name + ".jpg"), titles[name])
         print("wrote", name)
 
 
