@@ -10,9 +10,7 @@ from omnisync_core.errors import OmniSyncError
 
 from .bridge import CATEGORY, OmniSyncAudio, audio_from_comfy, audio_to_comfy, log
 
-LENGTH_MODES = ["follow_audio_loop", "follow_audio_pingpong", "follow_video"]
 COMFY_WHISPER_CHUNK_S = 30  # ComfyUI's AudioEncoderEncode pads/cuts Whisper input to 30 s
-COMFY_WHISPER_FEATURES = 1500  # Whisper encoder positions per 30 s chunk (50 per second)
 
 
 def _comfy_encoder_features(encoded: dict, wave16k_samples: int):
@@ -63,6 +61,9 @@ class OmniSyncAudioEncode:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from omnisync_core.sampling.options import SyncOptions
+        from omnisync_core.sampling.windows import LENGTH_MODES
+
         return {
             "required": {
                 "audio": ("AUDIO", {"tooltip": "Target speech (any sample rate, mono or stereo)."}),
@@ -74,8 +75,8 @@ class OmniSyncAudioEncode:
                     "default": 33, "min": 2, "max": 100000,
                     "tooltip": "Number of source video frames (ignored when images is connected).",
                 }),
-                "length_mode": (LENGTH_MODES, {
-                    "default": "follow_audio_loop",
+                "length_mode": (list(LENGTH_MODES), {
+                    "default": SyncOptions().length_mode,
                     "tooltip": "follow_audio_loop / _pingpong: output as long as the speech, repeating the video "
                                "(looped or back-and-forth); follow_video: keep the video length, trim or pad the speech.",
                 }),
@@ -93,8 +94,8 @@ class OmniSyncAudioEncode:
         }
 
     def encode(self, audio, fps, num_frames, length_mode, audio_encoder=None, images=None, encoded_audio=None):
-        from omnisync_core.audio.features import SAMPLE_RATE_HZ, align_features_to_frames, to_mono_16k, validate_audio
-        from omnisync_core.sampling.windows import apply_audio_plan, match_lengths
+        from omnisync_core.audio.features import SAMPLE_RATE_HZ, align_features_to_frames
+        from omnisync_core.pipeline import encode_speech, prepare_audio
 
         if (audio_encoder is None) == (encoded_audio is None):
             raise OmniSyncError(
@@ -103,24 +104,21 @@ class OmniSyncAudioEncode:
             )
         T = int(images.shape[0]) if images is not None else int(num_frames)
         wave, sr, report = audio_from_comfy(audio)
-        wave16k = to_mono_16k(wave, sr)
-        validate_audio(wave16k)
-        plan = match_lengths(T, fps, wave16k.shape[0], SAMPLE_RATE_HZ, length_mode)
-        wave_out = apply_audio_plan(wave16k, plan)
+        plan, wave_out = prepare_audio(T, fps, wave, sr, length_mode)
         T_out = int(plan.frame_indices.shape[0])
         report["length"] = plan.message
 
         if audio_encoder is not None:
-            feats = audio_encoder.encode(wave_out)  # (N_feat, L, D) at 50 Hz
-            silence = audio_encoder.silence_feature()
+            frame_feats, info = encode_speech(audio_encoder, wave_out, fps, T_out)
+            L, D = int(audio_encoder.spec.num_layers), int(audio_encoder.spec.dim)
             source = "omnisync_whisper"
             report["encoder"] = getattr(audio_encoder.spec, "encoder", "whisper")
         else:
-            feats, silence, enc_report = _comfy_encoder_features(encoded_audio, wave16k.shape[0])
+            feats, silence, enc_report = _comfy_encoder_features(encoded_audio, wave_out.shape[0])
+            frame_feats, info = align_features_to_frames(feats, fps, T_out, silence_feature=silence)
+            L, D = int(feats.shape[1]), int(feats.shape[2])
             source = "comfy_audio_encoder"
             report["encoder"] = enc_report
-        L, D = int(feats.shape[1]), int(feats.shape[2])
-        frame_feats, info = align_features_to_frames(feats, fps, T_out, silence_feature=silence)
         report["alignment"] = info
         log.info("OmniSync audio: %s", plan.message)
         out = OmniSyncAudio(

@@ -74,19 +74,15 @@ class OmniSyncLatent:
     """OMNISYNC_LATENT: latents of the (padded) clip and what is needed to decode and crop them back.
 
     latents: (C, F, h, w) — x_init after Noise Init, the denoised latents after the sampler.
-    source: (C, F, h, w) source latents (the DiT's source condition).
     sigmas: (S + 1,) the truncated flow-matching schedule, starting at τ.
-    source_frames: (T, H, W, 3) the source frames after the frame plan, unpadded (for compositing).
+    video: ``omnisync_core.pipeline.EncodedVideo``: the source latents (the model's source condition),
+        the source frames after the frame plan, unpadded (for fallback frames and compositing), padding.
     """
 
     latents: torch.Tensor
-    source: torch.Tensor
     sigmas: torch.Tensor
+    video: Any
     codec: Any
-    pads: Tuple[int, int]
-    frames_added: int
-    source_frames: torch.Tensor
-    frame_indices: Optional[torch.Tensor]
     tau: float
     seed: int
     denoised: bool = False
@@ -95,8 +91,53 @@ class OmniSyncLatent:
     report: dict = field(default_factory=dict)
 
     @property
+    def source(self) -> torch.Tensor:
+        return self.video.source
+
+    @property
+    def source_frames(self) -> torch.Tensor:
+        return self.video.frames
+
+    @property
+    def pads(self) -> Tuple[int, int]:
+        return self.video.pads
+
+    @property
+    def frames_added(self) -> int:
+        return self.video.frames_added
+
+    @property
+    def frame_indices(self) -> Optional[torch.Tensor]:
+        return self.video.frame_indices
+
+    @property
     def num_frames(self) -> int:
-        return int(self.source_frames.shape[0])
+        return self.video.num_frames
+
+
+def pipeline_for(model: OmniSyncModel, codec: Any, audio_encoder: Any = None):
+    """The core pipeline of a loaded model: its device, precision and the audio window of its checkpoint."""
+    from omnisync_core.pipeline import OmniSyncPipeline
+
+    frame_window = getattr(model.audio_spec, "frame_window", None)
+    return OmniSyncPipeline(model.model, codec, audio_encoder, device=model.device, dtype=model.dtype,
+                            frame_window=frame_window)
+
+
+def sync_options(model: OmniSyncModel, **widgets):
+    """Widget values → (SyncOptions, report): 0 in ``num_steps``, ``window``, ``tau`` or ``shift`` means auto
+    (the checkpoint's recommended sampling, else the default); a recommendation the version does not
+    know is logged."""
+    from omnisync_core.sampling.options import AUTO, resolve_options
+
+    for name in ("num_steps", "window", "tau", "shift"):
+        if widgets.get(name) == 0:
+            widgets[name] = AUTO
+    options, report = resolve_options(model.meta, **widgets)
+    if report["ignored"]:
+        log.warning("OmniSync: the checkpoint recommends sampling settings this version does not know, ignored: %s",
+                    ", ".join(report["ignored"]))
+    return options, report
 
 
 # -- model folders ---------------------------------------------------------------------------------

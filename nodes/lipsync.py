@@ -1,21 +1,25 @@
-"""OmniSync Lip Sync (all-in-one): one node over omnisync_core.pipeline.OmniSyncPipeline."""
+"""OmniSync Lip Sync (all-in-one): one node over ``omnisync_core.pipeline.OmniSyncPipeline``: the same
+stages, in the same order, as the split nodes."""
 
 from __future__ import annotations
 
 from omnisync_core.errors import OmniSyncError
+from omnisync_core.sampling.mouth import DEFAULT_MOUTH_CENTRE
+from omnisync_core.sampling.options import SyncOptions
+from omnisync_core.sampling.windows import LENGTH_MODES
 
-from .audio import LENGTH_MODES
 from .bridge import (
     CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, log, make_video,
-    run_cancellable, text_from_conditioning,
+    pipeline_for, run_cancellable, sync_options, text_from_conditioning,
 )
+from .sampling import AUTO_TIP, WINDOW_TIP
 
 
 class OmniSyncLipSync:
     DESCRIPTION = (
         "Lip-syncs a video to new speech in one node: Whisper features, progressive noise init (τ), DS-CFG "
-        "sampling in overlapping windows, decode, optional composite. For step-by-step control use the "
-        "separate OmniSync nodes."
+        "sampling in overlapping windows, decode, optional composite. The separate OmniSync nodes run the "
+        "same steps one by one and give the same frames."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "AUDIO", "MASK", "FLOAT", "VIDEO", "STRING")
@@ -32,9 +36,7 @@ class OmniSyncLipSync:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from omnisync_core.sampling.guidance import GuidanceConfig
-
-        g = GuidanceConfig()
+        d = SyncOptions()
         return {
             "required": {
                 "model": ("OMNISYNC_MODEL", {"tooltip": "From Load OmniSync Model."}),
@@ -45,47 +47,49 @@ class OmniSyncLipSync:
                     "default": 16.0, "min": 1.0, "max": 120.0, "step": 0.001,
                     "tooltip": "Frame rate of the video (Wan 2.1 outputs 16 fps; use Get Video Components' fps).",
                 }),
-                "length_mode": (LENGTH_MODES, {
-                    "default": "follow_audio_loop",
+                "length_mode": (list(LENGTH_MODES), {
+                    "default": d.length_mode,
                     "tooltip": "follow_audio_*: as long as the speech (video looped / ping-ponged); follow_video: "
                                "keep the video length, trim or pad the speech.",
                 }),
                 "tau": ("FLOAT", {
-                    "default": 0.92, "min": 0.01, "max": 1.0, "step": 0.01,
-                    "tooltip": "τ: noise strength of the start (1 = pure noise). Lower keeps more of the source.",
+                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                    "tooltip": "τ: noise strength of the start (1 = pure noise); lower keeps more of the source. "
+                               + AUTO_TIP.format(f"{d.tau} (the paper's)"),
                 }),
                 "steps": ("INT", {
-                    "default": 50, "min": 1, "max": 1000,
+                    "default": 0, "min": 0, "max": 1000,
                     "tooltip": "Length of the full flow-matching schedule; only the steps with σ ≤ τ run. "
-                               "50 as in the paper; the bundled small model was fine-tuned on the "
-                               "8-step path: use 8 with it.",
+                               + AUTO_TIP.format(f"{d.num_steps} (the paper's)"),
                 }),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
+                "seed": ("INT", {"default": d.seed, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
                 "omega_peak": ("FLOAT", {
-                    "default": g.omega_peak, "min": 0.0, "max": 20.0, "step": 0.05,
+                    "default": d.guidance.omega_peak, "min": 0.0, "max": 20.0, "step": 0.05,
                     "tooltip": "ω_peak: audio CFG scale at the mouth centre at the first step.",
                 }),
                 "mouth": (["auto", "point", "mask"], {
                     "default": "auto",
                     "tooltip": "auto: found by the model; point: mouth_x / mouth_y; mask: the connected mouth_mask.",
                 }),
-                "mouth_x": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
+                "mouth_x": ("FLOAT", {"default": DEFAULT_MOUTH_CENTRE[0], "min": 0.0, "max": 1.0, "step": 0.01,
                                       "tooltip": "Mouth position across the frame (0 = left), for mouth = point."}),
-                "mouth_y": ("FLOAT", {"default": 0.62, "min": 0.0, "max": 1.0, "step": 0.01,
+                "mouth_y": ("FLOAT", {"default": DEFAULT_MOUTH_CENTRE[1], "min": 0.0, "max": 1.0, "step": 0.01,
                                       "tooltip": "Mouth position down the frame (0 = top), for mouth = point."}),
                 "window": ("INT", {"default": 0, "min": 0, "max": 4096,
-                                   "tooltip": "Latent frames per window (0 = whole clip)."}),
-                "overlap": ("INT", {"default": 2, "min": 0, "max": 4095,
+                                   "tooltip": "Latent frames per window. " + WINDOW_TIP}),
+                "overlap": ("INT", {"default": d.overlap, "min": 0, "max": 4095,
                                     "tooltip": "Latent frames shared by neighbouring windows."}),
                 "composite": ("BOOLEAN", {
-                    "default": False,
+                    "default": d.composite,
                     "tooltip": "Keep every pixel outside a feathered disc around the mouth identical to the source.",
                 }),
             },
             "optional": {
                 "vae": ("VAE", {"tooltip": "Wan 2.1 VAE, for models that work in its latent space."}),
                 "conditioning": ("CONDITIONING", {"tooltip": "Optional video description (Wan umT5 encoder)."}),
-                "mouth_mask": ("MASK", {"tooltip": "Mouth region per source frame (or one), for mouth = mask."}),
+                "mouth_mask": ("MASK", {
+                    "tooltip": "Mouth region: one mask, one per source frame or one per output frame; for mouth = mask.",
+                }),
             },
         }
 
@@ -94,28 +98,20 @@ class OmniSyncLipSync:
         import comfy.model_management as mm
 
         from omnisync_core.model.codec import codec_from_spec
-        from omnisync_core.pipeline import OmniSyncPipeline, SyncOptions
-        from omnisync_core.sampling.guidance import GuidanceConfig
 
+        if mouth == "mask" and mouth_mask is None:
+            raise OmniSyncError("mouth = mask needs a MASK connected to mouth_mask (or choose auto / point).")
         wave, sr, audio_report = audio_from_comfy(audio)
         text, warning = text_from_conditioning(conditioning, model)
-        mask = None
-        if mouth == "mask":
-            if mouth_mask is None:
-                raise OmniSyncError("mouth = mask needs a MASK connected to mouth_mask (or choose auto / point).")
-            mask = mouth_mask.float().cpu()
-            if mask.shape[0] == 1:
-                mask = mask.expand(images.shape[0], -1, -1)
-        opts = SyncOptions(
-            tau=tau, num_steps=steps, seed=seed, guidance=GuidanceConfig(omega_peak=omega_peak),
-            mouth=(mouth_x, mouth_y) if mouth == "point" else "auto", mouth_mask=mask, window=window,
-            overlap=overlap, length_mode=length_mode, composite=composite, text=text,
+        opts, chosen = sync_options(
+            model, tau=tau, num_steps=steps, seed=seed, omega_peak=omega_peak,
+            mouth=(mouth_x, mouth_y) if mouth == "point" else "auto", mouth_mask=mouth_mask if mouth == "mask" else None,
+            window=window, overlap=overlap, length_mode=length_mode, composite=composite, text=text,
         )
-        codec = codec_from_spec(model.codec_spec, vae=vae)
-        pipe = OmniSyncPipeline(model.model, codec, audio_encoder, device=model.device, dtype=model.dtype)
+        pipe = pipeline_for(model, codec_from_spec(model.codec_spec, vae=vae), audio_encoder)
         mm.soft_empty_cache()
         result = run_cancellable(pipe, images, fps, wave, sr, opts, progress=ComfyProgress(), cancel=comfy_cancel)
-        report = dict(result.report, audio_input=audio_report)
+        report = dict(result.report, audio_input=audio_report, options=chosen)
         if warning:
             report["warnings"] = [warning]
             log.warning("OmniSync: %s", warning)

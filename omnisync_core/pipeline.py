@@ -1,16 +1,24 @@
-"""One call from (frames, fps, waveform, sample_rate) to lip-synced frames.
+"""Lip-sync frames to speech: the stages every front end shares, and one call that runs them all.
 
-Wires the pieces together, top-down:
+The stages, top-down. :meth:`OmniSyncPipeline.__call__` (the CLI, the Python API, the all-in-one
+node) runs them in this order; each split ComfyUI node runs the ones named in brackets:
 
-1. validate frames and audio, convert audio to 16 kHz mono (``audio.features``);
-2. match video and audio lengths as the caller chose (``sampling.windows.match_lengths``);
-3. pad frames to the model's stride / the codec's frame rule (cropped back at the end);
-4. Whisper features aligned to the video fps, tokens per latent frame;
-5. per window of frames: encode → progressive noise init (Eq. 5) → DS-CFG sampling (Eqs. 7–9)
-   → decode → cross-fade into the output. Memory is bounded by the window, not the video length;
-6. optional composite outside the mouth, guidance map upsampled to frames for display.
+1. :func:`prepare_audio` — speech to 16 kHz mono, matched to the output length the caller chose:
+   which source frame each output frame shows.                                        [Audio Encode]
+2. :func:`encode_speech` — Whisper features aligned to every output frame.              [Audio Encode]
+3. :meth:`OmniSyncPipeline.encode_video` — the planned frames, padded to the model's stride and the
+   codec's frame rule (both cropped back in 6), encoded to latents.                      [Noise Init]
+4. :meth:`OmniSyncPipeline.init` — progressive noise init (Eq. 5) and the truncated schedule. [Noise Init]
+5. :meth:`OmniSyncPipeline.sample` — the model's audio layers, audio tokens over the whole clip, the one
+   windowed DS-CFG sampler (``sampling.sampler.sample_windowed``), its guidance map, mouth centres
+   and fallback frames brought back to video frames.                                         [Sampler]
+6. :func:`assemble` — decode, crop the padding back, pass through the frames where no mouth was
+   found, optional composite outside the mouth.                                        [Video Assemble]
 
-The pipeline knows nothing of ComfyUI; the nodes split the same steps into separate nodes.
+The model sees one window at a time; the codec encodes and decodes the whole clip.
+The pipeline knows nothing of ComfyUI; it works with any model that exposes ``config``
+(latent_channels, audio_dim, patch_size, use_text, text_dim) and
+``forward(x, timestep, source, audio, text) -> velocity``.
 """
 
 from __future__ import annotations
@@ -18,72 +26,71 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
 from .audio.features import (
-    SAMPLE_RATE_HZ,
-    align_features_to_frames,
-    latent_audio_tokens,
-    to_mono_16k,
-    validate_audio,
+    SAMPLE_RATE_HZ, AudioFeatureSpec, align_features_to_frames, latent_audio_tokens, latent_frame_groups,
+    to_mono_16k, validate_audio,
 )
 from .composite import composite_outside_mouth, mouth_region_mask
 from .errors import OmniSyncError
+from .fps import exact_fps
 from .media import validate_frames
-from .model.codec import pad_frames_to_valid, pad_to_stride, crop_back
-from .progress import CancelCheck, ProgressCallback, check_cancel
+from .model.codec import crop_back, pad_frames_to_valid, pad_to_stride
+from .progress import CancelCheck, ProgressCallback
 from .sampling.guidance import GuidanceConfig
-from .sampling.mouth import centres_from_mask, fill_missing, DEFAULT_MOUTH_CENTRE
+from .sampling.mouth import DEFAULT_MOUTH_CENTRE, centres_from_mask, centres_from_point, fill_missing
 from .sampling.noise_init import progressive_noise_init
-from .sampling.sampler import denoise
+from .sampling.options import SyncOptions
+from .sampling.sampler import sample_windowed
 from .sampling.schedule import FlowMatchSchedule
-from .sampling.windows import apply_audio_plan, blend_weights, match_lengths, plan_windows, window_overlaps
+from .sampling.windows import LengthPlan, apply_audio_plan, match_lengths
 
-LENGTH_MODES = ("follow_audio_loop", "follow_audio_pingpong", "follow_video")
+__all__ = ["OmniSyncPipeline", "SyncOptions", "SyncResult", "EncodedVideo", "Sampled", "prepare_audio",
+           "encode_speech", "select_audio_layers", "assemble"]
 
 
 @dataclass
-class SyncOptions:
-    """Every sampling knob of one lip-sync call (CLI flags and node widgets map onto these).
+class EncodedVideo:
+    """The source clip as the model sees it (stage 3).
 
-    tau: progressive-noise strength τ ∈ (0, 1] (Eq. 5); 1 starts from pure noise.
-    num_steps: length of the full flow-matching schedule; only the steps with σ ≤ τ run.
-    mouth: "auto" (found from the model's own guidance signal), or an (x, y) point in frame
-        fractions; ``mouth_mask`` (T, H, W) in [0, 1] overrides both when given.
-    window / overlap: in latent frames; 0 = the whole clip in one window.
+    frames: (T, H, W, 3) float in [0, 1], the source frames after the length plan, unpadded (what
+        fallback frames and the composite take their pixels from).
+    source: (C, F, h, w) float32 latents of the padded clip (on the CPU).
+    pads: (pad_h, pad_w) pixels added at the bottom / right; frames_added: copies of the last frame
+        appended for the codec's frame rule. frame_indices: (T,) long, which input frame each row of
+        ``frames`` is (None: all, in order).
     """
 
-    tau: float = 0.92
-    num_steps: int = 50
-    shift: float = 1.0
-    seed: int = 0
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    mouth: Union[str, Tuple[float, float]] = "auto"
-    mouth_mask: Optional[torch.Tensor] = None
-    window: int = 0
-    overlap: int = 2
-    length_mode: str = "follow_audio_loop"
-    composite: bool = False
-    composite_radius: float = 0.2
-    composite_feather_px: float = 4.0
-    text: Optional[torch.Tensor] = None  # (L, text_dim) from omnisync_core.text, or None
+    frames: torch.Tensor
+    source: torch.Tensor
+    pads: Tuple[int, int]
+    frames_added: int
+    frame_indices: Optional[torch.Tensor] = None
+    report: dict = field(default_factory=dict)
 
-    def __post_init__(self):
-        if self.length_mode not in LENGTH_MODES:
-            raise OmniSyncError(
-                f"unknown length mode {self.length_mode!r}; choose one of {', '.join(LENGTH_MODES)}."
-            )
-        if isinstance(self.mouth, str) and self.mouth != "auto":
-            raise OmniSyncError(f"mouth must be 'auto' or an (x, y) point in [0, 1], got {self.mouth!r}.")
-        if not isinstance(self.mouth, str):
-            x, y = self.mouth
-            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                raise OmniSyncError(f"mouth point {self.mouth} must be inside the frame: x, y in [0, 1].")
-        if self.window < 0 or self.overlap < 0:
-            raise OmniSyncError("window and overlap are counts of latent frames and cannot be negative.")
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+@dataclass
+class Sampled:
+    """The sampler's result (stage 5).
+
+    latents: (C, F, h, w) float32 on the CPU; guidance_map: (T, H, W) in [0, 1], where the DS-CFG
+    weight was strongest at the first step; mouth_centres: (T, 2) frame fractions (x, y);
+    fallback_frames: video frames where no mouth was found (assembled from the source, unchanged).
+    """
+
+    latents: torch.Tensor
+    guidance_map: torch.Tensor
+    mouth_centres: torch.Tensor
+    fallback_frames: List[int]
+    report: dict
 
 
 @dataclass
@@ -100,59 +107,264 @@ class SyncResult:
     report: dict
 
 
+# -- stages without a model: audio in, frames out ------------------------------------------------------
+
+
+def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int,
+                  length_mode: str) -> Tuple[LengthPlan, torch.Tensor]:
+    """Stage 1. Any waveform ((N,), (C, N) or (B, C, N) at ``sample_rate``) → (plan, wave16k (N16,)).
+
+    ``plan.frame_indices`` (T_out,) says which of the ``num_frames`` source frames each output frame
+    shows; ``wave16k`` is 16 kHz mono, trimmed or padded with silence to exactly T_out frames at fps.
+    """
+    exact_fps(fps)
+    wave = to_mono_16k(waveform, sample_rate)
+    validate_audio(wave)
+    plan = match_lengths(num_frames, fps, wave.shape[0], SAMPLE_RATE_HZ, length_mode)
+    return plan, apply_audio_plan(wave, plan)
+
+
+def encode_speech(encoder, wave16k: torch.Tensor, fps: float, num_frames: int) -> Tuple[torch.Tensor, Dict]:
+    """Stage 2. wave16k (N,) → (features (num_frames, L·D) float32, layer-major, alignment info).
+
+    encoder: a Whisper feature extractor (``audio.whisper.load_whisper``), L hidden states of width D.
+    """
+    if encoder is None:
+        raise OmniSyncError("this model listens to speech: load a Whisper encoder (omnisync_core.audio.whisper."
+                            "load_whisper, or the model's own via omnisync_core.api.load_runtime).")
+    feats = encoder.encode(wave16k)  # (N_feat, L, D) at 50 Hz
+    return align_features_to_frames(feats, fps, num_frames, silence_feature=encoder.silence_feature())
+
+
+def audio_layers_for(num_layers: int, dim: int, audio_dim: int) -> int:
+    """How many of the last of ``num_layers`` hidden states of width ``dim`` make one ``audio_dim`` token."""
+    k, rest = divmod(audio_dim, dim)
+    if rest or not 1 <= k <= num_layers:
+        raise OmniSyncError(
+            f"the audio features are {num_layers} layers × {dim} = {num_layers * dim} per frame but the model "
+            f"expects {audio_dim} (the last k hidden states of one encoder, each {dim} wide, if the widths "
+            "match); encode the speech with the Whisper encoder this checkpoint was trained with (its metadata "
+            "'audio' names it)."
+        )
+    return k
+
+
+def select_audio_layers(frame_features: torch.Tensor, num_layers: int, audio_dim: int) -> torch.Tensor:
+    """(T, L·D) layer-major features → (T, audio_dim): the last audio_dim / D layers, the ones a model
+    trained on ``audio_dim``-wide tokens saw."""
+    T, width = frame_features.shape
+    if num_layers < 1 or width % num_layers:
+        raise OmniSyncError(f"features of width {width} cannot be {num_layers} layers; pass (T, L·D) features "
+                            "with their number of layers L.")
+    dim = width // num_layers
+    k = audio_layers_for(num_layers, dim, audio_dim)
+    return frame_features.reshape(T, num_layers, dim)[:, -k:].reshape(T, k * dim)
+
+
+def plan_mouth_mask(mask: torch.Tensor, num_frames: int, frame_indices: Optional[torch.Tensor]) -> torch.Tensor:
+    """A mouth mask → (num_frames, H, W) float, one per output frame.
+
+    Accepted: (H, W) or (1, H, W) for every frame; (num_frames, H, W) one per output frame; or one per
+    source frame, picked by ``frame_indices`` (the length plan).
+    """
+    mask = torch.as_tensor(mask).float().cpu()
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3:
+        raise OmniSyncError(f"the mouth mask must be (T, H, W) or (H, W), got shape {tuple(mask.shape)}.")
+    if mask.shape[0] == 1:
+        return mask.expand(num_frames, -1, -1)
+    if mask.shape[0] == num_frames:
+        return mask
+    if frame_indices is not None and mask.shape[0] > int(frame_indices.max()):
+        return mask[frame_indices]
+    raise OmniSyncError(f"the mouth mask has {mask.shape[0]} frames; give one mask, one per source frame, or one "
+                        f"per output frame ({num_frames}).")
+
+
+def frame_mouth_centres(mouth: Union[str, Sequence[float]], mouth_mask: Optional[torch.Tensor],
+                        num_frames: int) -> Tuple[Optional[torch.Tensor], Dict]:
+    """Per output frame (x, y) mouth centres from a mask (num_frames, H, W) or a point; None = automatic."""
+    if mouth_mask is not None:
+        centres, found = centres_from_mask(mouth_mask)
+        centres, fill_report = fill_missing(centres, found, DEFAULT_MOUTH_CENTRE)
+        return centres, {"source": "mask", **fill_report}
+    if isinstance(mouth, str):
+        if mouth != "auto":
+            raise OmniSyncError(f"mouth must be 'auto' or an (x, y) point in [0, 1], got {mouth!r}.")
+        return None, {"source": "auto"}
+    return centres_from_point(tuple(mouth), num_frames), {"source": "point"}
+
+
+def assemble(codec, latents: torch.Tensor, video: EncodedVideo, fallback_frames: Sequence[int] = (),
+             mouth_centres: Optional[torch.Tensor] = None, composite: bool = False,
+             composite_radius: float = SyncOptions.composite_radius,
+             composite_feather_px: float = SyncOptions.composite_feather_px) -> torch.Tensor:
+    """Stage 6. latents (C, F, h, w) → frames (T, H, W, 3) float32 in [0, 1] on the CPU.
+
+    Decodes, crops the padding of stage 3 back, gives ``fallback_frames`` the source pixels, and with
+    ``composite`` keeps every pixel outside a feathered disc around ``mouth_centres`` (T, 2) from the source.
+    """
+    frames = codec.decode(latents)[: video.num_frames]  # (T, H_p, W_p, 3)
+    frames = crop_back(frames, video.pads)
+    source = video.frames.to(frames.device, frames.dtype)
+    fallback = list(fallback_frames)
+    if fallback:  # no mouth located there: those frames are passed through unchanged
+        frames[fallback] = source[fallback]
+    if composite:
+        if mouth_centres is None:
+            raise OmniSyncError("no mouth centres are known for compositing; sample first (any mouth mode).")
+        mask = mouth_region_mask(mouth_centres, frames.shape[1], frames.shape[2], radius=composite_radius,
+                                 feather_px=composite_feather_px)
+        frames = composite_outside_mouth(frames, source, mask)
+    return frames.clamp(0, 1).float().cpu().contiguous()
+
+
+def normalise_map(gmap: torch.Tensor) -> torch.Tensor:
+    """Guidance weight → [0, 1] for display: 0 at its minimum over the clip, 1 at its peak."""
+    lo, hi = gmap.amin(), gmap.amax()
+    if float(hi - lo) < 1e-8:
+        return torch.zeros_like(gmap)
+    return (gmap - lo) / (hi - lo)
+
+
+# -- the model's stages and the whole call -------------------------------------------------------------
+
+
 class OmniSyncPipeline:
-    """Lip-sync frames to speech with an :class:`OmniSyncDiT`.
+    """Lip-sync frames to speech with one OmniSync model.
 
     Args:
-        model: the DiT (``forward(x, timestep, source, audio, text)``), in eval mode.
-        codec: a ``LatentCodec`` (pixel codec or VAE adapter).
-        audio_encoder: a ``WhisperFeatureExtractor`` matching the model's audio spec.
-        device, dtype: where and in which precision the DiT runs; the codec and audio encoder
-            keep their own.
+        model: the network, in eval mode, already on ``device`` (``forward(x, timestep, source, audio,
+            text) -> v``; ``config`` with latent_channels, audio_dim, patch_size, use_text, text_dim).
+        codec: a ``LatentCodec`` (pixel codec or VAE adapter) with the model's latent channels.
+        audio_encoder: a Whisper feature extractor; only :meth:`__call__` needs it.
+        device: where the model runs (the current window is moved there).
+        dtype: the model's precision (its inputs are cast to its weights' dtype).
+        frame_window: w, neighbouring frames on each side a latent frame's audio tokens also hold: the
+            checkpoint's ``audio.frame_window`` (default: the audio encoder's spec, else 2).
     """
 
-    def __init__(self, model, codec, audio_encoder, device="cpu", dtype=torch.float32):
+    def __init__(self, model, codec, audio_encoder=None, device="cpu", dtype=torch.float32,
+                 frame_window: Optional[int] = None):
         self.model = model
         self.codec = codec
         self.audio_encoder = audio_encoder
         self.device = torch.device(device)
         self.dtype = dtype
         cfg = model.config
-        self.audio_layers = None  # how many of the encoder's last hidden states the model takes
-        if cfg.audio_dim and audio_encoder is not None:
-            spec = audio_encoder.spec
-            k, rest = divmod(cfg.audio_dim, spec.dim)
-            if rest or not 1 <= k <= spec.num_layers:
-                raise OmniSyncError(
-                    f"the audio encoder gives {spec.num_layers} layers × {spec.dim} but the model expects "
-                    f"{cfg.audio_dim}-dim tokens (the last k layers of width {spec.dim}); load the Whisper "
-                    "model this checkpoint was trained with."
-                )
-            self.audio_layers = k
         if codec.latent_channels != cfg.latent_channels:
             raise OmniSyncError(
                 f"the codec gives {codec.latent_channels} latent channels but the model expects "
                 f"{cfg.latent_channels}; use the codec named in the checkpoint metadata."
             )
+        if cfg.audio_dim and audio_encoder is not None:  # fail at load time, not after the first stages
+            audio_layers_for(audio_encoder.spec.num_layers, audio_encoder.spec.dim, cfg.audio_dim)
+        if frame_window is None:
+            frame_window = (audio_encoder.spec if audio_encoder is not None else AudioFeatureSpec()).frame_window
+        self.frame_window = int(frame_window)
 
-    # -- stages, each usable alone (the ComfyUI nodes call them one by one) --------------------
+    def encode_video(self, frames, frame_indices: Optional[torch.Tensor] = None) -> EncodedVideo:
+        """Stage 3. frames (T_src, H, W, 3) (any layout ``media.validate_frames`` takes) → EncodedVideo.
 
-    def prepare_audio(self, frames_count: int, fps: float, waveform, sample_rate: int, length_mode: str):
-        """Returns (frame_indices (T_out,), wave16k (N,), plan) after length matching."""
-        wave = to_mono_16k(waveform, sample_rate)
-        validate_audio(wave)
-        plan = match_lengths(frames_count, fps, wave.shape[0], SAMPLE_RATE_HZ, length_mode)
-        return plan.frame_indices, apply_audio_plan(wave, plan), plan
+        frame_indices: the length plan's (T,) source frame per output frame (None: every frame once).
+        Pads H, W to the codec's spatial factor × the model's patch, and T to the codec's frame rule.
+        """
+        frames, frame_info = validate_frames(frames)
+        report = {"frames": frame_info}
+        if frame_indices is not None:
+            if int(frame_indices.max()) >= frames.shape[0]:
+                raise OmniSyncError(
+                    f"the length plan was made for {int(frame_indices.max()) + 1}+ source frames but "
+                    f"{frames.shape[0]} were given; plan the audio with the same frames."
+                )
+            frames = frames[frame_indices]
+        _, ph, pw = self.model.config.patch_size
+        frames_p, pads = pad_to_stride(frames, self.codec.spatial_factor * math.lcm(ph, pw))
+        frames_p, added = pad_frames_to_valid(frames_p, self.codec)
+        report["padding"] = {"spatial": pads, "frames_added": added}
+        source = self.codec.encode(frames_p).float().cpu()  # (C, F, h, w)
+        return EncodedVideo(frames=frames, source=source, pads=pads, frames_added=added,
+                            frame_indices=frame_indices, report=report)
 
-    def frame_features(self, wave16k: torch.Tensor, fps: float, num_frames: int, progress=None):
-        """Whisper features aligned per video frame: (num_frames, token_dim), info."""
-        k = self.audio_layers or self.audio_encoder.spec.num_layers
-        feats = self.audio_encoder.encode(wave16k)[:, -k:]  # (N_feat, k, D): the layers the model uses
-        return align_features_to_frames(
-            feats, fps, num_frames, silence_feature=self.audio_encoder.silence_feature()[-k:]
+    def init(self, video: EncodedVideo, tau: float, num_steps: int, shift: float = SyncOptions.shift,
+             seed: int = SyncOptions.seed) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Stage 4. (x_init (C, F, h, w) float32 = (1 − τ)·source + τ·ε (Eq. 5), noise seeded per latent
+        frame; sigmas (S + 1,): the points of a ``num_steps`` schedule from τ down to 0)."""
+        sigmas = FlowMatchSchedule(num_steps, shift).truncate(tau)
+        return progressive_noise_init(video.source, tau, seed=seed), sigmas
+
+    def sample(
+        self,
+        x_init: torch.Tensor,
+        video: EncodedVideo,
+        sigmas: torch.Tensor,
+        frame_features: Optional[torch.Tensor],
+        num_layers: int,
+        guidance: Optional[GuidanceConfig] = None,
+        mouth: Union[str, Sequence[float]] = SyncOptions.mouth,
+        mouth_mask: Optional[torch.Tensor] = None,
+        window: int = SyncOptions.window,
+        overlap: int = SyncOptions.overlap,
+        text: Optional[torch.Tensor] = None,
+        progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelCheck] = None,
+    ) -> Sampled:
+        """Stage 5: denoise the whole clip with DS-CFG in windows.
+
+        Args:
+            x_init, sigmas: from :meth:`init`; video: from :meth:`encode_video`.
+            frame_features: (T, L·D) speech features per output frame from :func:`encode_speech`
+                (``num_layers`` = L); the model's last layers are taken. None for a model without audio.
+            guidance: DS-CFG (Eqs. 7–9); mouth: "auto" or an (x, y) point; mouth_mask: see
+                :func:`plan_mouth_mask` (overrides ``mouth``).
+            window, overlap: latent frames per window (0 = whole clip) and shared by neighbours.
+            text: (L_text, text_dim) or None.
+        """
+        cfg = self.model.config
+        T, added = video.num_frames, video.frames_added
+        tokens = None
+        if cfg.audio_dim:
+            if frame_features is None:
+                raise OmniSyncError("this model listens to speech: pass the speech features (encode_speech).")
+            feats = select_audio_layers(torch.as_tensor(frame_features).float(), num_layers, cfg.audio_dim)
+            if feats.shape[0] != T:
+                raise OmniSyncError(f"the speech covers {feats.shape[0]} frames but the video holds {T}; plan the "
+                                    "video with the speech's length plan (frame_indices).")
+            if added:  # the frames appended for the codec's frame rule hear the last frame's speech
+                feats = torch.cat([feats, feats[-1:].expand(added, -1)], 0)
+            tokens = latent_audio_tokens(feats, self.codec.temporal_factor, self.frame_window)  # (F, N_a, K)
+
+        if mouth_mask is not None:
+            mouth_mask = plan_mouth_mask(mouth_mask, T, video.frame_indices)
+        frame_centres, mouth_report = frame_mouth_centres(mouth, mouth_mask, T)
+        groups = latent_frame_groups(T + added, self.codec.temporal_factor)  # (F, r) frames of each latent frame
+        centres = "auto"
+        if frame_centres is not None:
+            padded = torch.cat([frame_centres, frame_centres[-1:].expand(added, 2)], 0)
+            centres = padded[groups].mean(1)  # (F, 2)
+
+        guidance = guidance or GuidanceConfig()
+        latents, gmap, rep = sample_windowed(
+            self.model, x_init, video.source, tokens, text, sigmas, guidance, centres, window, overlap,
+            progress=progress, cancel=cancel, device=self.device,
         )
 
-    # -- the whole call ------------------------------------------------------------------------
+        # latent frames → the video frames of the unpadded clip
+        of_latent = torch.empty(T + added, dtype=torch.long)
+        of_latent[groups] = torch.arange(groups.shape[0])[:, None]  # (T_p,) latent frame of each video frame
+        H, W = video.frames.shape[1:3]
+        H_p, W_p = H + video.pads[0], W + video.pads[1]
+        frame_map = F.interpolate(gmap[of_latent][:, None], size=(H_p, W_p), mode="bilinear",
+                                  align_corners=False)[:T, 0, :H, :W]
+        lost = set(rep["fallback_frames"])
+        fallback = [t for t in range(T) if int(of_latent[t]) in lost]
+        if fallback:
+            mouth_report["fallback_frames"] = fallback
+        report = {"mouth": mouth_report, "windows": rep["windows"], "steps": (len(sigmas) - 1) * len(rep["windows"]),
+                  "forward_passes": rep["forward_passes"]}
+        return Sampled(latents=latents, guidance_map=normalise_map(frame_map), mouth_centres=rep["centres"][of_latent][:T],
+                       fallback_frames=fallback, report=report)
 
     @torch.no_grad()
     def __call__(
@@ -165,159 +377,26 @@ class OmniSyncPipeline:
         progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelCheck] = None,
     ) -> SyncResult:
+        """Every stage. frames (T, H, W, 3) in [0, 1]; fps of the video; waveform (N,), (C, N) or (B, C, N)
+        at ``sample_rate``."""
         opts = options or SyncOptions()
         t0 = time.perf_counter()
-        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-            raise OmniSyncError(f"fps must be a positive number, got {fps!r}; pass the source video's frame rate.")
-        frames, frame_info = validate_frames(frames)
-        report = {"frames": frame_info}
-
-        indices, wave16k, plan = self.prepare_audio(frames.shape[0], fps, waveform, sample_rate, opts.length_mode)
-        frames = frames[indices]
-        mouth_mask = opts.mouth_mask[indices] if opts.mouth_mask is not None else None
-        report["length"] = plan.message
-        T_out = frames.shape[0]
-
-        frame_feats, audio_info = self.frame_features(wave16k, fps, T_out)
-        report["audio"] = audio_info
-
-        stride = self.codec.spatial_factor * self.model.config.patch_size[1]
-        frames_p, pads = pad_to_stride(frames, stride)
-        frames_p, added = pad_frames_to_valid(frames_p, self.codec)
-        if added:
-            frame_feats = torch.cat([frame_feats, frame_feats[-1:].expand(added, -1)], 0)
-        report["padding"] = {"spatial": pads, "frames_added": added}
-        T_p, H_p, W_p = frames_p.shape[:3]
-
-        frame_centres, centre_report = self._user_centres(opts, mouth_mask, T_out, added)
-        report["mouth"] = centre_report
-
-        schedule = FlowMatchSchedule(opts.num_steps, opts.shift)
-        sigmas = schedule.truncate(opts.tau)
-        windows = self._frame_windows(T_p, opts)
-        report["windows"] = windows
-        steps_per_window = len(sigmas) - 1
-        total_steps = steps_per_window * len(windows)
-
-        out = torch.zeros_like(frames_p)
-        gmap = torch.zeros(T_p, H_p, W_p)
-        weight_sum = torch.zeros(T_p)
-        found_centres = torch.zeros(T_p, 2)
-        fallback_frames = []
-        for w_idx, (s, e) in enumerate(windows):
-            check_cancel(cancel)
-            done_before = w_idx * steps_per_window
-
-            def window_progress(done, total, message, _base=done_before):
-                if progress is not None:
-                    progress(_base + done, total_steps, message)
-
-            src = self.codec.encode(frames_p[s:e]).to(self.device, self.dtype)  # (C, F, h, w)
-            tokens = latent_audio_tokens(
-                frame_feats[s:e], self.codec.temporal_factor, self.audio_encoder.spec.frame_window
-            ).to(self.device, self.dtype)  # (F, N_a, K)
-            x_init = progressive_noise_init(src, opts.tau, seed=opts.seed, frame_offset=self._latent_offset(s))
-            centres = "auto" if frame_centres is None else self._latent_centres(frame_centres[s:e])
-            text = opts.text.to(self.device, self.dtype) if opts.text is not None else None
-            latents, info = denoise(
-                self.model, x_init, src, tokens, text, sigmas, opts.guidance, centres,
-                progress=window_progress, cancel=cancel,
-            )
-            decoded = self.codec.decode(latents.float().cpu())[: e - s]  # (T_w, H, W, 3)
-            wts = blend_weights(e - s, *window_overlaps(windows, w_idx))
-            out[s:e] += wts[:, None, None, None] * decoded
-            weight_sum[s:e] += wts
-            gmap[s:e] += wts[:, None, None] * self._frames_from_latent_map(info["guidance_map"], e - s, H_p, W_p)
-            found_centres[s:e] += wts[:, None] * self._frames_from_latent_centres(info["centres"], e - s)
-            lost = set(info["fallback_frames"])  # latent frames of this window with no mouth found
-            of_latent = self._frame_index_of_latent(e - s)
-            fallback_frames += [s + t for t in range(e - s) if int(of_latent[t]) in lost]
-
-        out = out / weight_sum[:, None, None, None]
-        gmap = gmap / weight_sum[:, None, None]
-        centres_px = found_centres / weight_sum[:, None]
-        out = crop_back(out[:T_out], pads)
-        gmap = gmap[:T_out, : out.shape[1], : out.shape[2]]
-        centres_px = centres_px[:T_out]
-        fallback = sorted(t for t in set(fallback_frames) if t < T_out)
-        if fallback:  # no mouth located there: those frames are passed through unchanged, and said so
-            out[fallback] = frames[fallback]
-            report["mouth"]["fallback_frames"] = fallback
-
-        if opts.composite:
-            mask = mouth_region_mask(
-                centres_px, out.shape[1], out.shape[2], radius=opts.composite_radius,
-                feather_px=opts.composite_feather_px,
-            )
-            out = composite_outside_mouth(out, frames, mask)
+        frames, _ = validate_frames(frames)
+        plan, wave16k = prepare_audio(frames.shape[0], fps, waveform, sample_rate, opts.length_mode)
+        T_out = plan.frame_indices.shape[0]
+        report = {"length": plan.message}
+        feats, num_layers = None, 0
+        if self.model.config.audio_dim:
+            feats, report["audio"] = encode_speech(self.audio_encoder, wave16k, fps, T_out)
+            num_layers = self.audio_encoder.spec.num_layers
+        video = self.encode_video(frames, plan.frame_indices)
+        report.update(video.report)
+        x_init, sigmas = self.init(video, opts.tau, opts.num_steps, opts.shift, opts.seed)
+        sampled = self.sample(x_init, video, sigmas, feats, num_layers, opts.guidance, opts.mouth, opts.mouth_mask,
+                              opts.window, opts.overlap, opts.text, progress=progress, cancel=cancel)
+        report.update(sampled.report)
+        out = assemble(self.codec, sampled.latents, video, sampled.fallback_frames, sampled.mouth_centres,
+                       opts.composite, opts.composite_radius, opts.composite_feather_px)
         report["seconds"] = round(time.perf_counter() - t0, 3)
-        report["steps"] = total_steps
-        return SyncResult(
-            frames=out.clamp(0, 1), fps=fps, waveform=wave16k, sample_rate=SAMPLE_RATE_HZ,
-            guidance_map=self._normalise_map(gmap, opts.guidance), mouth_centres=centres_px, report=report,
-        )
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def _frame_windows(self, T: int, opts: SyncOptions):
-        """Windows in video frames derived from the window/overlap in latent frames."""
-        if opts.window == 0:
-            return [(0, T)]
-        tf = self.codec.temporal_factor
-        win = self.codec.num_frames(opts.window)
-        ov = opts.overlap * tf
-        if ov >= win:
-            raise OmniSyncError(
-                f"overlap ({opts.overlap} latent frames) must be smaller than the window ({opts.window})."
-            )
-        return plan_windows(T, win, ov)
-
-    def _latent_offset(self, frame_start: int) -> int:
-        return self.codec.num_latent_frames(frame_start) if frame_start else 0
-
-    def _user_centres(self, opts: SyncOptions, mouth_mask, T_out: int, added: int):
-        """Per video frame (x, y) centres from a mask or point; None means automatic."""
-        if mouth_mask is not None:
-            centres, found = centres_from_mask(mouth_mask)
-            centres, fill_report = fill_missing(centres, found, DEFAULT_MOUTH_CENTRE)
-            source = "mask"
-        elif opts.mouth != "auto":
-            centres = torch.tensor(opts.mouth, dtype=torch.float32).expand(T_out, 2).clone()
-            fill_report = {}
-            source = "point"
-        else:
-            return None, {"source": "auto"}
-        if added:
-            centres = torch.cat([centres, centres[-1:].expand(added, 2)], 0)
-        return centres, {"source": source, **fill_report}
-
-    def _latent_centres(self, frame_centres: torch.Tensor) -> torch.Tensor:
-        """(T_w, 2) per-frame centres → (F_w, 2) per latent frame (mean over its frames)."""
-        tf = self.codec.temporal_factor
-        if tf == 1:
-            return frame_centres
-        groups = [frame_centres[:1]] + [
-            frame_centres[1 + tf * (j - 1): 1 + tf * j] for j in range(1, self.codec.num_latent_frames(frame_centres.shape[0]))
-        ]
-        return torch.stack([g.mean(0) for g in groups])
-
-    def _frame_index_of_latent(self, num_frames: int) -> torch.Tensor:
-        """For each video frame of a window, the latent frame that holds it."""
-        tf = self.codec.temporal_factor
-        idx = torch.arange(num_frames)
-        return idx if tf == 1 else torch.where(idx == 0, idx, (idx - 1) // tf + 1)
-
-    def _frames_from_latent_map(self, latent_map: torch.Tensor, num_frames: int, H: int, W: int):
-        per_frame = latent_map.float().cpu()[self._frame_index_of_latent(num_frames)]  # (T_w, h, w)
-        return F.interpolate(per_frame[:, None], size=(H, W), mode="bilinear", align_corners=False)[:, 0]
-
-    def _frames_from_latent_centres(self, centres: torch.Tensor, num_frames: int):
-        return centres.float().cpu()[self._frame_index_of_latent(num_frames)]
-
-    @staticmethod
-    def _normalise_map(gmap: torch.Tensor, cfg: GuidanceConfig) -> torch.Tensor:
-        """Guidance weight → [0, 1] for display: 0 at ω_base·ω(σ₀)/ω_peak, 1 at the peak."""
-        lo, hi = gmap.amin(), gmap.amax()
-        if float(hi - lo) < 1e-8:
-            return torch.zeros_like(gmap)
-        return (gmap - lo) / (hi - lo)
+        return SyncResult(frames=out, fps=fps, waveform=wave16k, sample_rate=SAMPLE_RATE_HZ,
+                          guidance_map=sampled.guidance_map, mouth_centres=sampled.mouth_centres, report=report)

@@ -289,17 +289,3 @@ def test_all_in_one_node(fresh, loaded):
     comps = video.get_components()
     assert comps.images is images and float(comps.frame_rate) == 20.0 and comps.audio is audio
     assert cu.UPDATES and cu.UPDATES[-1][0] == cu.UPDATES[-1][1]
-
-
-def test_sampler_takes_the_last_layers_a_model_was_trained_on(comfy):
-    from types import SimpleNamespace
-
-    from nodes.sampling import _frame_features_for_model
-    from omnisync_core.audio.features import AudioFeatureSpec
-
-    feats = torch.arange(4 * 3 * 5, dtype=torch.float32).view(4, 15)  # 4 frames, 3 layers × 5
-    audio = SimpleNamespace(frame_features=feats, num_layers=3, dim=5)
-    model = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(audio_dim=10)),
-                            audio_spec=AudioFeatureSpec(encoder="x", num_layers=2, dim=5))
-    out = _frame_features_for_model(audio, model)
-    assert torch.equal(out, feats[:, 5:])  # layers 2 and 3 of each frame

@@ -15,7 +15,7 @@ FPS = 25.0
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
-    from omnisync_core.cli import load_runtime
+    from omnisync_core.api import load_runtime
 
     root = str(tmp_path_factory.mktemp("models"))
     model, codec, encoder, _ = load_runtime(make_model_checkpoint(root), make_whisper_folder(root), "cpu", torch.float32)
@@ -119,16 +119,14 @@ def test_bad_frames_are_clear_errors(pipe):
 def test_a_model_trained_on_the_last_layers_gets_exactly_those(pipe):
     from omnisync_core.model.config import preset
     from omnisync_core.model.dit import OmniSyncDiT
+    from omnisync_core.pipeline import encode_speech, select_audio_layers
     from tiny import WHISPER_D_MODEL, WHISPER_LAYERS
 
     wave = torch.from_numpy(make_speech_like(0.4))
-    full, _ = pipe.frame_features(wave, FPS, 10)  # all WHISPER_LAYERS + 1 hidden states
-    model = OmniSyncDiT(preset("tiny", latent_channels=12, audio_dim=2 * WHISPER_D_MODEL, use_text=False)).eval()
-    last2 = OmniSyncPipeline(model, pipe.codec, pipe.audio_encoder)
-    assert last2.audio_layers == 2
-    feats, _ = last2.frame_features(wave, FPS, 10)
+    full, _ = encode_speech(pipe.audio_encoder, wave, FPS, 10)  # all WHISPER_LAYERS + 1 hidden states
+    last2 = select_audio_layers(full, WHISPER_LAYERS + 1, 2 * WHISPER_D_MODEL)
     expect = full.view(10, WHISPER_LAYERS + 1, WHISPER_D_MODEL)[:, -2:].reshape(10, 2 * WHISPER_D_MODEL)
-    assert torch.equal(feats, expect)
-    with pytest.raises(OmniSyncError, match="Whisper"):
+    assert torch.equal(last2, expect)
+    with pytest.raises(OmniSyncError, match="Whisper"):  # at load time, not after the first stages
         OmniSyncPipeline(OmniSyncDiT(preset("tiny", latent_channels=12, audio_dim=40, use_text=False)),
                          pipe.codec, pipe.audio_encoder)

@@ -304,3 +304,60 @@ def test_denoise_rejects_bad_shapes():
         denoise(Oracle(target), src, src, audio, None, torch.tensor([0.2, 0.5]), GuidanceConfig(), "auto")
     with pytest.raises(OmniSyncError, match="centres"):
         denoise(Oracle(target), src, src, audio, None, torch.tensor([0.5, 0.0]), GuidanceConfig(), torch.zeros(2, 2))
+
+
+# -- options: one place for every default, the checkpoint's recommendation on auto -------------------
+
+def test_resolve_options_user_then_checkpoint_then_default():
+    from omnisync_core.sampling.options import SyncOptions, resolve_options
+
+    d = SyncOptions()
+    assert (d.tau, d.num_steps, d.window, d.overlap) == (0.92, 50, 0, 2)  # the paper's τ and steps
+    opts, rep = resolve_options(None)
+    assert opts == d and set(rep["from"].values()) == {"default"}
+    meta = {"sampling": {"num_steps": 8, "tau": 0.9, "window": 8, "overlap": 2, "omega_peak": 2.0,
+                         "cfg_cutoff": 0.3}}
+    opts, rep = resolve_options(meta, num_steps="auto", window=None, tau=0.5, seed=4)
+    assert (opts.num_steps, opts.window, opts.overlap, opts.tau, opts.seed) == (8, 8, 2, 0.5, 4)
+    assert opts.guidance.omega_peak == 2.0 and opts.guidance.gamma == d.guidance.gamma
+    assert rep["from"]["num_steps"] == "checkpoint" and rep["from"]["tau"] == "user"
+    assert rep["from"]["gamma"] == "default" and rep["ignored"] == ["cfg_cutoff"]  # a newer file's key: reported
+
+
+def test_resolve_options_rejects_bad_recommendations_and_unknown_options():
+    from omnisync_core.sampling.options import SyncOptions, resolve_options
+
+    with pytest.raises(OmniSyncError, match="checkpoint recommends invalid sampling"):
+        resolve_options({"sampling": {"num_steps": 0}})
+    with pytest.raises(OmniSyncError, match="unknown sync option"):
+        resolve_options(None, steps=8)
+    with pytest.raises(OmniSyncError, match="overlap"):
+        resolve_options({"sampling": {"window": 4, "overlap": 2}}, overlap=4)
+    with pytest.raises(OmniSyncError, match="tau"):
+        SyncOptions(tau=0.0)
+
+
+# -- fps: one rule -----------------------------------------------------------------------------------
+
+def test_exact_fps_is_one_rule_for_files_widgets_and_alignment():
+    from fractions import Fraction
+
+    from omnisync_core.audio.features import align_features_to_frames
+    from omnisync_core.fps import exact_fps
+
+    assert exact_fps(29.97) == exact_fps(30000 / 1001) == Fraction(30000, 1001)  # what ffmpeg and people write
+    assert exact_fps(25) == 25 and exact_fps(12.5) == Fraction(25, 2) and exact_fps(Fraction(2997, 100)) == Fraction(2997, 100)
+    for bad in (0, -1.0, float("nan"), True, "25"):
+        with pytest.raises(OmniSyncError, match="fps"):
+            exact_fps(bad)
+    feats = torch.arange(100, dtype=torch.float32).view(100, 1, 1)
+    assert torch.equal(align_features_to_frames(feats, 29.97, 50)[0], align_features_to_frames(feats, 30000 / 1001, 50)[0])
+
+
+def test_the_sampler_moves_only_the_window_to_the_models_device():
+    src, _, audio = _setup(F_=6)
+    sigmas = FlowMatchSchedule(4).truncate(0.8)
+    x_init = progressive_noise_init(src, 0.8)
+    out, _, rep = sample_windowed(Oracle(target), x_init, src, audio, None, sigmas, GuidanceConfig(),
+                                  torch.full((6, 2), 0.5), window=3, overlap=1, device=torch.device("cpu"))
+    assert out.device.type == "cpu" and rep["windows"] == [(0, 3), (2, 5), (3, 6)]

@@ -1,5 +1,5 @@
 """The DS-CFG flow-matching sampler: one window (:func:`denoise`) and a whole latent video
-(:func:`sample_windowed`, overlapping windows with cross-faded seams).
+(:func:`sample_windowed`, overlapping windows with cross-faded seams: the one loop every front end runs).
 
 Latents here are (C, F, h, w) without a batch axis; the model is called with a batch of 1, or 2
 when the conditional and unconditional passes are needed together (batched in one forward).
@@ -144,20 +144,29 @@ def sample_windowed(
     overlap: int = 2,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
+    device: Optional[torch.device] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, Dict]:
-    """Denoise a whole latent video in overlapping windows of ``window`` latent frames.
+    """The sampling loop of every front end: a whole latent video in overlapping windows.
 
-    Shapes as in :func:`denoise`, with F the whole clip. ``window = 0`` (or ≥ F) is one window.
-    Each window is denoised on its own; in the ``overlap`` frames two windows share, the results are
-    cross-faded linearly. Progress counts steps over all windows.
+    The pipeline (CLI, all-in-one node), the split sampler node and the training validator all call
+    this. Shapes as in :func:`denoise`, with F the whole clip; ``audio_tokens`` (F, N_a, K) are built
+    once over the whole clip, so each window's tokens keep their audio context across its seams.
+    ``window`` latent frames per window (0, or ≥ F: one window), ``overlap`` shared with the next;
+    each window is denoised on its own and the shared frames are cross-faded linearly
+    (:func:`.windows.blend_weights`). Only the current window is moved to ``device`` (default: the
+    model's), so the model's memory is bounded by the window. Progress counts steps over all windows.
 
-    Returns latents (C, F, h, w) float32, guidance_map (F, h, w) (first-step weight, blended) and a
-    report: ``windows``, ``centres`` (F, 2), ``fallback_frames`` (latent frames), ``forward_passes``.
+    Returns latents (C, F, h, w) float32 on the CPU, guidance_map (F, h, w) (first-step weight G·ω,
+    blended) and a report: ``windows`` (latent frames), ``centres`` (F, 2) (blended), ``fallback_frames``
+    (latent frames where some window found no mouth), ``forward_passes``.
     """
     C, F_, h, w = x_init.shape
+    if device is None:
+        device = next(model.parameters()).device
     windows = [(0, F_)] if window == 0 or window >= F_ else plan_windows(F_, window, overlap)
     steps = torch.as_tensor(sigmas).numel() - 1
     total = steps * len(windows)
+    text = text.to(device) if text is not None else None
     out = torch.zeros(C, F_, h, w)
     gmap = torch.zeros(F_, h, w)
     found_centres = torch.zeros(F_, 2)
@@ -171,9 +180,9 @@ def sample_windowed(
             report(progress, _base + done, total, message)
 
         win_centres = centres if isinstance(centres, str) else centres[s:e]
-        lat, info = denoise(model, x_init[:, s:e], source[:, s:e],
-                            audio_tokens[s:e] if audio_tokens is not None else None, text, sigmas, guidance,
-                            win_centres, progress=window_progress, cancel=cancel)
+        win_tokens = audio_tokens[s:e].to(device) if audio_tokens is not None else None
+        lat, info = denoise(model, x_init[:, s:e].to(device), source[:, s:e].to(device), win_tokens, text, sigmas,
+                            guidance, win_centres, progress=window_progress, cancel=cancel)
         wts = blend_weights(e - s, *window_overlaps(windows, k))  # (F_w,)
         out[:, s:e] += wts.view(1, -1, 1, 1) * lat.cpu()
         gmap[s:e] += wts.view(-1, 1, 1) * info["guidance_map"].cpu()

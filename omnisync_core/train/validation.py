@@ -2,7 +2,8 @@
 
 Every ``val_every`` steps the trainer calls :class:`RenderValidator`: for a few held-out characters it
 lip-syncs the first ``clip_frames`` frames of utterance ``a`` to the audio of ``b`` with the current
-weights (progressive noise init + DS-CFG sampling, as at inference), writes ``source | output | truth``
+weights (progressive noise init + the inference sampler, ``sampling.sampler.sample_windowed``, with
+the mouth at the default point), writes ``source | output | truth``
 videos to ``out_dir/val/``, and returns the mouth-region error against the renderer's exact ground
 truth next to the "copy the source" baseline (:mod:`omnisync_core.eval.heldout` metrics), plus the
 held-out flow-matching loss.
@@ -21,9 +22,13 @@ from torch import nn
 from ..data.dataset import load_clip, read_index
 from ..eval.heldout import clip_metrics, mouth_region
 from ..sampling.guidance import GuidanceConfig
+from ..sampling.mouth import DEFAULT_MOUTH_CENTRE, centres_from_point
 from ..sampling.noise_init import progressive_noise_init
-from ..sampling.sampler import denoise
+from ..sampling.options import SyncOptions
+from ..sampling.sampler import sample_windowed
 from ..sampling.schedule import FlowMatchSchedule
+
+VALIDATION_STEPS = 20  # schedule length of the validation renders: cheaper than the paper's 50 during training
 
 
 class RenderValidator:
@@ -34,10 +39,11 @@ class RenderValidator:
         num_layers, frame_window: the audio feature layout the model trains on.
         clips: held-out characters rendered each time; frames: frames per clip.
         tau, steps: progressive noise init strength and the full schedule length (only σ ≤ τ run).
+        guidance: DS-CFG configuration (default: :class:`GuidanceConfig`'s).
     """
 
     def __init__(self, root: str, out_dir: str, codec, num_layers: Optional[int], frame_window: int = 2,
-                 clips: int = 3, frames: int = 16, tau: float = 0.92, steps: int = 20,
+                 clips: int = 3, frames: int = 16, tau: float = SyncOptions.tau, steps: int = VALIDATION_STEPS,
                  guidance: Optional[GuidanceConfig] = None, write_videos: bool = True):
         entries = read_index(root)["splits"].get("heldout") or []
         self.items = []
@@ -67,11 +73,12 @@ class RenderValidator:
         for item in self.items:
             source = item["a"].float() / 255.0
             truth = item["b"].float() / 255.0
-            src = self.codec.encode(source).to(device)
-            x_init = progressive_noise_init(src, self.tau, seed=0)
-            tokens = item["tokens"].float().to(device) if item["tokens"] is not None else None
-            centres = torch.tensor([[0.5, 0.62]]).expand(src.shape[1], 2)
-            latents, _ = denoise(core, x_init, src, tokens, None, self.sigmas, self.guidance, centres)
+            src = self.codec.encode(source)  # (C, F, h, w); the sampler moves it to the model's device
+            x_init = progressive_noise_init(src, self.tau, seed=SyncOptions.seed)
+            tokens = item["tokens"].float() if item["tokens"] is not None else None
+            centres = centres_from_point(DEFAULT_MOUTH_CENTRE, src.shape[1])
+            latents, _, _ = sample_windowed(core, x_init, src, tokens, None, self.sigmas, self.guidance, centres,
+                                            device=device)
             out = self.codec.decode(latents.cpu()).clamp(0, 1)[: source.shape[0]]
             rows.append(clip_metrics(out, source, truth, item["region"]))
             if self.write_videos and int(os.environ.get("RANK", "0")) == 0:
