@@ -53,8 +53,7 @@ def main() -> None:
     speech = speech.reshape(-1, speech.shape[-1]).mean(0)  # mono
     n = int(round(args.seconds * sr))
     wave = speech.repeat(n // speech.shape[0] + 1)[:n]
-    opts, chosen = resolve_options(meta, num_steps=args.steps, tau=args.tau, window=args.window,
-                                   overlap=args.overlap, length_mode="follow_audio_loop")
+    opts, chosen = resolve_options(meta, num_steps=args.steps, tau=args.tau, window=args.window, overlap=args.overlap)
     pipe = OmniSyncPipeline(model, codec, encoder)
     t0 = time.perf_counter()
     res = pipe(frames, fps, wave, sr, opts)
@@ -64,7 +63,7 @@ def main() -> None:
     T, H, W = res.frames.shape[:3]
     print(f"model: {os.path.basename(args.model)} ({params / 1e6:.2f} M parameters), threads {args.threads}")
     print(f"options: {opts.num_steps}-step schedule at τ {opts.tau:g}, window {opts.window} overlap {opts.overlap} "
-          f"(from: {chosen['from']})")
+          f"(from the checkpoint: {', '.join(k for k, v in chosen['from'].items() if v == 'checkpoint') or 'none'})")
     print(f"clip: {T} frames of {W}x{H} at {fps:g} fps ({T / fps:.2f} s), windows {len(res.report['windows'])}, "
           f"Euler steps {res.report['steps']}, forward passes {res.report['forward_passes']}")
     print(f"load {load_s:.2f} s, lip-sync {run_s:.2f} s = {run_s / (T / fps):.2f} s per video second, "

@@ -46,7 +46,7 @@ class FlowMatchSchedule:
     """Euler flow-matching schedule over ``num_steps`` steps, σ from 1 down to 0.
 
     Args:
-        num_steps: number of Euler steps of the full schedule (the paper uses 50).
+        num_steps: number of Euler steps of the full schedule (the paper uses 50: ``SyncOptions.num_steps``).
         shift: flow shift applied to the linear σ grid (1.0 = linear).
 
     Attributes:
@@ -54,7 +54,7 @@ class FlowMatchSchedule:
         timesteps: (num_steps,) float32 = 1000·σ of the points where the network is called.
     """
 
-    def __init__(self, num_steps: int = 50, shift: float = 1.0):
+    def __init__(self, num_steps: int, shift: float = 1.0):
         if not isinstance(num_steps, int) or num_steps < 1:
             raise OmniSyncError(f"num_steps must be a positive integer, got {num_steps!r}.")
         if not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
