@@ -205,14 +205,15 @@ def rollout_state(model: nn.Module, source: torch.Tensor, noise: torch.Tensor, a
 
 
 def draw_rollout_batch(model: nn.Module, pairs: PairSource, config: TrainConfig, generator: torch.Generator,
-                       text_branch: bool, device: torch.device) -> Tuple[Batch, torch.Tensor, torch.Tensor]:
+                       text_branch: bool, device: torch.device, crop: int = 0) -> Tuple[Batch, torch.Tensor, torch.Tensor]:
     """A pseudo-paired batch at a sampler step k (uniform), its noise and its x_σ from :func:`rollout_state`.
 
     The rollout uses the undropped conditions (the sampler's conditional pass); condition dropout is
     applied afterwards to what the loss sees, as for every batch.
     """
     n = config.batch_size
-    examples = [pairs.pseudo_paired(generator) for _ in range(n)]
+    kw = {"crop": crop} if crop else {}
+    examples = [pairs.pseudo_paired(generator, **kw) for _ in range(n)]
     sigmas = rollout_sigmas(config)
     k = int(torch.randint(0, sigmas.numel(), (1,), generator=generator))
     batch = collate(examples, sigmas[k].expand(n).clone(), [PSEUDO_PAIRED] * n)
@@ -262,14 +263,15 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
         lr = lr_at(step, config)
         for group in opt.param_groups:
             group["lr"] = lr
+        whole = not config.train_crop or (step + 1) % config.full_frame_every == 0
+        crop = 0 if whole else config.train_crop
         for micro in range(config.grad_accum):
             x_sigma = None
             if config.rollout_prob > 0 and float(torch.rand((), generator=gen)) < config.rollout_prob:
-                batch, noise, x_sigma = draw_rollout_batch(core, pair_source, config, gen, text_branch, info.device)
+                batch, noise, x_sigma = draw_rollout_batch(core, pair_source, config, gen, text_branch, info.device, crop)
                 batch = drop_conditions(batch, config, gen, text_branch)
             else:
-                whole = not config.train_crop or (step + 1) % config.full_frame_every == 0
-                batch = draw_batch(pair_source, config.batch_size, config, gen, crop=0 if whole else config.train_crop)
+                batch = draw_batch(pair_source, config.batch_size, config, gen, crop=crop)
                 batch = drop_conditions(batch, config, gen, text_branch)
                 noise = torch.randn(batch.target.shape, generator=gen)
             extras: Dict[str, float] = {}
@@ -434,9 +436,17 @@ def init_from_wan(model: nn.Module, path: str) -> None:
     model's stage 2): the same loader copies every weight the file holds, the audio branch and the
     source channels included.
     """
-    from ..model.checkpoint import load_wan_state_dict
+    from ..model.checkpoint import load_checkpoint, load_wan_state_dict
+    from ..model.unet import OmniSyncUNet
     if not os.path.exists(path):
         raise OmniSyncError(f"init_from {path!r} does not exist; pass a Wan 2.1 or OmniSync .safetensors file.")
+    if isinstance(model, OmniSyncUNet):  # no Wan weights for a U-Net: an OmniSync U-Net of the same config
+        start, _ = load_checkpoint(path)
+        if not isinstance(start, OmniSyncUNet) or start.config != model.config:
+            raise OmniSyncError(f"init_from {path!r} is not an OmniSync U-Net of this config; start from one "
+                                "exported with the same model_overrides, codec and audio spec.")
+        model.load_state_dict(start.state_dict())
+        return
     load_wan_state_dict(model, path)
 
 
