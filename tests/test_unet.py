@@ -156,3 +156,33 @@ def test_unet_training_run_exports_a_loadable_model(tiny_dataset, tmp_path):
     assert (out / "omnisync_ema_step000002.safetensors").exists()
     model, meta = load_checkpoint(str(out / "omnisync_ema.safetensors"))
     assert isinstance(model, OmniSyncUNet) and meta["sampling"] == cfg["sampling"]
+
+
+def test_sampler_path_batches_start_from_the_source_and_can_be_crops(tiny_dataset):
+    """k = 0 of the sampler path is the progressive init from the SOURCE (Eq. 5), the state sampling starts in."""
+    from omnisync_core.data.dataset import FolderPairSource
+    from omnisync_core.model.codec import PixelCodec
+    from omnisync_core.train.config import TrainConfig
+    from omnisync_core.train.trainer import draw_rollout_batch, rollout_sigmas
+    from tiny import WHISPER_D_MODEL, WHISPER_LAYERS
+
+    src = FolderPairSource(tiny_dataset, "train", clip_frames=2, codec=PixelCodec(patch=2), num_layers=WHISPER_LAYERS + 1)
+    cfg = TrainConfig(arch="unet", batch_size=2, rollout_prob=1.0, rollout_steps=1, rollout_tau=0.92)
+    model = OmniSyncUNet(UNetConfig(**{**TINY, "audio_dim": (WHISPER_LAYERS + 1) * WHISPER_D_MODEL}))
+    batch, noise, x = draw_rollout_batch(model, src, cfg, torch.Generator().manual_seed(0), False, torch.device("cpu"),
+                                         crop=32)
+    assert batch.source.shape == (2, 12, 2, 16, 16) and torch.allclose(batch.sigma, rollout_sigmas(cfg)[0].expand(2))
+    torch.testing.assert_close(x, 0.08 * batch.source + 0.92 * noise)
+
+
+def test_init_from_takes_a_unet_of_the_same_config_only(tmp_path):
+    from omnisync_core.train.trainer import init_from_wan
+
+    model = _randomised(seed=1)
+    path = str(tmp_path / "start.safetensors")
+    save_checkpoint(path, model, CodecSpec(type="pixel", patch=2), {"encoder": "x", "num_layers": 3, "dim": 8})
+    fresh = OmniSyncUNet(UNetConfig(**TINY))
+    init_from_wan(fresh, path)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(OmniSyncError, match="not an OmniSync U-Net of this config"):
+        init_from_wan(OmniSyncUNet(UNetConfig(**{**TINY, "channels": (8, 8)})), path)
