@@ -23,12 +23,13 @@ from typing import List, Optional
 
 import torch
 
-from .api import BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_VIDEO, load_runtime, pair_sources
+from .api import BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_VIDEO, PACKAGE_ROOT, load_runtime, pair_sources
 from .errors import Cancelled, OmniSyncError
 from .sampling.options import AUTO, SyncOptions, resolve_options
 from .sampling.windows import LENGTH_MODES
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+BUNDLED_READER = os.path.join(PACKAGE_ROOT, "models", "mouth_reader.safetensors")
 
 
 def _mouth(value: str):
@@ -246,28 +247,48 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
+    from .data.dataset import read_index
+    from .eval.ablation import ablation_table, evaluate_ablation
     from .eval.heldout import evaluate_heldout, markdown_table
-    from .pipeline import OmniSyncPipeline, SyncOptions
+    from .eval.mouth_reader import load_reader
+    from .pipeline import OmniSyncPipeline
     from .sampling.guidance import GuidanceConfig
 
+    if args.limit is not None and args.limit < 1:
+        raise OmniSyncError(f"--limit counts characters and must be at least 1, got {args.limit}.")
+    if not read_index(args.data)["splits"].get(args.split):
+        raise OmniSyncError(f"dataset {args.data!r} has no {args.split!r} split; build it with "
+                            f"`python -m omnisync_core make-data --out {args.data} --split {args.split}`.")
+    reader, reader_meta = load_reader(args.reader)  # before the model: a bad path fails in a second
     model, codec, encoder, _ = load_runtime(args.model, args.whisper, args.device, DTYPES[args.dtype])
     pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=DTYPES[args.dtype])
     g = GuidanceConfig(omega_base=args.omega_base, omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial,
                        gamma=args.gamma)
     opts = SyncOptions(tau=args.tau, num_steps=args.steps, seed=args.seed, guidance=g, mouth=args.mouth,
                        window=args.window, overlap=args.overlap, length_mode="follow_video")
-    bar, progress = _bar("eval", args.quiet)
+    bar, progress = _bar("eval ablation" if args.ablation else "eval", args.quiet)
     try:
-        result = evaluate_heldout(pipe, args.data, opts, split=args.split, limit=args.limit, progress=progress)
+        if args.ablation:
+            variants = evaluate_ablation(pipe, args.data, opts, split=args.split, limit=args.limit, reader=reader,
+                                         progress=progress)
+        else:
+            result = evaluate_heldout(pipe, args.data, opts, split=args.split, limit=args.limit, reader=reader,
+                                      progress=progress)
     finally:
         if bar is not None:
             bar.close()
-    table = markdown_table(result["summary"])
-    print(table)
+    print(ablation_table(variants) if args.ablation else markdown_table(result["summary"]))
+    acc = reader_meta.get("accuracy", {}).get("params", {}).get("open")
+    if acc:
+        print(f"mouth reader {args.reader}: held-out openness R² {acc['r2']:.3f}, correlation {acc['corr']:.3f} "
+              "on ground-truth frames")
     if args.report:
+        options = {"split": args.split, "tau": args.tau, "steps": args.steps, "guidance": g.to_dict(),
+                   "mouth": args.mouth, "model": args.model, "reader": args.reader,
+                   "reader_accuracy": reader_meta.get("accuracy")}
         with open(args.report, "w") as f:
-            json.dump({"options": {"split": args.split, "tau": args.tau, "steps": args.steps, "guidance": g.to_dict(),
-                                   "mouth": args.mouth, "model": args.model}, **result}, f, indent=1, default=str)
+            json.dump({"options": options, **({"ablation": variants} if args.ablation else result)}, f, indent=1,
+                      default=str)
     return 0
 
 
@@ -350,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=2)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    p.add_argument("--reader", default=BUNDLED_READER,
+                   help="mouth-parameter reader for the lip-sync scores (default: the bundled one)")
+    p.add_argument("--ablation", action="store_true",
+                   help="run the paper's inference ablation on the same clips: one row per variant (all splits)")
     p.add_argument("--report", help="write per-clip results and the summary (JSON) here")
     p.add_argument("--quiet", action="store_true")
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from omnisync_core.errors import OmniSyncError
 from omnisync_core.eval.heldout import _balanced, clip_metrics, mouth_region, summarise
 
 
@@ -49,3 +50,122 @@ def test_mouth_region_takes_the_shorter_of_two_box_tracks():
     a = np.tile([[0.2, 0.2, 0.4, 0.4]], (5, 1))
     b = np.tile([[0.6, 0.6, 0.8, 0.8]], (3, 1))
     assert mouth_region(a, b, 10, 10).shape == (3, 10, 10)
+
+
+# -- lip-sync scores read by the mouth reader, and the inference ablation ---------------------------
+
+
+def _params(open_track):
+    """(T, 5) mouth parameters: the given openness, the other four fixed."""
+    p = torch.full((len(open_track), 5), 0.5)
+    p[:, 0] = torch.tensor(open_track)
+    return p
+
+
+def test_sync_metrics_by_hand():
+    from omnisync_core.eval.heldout import sync_metrics
+
+    a, b = _params([1.0, 0.5, 0.0, 0.5]), _params([0.0, 0.5, 1.0, 0.5])  # openness of a = −(b) + 1
+    # a perfect reader, an output that copies the source mouth
+    m = sync_metrics(read_output=a, read_source=a, read_truth=b, params_source=a, params_truth=b)
+    assert m["sync_target"] == pytest.approx(-1.0) and m["sync_source"] == pytest.approx(1.0)
+    assert m["copy_sync_target"] == pytest.approx(-1.0) and m["reader_sync"] == pytest.approx(1.0)
+    assert m["shape_error"] == m["copy_shape_error"] == pytest.approx(0.5 / 5)  # |Δopen| mean 0.5, over 5 params
+    assert m["reader_shape_error"] == 0.0
+    # an output with the target's mouth; a frozen mouth follows nothing
+    assert sync_metrics(b, a, b, a, b)["sync_target"] == pytest.approx(1.0)
+    assert sync_metrics(_params([0.3] * 4), a, b, a, b)["sync_target"] == 0.0
+
+
+def test_summary_sums_counts_and_table_marks_missing_scores():
+    rows = [{"kind": "human", "mouth_mae": 2.0, "copy_mouth_mae": 4.0, "psnr_outside": 30.0, "frames": 10,
+             "passed_through": 1, "sync_target": 0.8, "sync_source": 0.1},
+            {"kind": "robot", "mouth_mae": 3.0, "copy_mouth_mae": 3.0, "psnr_outside": 40.0, "frames": 5,
+             "passed_through": 0, "sync_target": 0.4, "sync_source": 0.3}]
+    s = summarise(rows)
+    assert s["all"]["frames"] == 15 and s["all"]["passed_through"] == 1
+    assert s["all"]["sync_target"] == pytest.approx(0.6) and "shape_error" not in s["all"]
+    from omnisync_core.eval.heldout import markdown_table
+
+    row = [line for line in markdown_table(s).splitlines() if line.startswith("| all |")][0]
+    assert "| +0.60 | +0.20 | – | – | 2.50 | 3.50 |" in row and row.endswith("| 1 | – |")
+
+
+def test_ablation_variants_are_data_applied_to_the_base_run():
+    from omnisync_core.eval.ablation import ABLATIONS, ablation_options
+    from omnisync_core.pipeline import SyncOptions
+    from omnisync_core.sampling.guidance import GuidanceConfig
+
+    base = SyncOptions(tau=0.9, guidance=GuidanceConfig(omega_base=1.5, omega_peak=4.0, gamma=1.5))
+    got = {name: ablation_options(base, o) for name, o in ABLATIONS}
+    assert len(got) == 6 and got["default"] == base
+    assert got["τ = 1 (no progressive init)"].tau == 1.0
+    g = {name: (o.guidance.omega_base, o.guidance.omega_peak, o.guidance.gamma) for name, o in got.items()}
+    assert g["static CFG ω = 1"] == (1.0, 1.0, 0.0) and g["static CFG ω = 3"] == (3.0, 3.0, 0.0)
+    assert g["no spatial Gaussian"] == (4.0, 4.0, 1.5)  # ω_base = the base run's ω_peak
+    assert g["no temporal decay"] == (1.5, 4.0, 0.0)
+    assert base.guidance.omega_base == 1.5  # the base is not changed
+    with pytest.raises(OmniSyncError, match="unknown ablation knob"):
+        ablation_options(base, {"cfg": 2.0})
+
+
+@pytest.fixture(scope="module")
+def heldout_pairs(tmp_path_factory):
+    from omnisync_core.data.dataset import build_dataset
+
+    root = str(tmp_path_factory.mktemp("eval") / "chars")
+    build_dataset(root, 2, split="heldout", size=32)
+    return root
+
+
+class _CopySource:
+    """A pipeline stand-in that returns the source frames: the copy baseline. Records the options."""
+
+    def __init__(self):
+        self.options = []
+
+    def __call__(self, frames, fps, wave, sr, options):
+        from types import SimpleNamespace
+
+        self.options.append(options)
+        return SimpleNamespace(frames=frames, report={"mouth": {"fallback_frames": [0]}})
+
+
+def test_copying_the_source_scores_as_the_copy_baseline(heldout_pairs):
+    from omnisync_core.eval.heldout import evaluate_heldout
+    from omnisync_core.eval.mouth_reader import MouthReader, ReaderConfig
+    from omnisync_core.pipeline import SyncOptions
+
+    torch.manual_seed(0)
+    reader = MouthReader(ReaderConfig(crop=16, channels=(4, 8)))
+    result = evaluate_heldout(_CopySource(), heldout_pairs, SyncOptions(length_mode="follow_video"), reader=reader)
+    for r in result["clips"]:
+        assert r["mouth_mae"] == r["copy_mouth_mae"] and r["shape_error"] == r["copy_shape_error"]
+        assert r["sync_target"] == r["copy_sync_target"] and r["passed_through"] == 1
+    assert result["summary"]["all"]["passed_through"] == 2 and result["summary"]["all"]["clips"] == 2
+
+
+def test_ablation_runs_every_variant_on_the_same_clips(heldout_pairs):
+    from omnisync_core.eval.ablation import ablation_table, evaluate_ablation
+    from omnisync_core.pipeline import SyncOptions
+
+    pipe = _CopySource()
+    variants = [("default", {}), ("τ = 1", {"tau": 1.0})]
+    results = evaluate_ablation(pipe, heldout_pairs, SyncOptions(length_mode="follow_video"), variants, limit=1)
+    assert [o.tau for o in pipe.options] == [0.92, 1.0]
+    assert [r["name"] for r in results] == ["default", "τ = 1"] and results[1]["options"]["tau"] == 1.0
+    table = ablation_table(results).splitlines()
+    assert len(table) == 4 and table[3].startswith("| τ = 1 | 1 | 1 | 3 | 1.5 |")
+
+
+def test_eval_cli_errors_are_one_line(heldout_pairs, tmp_path, capsys):
+    from omnisync_core.cli import main
+
+    cases = [(["--data", str(tmp_path)], "not an OmniSync dataset folder"),
+             (["--data", heldout_pairs, "--split", "train"], "no 'train' split"),
+             (["--data", heldout_pairs, "--limit", "0"], "--limit"),
+             (["--data", heldout_pairs, "--reader", str(tmp_path / "none.safetensors")], "train-reader")]
+    for args, message in cases:
+        assert main(["eval", "--model", str(tmp_path / "no_model.safetensors"), "--quiet"] + args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and message in err and err.count("\n") == 1, err

@@ -10,8 +10,22 @@ what a perfect lip sync would output. Per clip (first ``T = min(T_a, T_b)`` fram
 * ``copy_mouth_mae``: the same for the "copy the source" baseline (output = frames of ``a``).
 * ``psnr_outside``: PSNR (dB) outside that region between the output and the source ``a``
   (higher = the rest of the frame is kept).
+* ``passed_through``: frames the pipeline handed back unchanged (no mouth found), summed per split.
 
-Results are averaged per kind (human / stylized / non-human) and overall.
+Mouth MAE rewards copying (only a small part of the mouth box changes between two utterances), so it
+is a fidelity guard, not a lip-sync score. With a mouth reader (:mod:`omnisync_core.eval.mouth_reader`,
+all crops at ``b``'s mouth boxes: both utterances share one head-motion track) the lip sync is read,
+the synthetic analogue of the paper's LSE-C and LMD:
+
+* ``sync_target``: Pearson correlation over the clip's frames between the output's read openness and
+  ``b``'s true openness (higher is better); ``sync_source``: the same against ``a``'s true openness
+  (a model that copies the source mouth scores high here).
+* ``shape_error``: mean |read − true| over the frames and the 5 mouth parameters (all in [0, 1]) of the
+  output against ``b``'s truth; ``copy_shape_error``: the same for the frames of ``a``.
+* ``copy_sync_target``: the copy baseline's correlation with ``b`` (what no lip sync scores).
+* ``reader_sync`` / ``reader_shape_error``: the reader on ``b``'s own frames: the ceiling of the two scores.
+
+Results are averaged over clips per kind (human / stylized / non-human) and overall.
 """
 
 from __future__ import annotations
@@ -27,9 +41,13 @@ import torch
 from ..data.dataset import grown_box_mask
 from ..errors import OmniSyncError
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
+from .mouth_reader import OPEN, MouthReader, pearson, read_mouths
 
 BOX_GROW = 0.25  # the mouth box is grown by this fraction of its size on each side
 PIXEL_MAX = 255.0
+MEAN_METRICS = ("mouth_mae", "copy_mouth_mae", "psnr_outside", "sync_target", "sync_source", "copy_sync_target",
+                "shape_error", "copy_shape_error", "reader_sync", "reader_shape_error")  # averaged over clips
+SUM_METRICS = ("frames", "passed_through")  # summed over clips
 
 
 def mouth_region(boxes_a: np.ndarray, boxes_b: np.ndarray, H: int, W: int) -> torch.Tensor:
@@ -48,12 +66,32 @@ def clip_metrics(output: torch.Tensor, source: torch.Tensor, truth: torch.Tensor
     return {"mouth_mae": mae(output, truth, r), "copy_mouth_mae": mae(source, truth, r), "psnr_outside": psnr}
 
 
+def sync_metrics(read_output: torch.Tensor, read_source: torch.Tensor, read_truth: torch.Tensor,
+                 params_source: torch.Tensor, params_truth: torch.Tensor) -> Dict[str, float]:
+    """Reader-based lip-sync scores of one clip (see the module docstring).
+
+    read_output, read_source, read_truth: (T, P) the reader on the output, source ``a`` and target ``b``
+    frames; params_source, params_truth: (T, P) the renderer's true parameters of ``a`` and ``b``.
+    """
+    def shape_error(read):
+        return float((read - params_truth).abs().mean())
+
+    return {"sync_target": pearson(read_output[:, OPEN], params_truth[:, OPEN]),
+            "sync_source": pearson(read_output[:, OPEN], params_source[:, OPEN]),
+            "copy_sync_target": pearson(read_source[:, OPEN], params_truth[:, OPEN]),
+            "shape_error": shape_error(read_output), "copy_shape_error": shape_error(read_source),
+            "reader_sync": pearson(read_truth[:, OPEN], params_truth[:, OPEN]),
+            "reader_shape_error": shape_error(read_truth)}
+
+
 def summarise(rows: List[Dict]) -> Dict[str, Dict[str, float]]:
-    """Mean of each metric per kind and overall; ``improvement`` = 1 − model/copy error."""
+    """Per kind and overall: the mean over clips of each metric the rows have, the sum of the counts;
+    ``improvement`` = 1 − model/copy mouth MAE."""
     out = {}
     for kind in sorted({r["kind"] for r in rows}) + ["all"]:
         sel = [r for r in rows if kind == "all" or r["kind"] == kind]
-        m = {k: float(np.mean([r[k] for r in sel])) for k in ("mouth_mae", "copy_mouth_mae", "psnr_outside")}
+        m = {k: float(np.mean([r[k] for r in sel])) for k in MEAN_METRICS if all(k in r for r in sel)}
+        m.update({k: int(sum(r[k] for r in sel)) for k in SUM_METRICS if all(k in r for r in sel)})
         m["improvement"] = 1.0 - m["mouth_mae"] / m["copy_mouth_mae"]
         m["clips"] = len(sel)
         out[kind] = m
@@ -61,8 +99,13 @@ def summarise(rows: List[Dict]) -> Dict[str, Dict[str, float]]:
 
 
 def evaluate_heldout(pipeline, root: str, options, split: str = "heldout", limit: Optional[int] = None,
-                     progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None) -> Dict:
-    """Run ``pipeline`` (an OmniSyncPipeline) on the held-out pairs; returns {"clips": rows, "summary": ...}."""
+                     reader: Optional[MouthReader] = None, progress: Optional[ProgressCallback] = None,
+                     cancel: Optional[CancelCheck] = None) -> Dict:
+    """Run ``pipeline`` (an OmniSyncPipeline) on the held-out pairs; returns {"clips": rows, "summary": ...}.
+
+    With a ``reader`` (:func:`omnisync_core.eval.mouth_reader.load_reader`) the rows also hold the
+    lip-sync scores of :func:`sync_metrics`.
+    """
     from ..media import read_audio
     from ..data.dataset import read_index
     from safetensors import safe_open
@@ -90,11 +133,19 @@ def evaluate_heldout(pipeline, root: str, options, split: str = "heldout", limit
         wave = wave[..., : round(T / meta["b"]["fps"] * sr)]
         result = pipeline(source, meta["a"]["fps"], wave, sr, options)
         region = mouth_region(np.array(meta["a"]["mouth_box"]), np.array(meta["b"]["mouth_box"]), *source.shape[1:3])
-        row = clip_metrics(result.frames[:T], source, truth, region)
+        output = result.frames[:T]
+        row = clip_metrics(output, source, truth, region)
         row.update({"kind": e["kind"], "seed": e["seed"], "frames": T,
                     "passed_through": len(result.report.get("mouth", {}).get("fallback_frames", []))})
+        message = f"{e['kind']} mouth MAE {row['mouth_mae']:.2f} vs copy {row['copy_mouth_mae']:.2f}"
+        if reader is not None:
+            boxes = np.array(meta["b"]["mouth_box"])[:T]  # one head-motion track: b's boxes are a's boxes
+            params = {n: torch.tensor(meta[n]["mouth_params"], dtype=torch.float32)[:T] for n in ("a", "b")}
+            row.update(sync_metrics(read_mouths(reader, output, boxes), read_mouths(reader, source, boxes),
+                                    read_mouths(reader, truth, boxes), params["a"], params["b"]))
+            message += f", sync {row['sync_target']:+.2f} (source {row['sync_source']:+.2f})"
         rows.append(row)
-        report(progress, i + 1, len(entries), f"{e['kind']} {row['mouth_mae']:.2f} vs copy {row['copy_mouth_mae']:.2f}")
+        report(progress, i + 1, len(entries), message)
     return {"clips": rows, "summary": summarise(rows)}
 
 
@@ -112,11 +163,30 @@ def _balanced(entries: List[Dict], limit: int) -> List[Dict]:
     return out
 
 
+# (column header, summary key, format); "–" where a summary lacks the key (no reader given)
+TABLE_COLUMNS = [
+    ("sync ↑ (target)", "sync_target", "{:+.2f}"),
+    ("sync (source)", "sync_source", "{:+.2f}"),
+    ("shape err ↓ (model)", "shape_error", "{:.3f}"),
+    ("shape err (copy)", "copy_shape_error", "{:.3f}"),
+    ("mouth MAE ↓ (model)", "mouth_mae", "{:.2f}"),
+    ("mouth MAE (copy)", "copy_mouth_mae", "{:.2f}"),
+    ("PSNR outside mouth (dB)", "psnr_outside", "{:.2f}"),
+    ("frames passed through", "passed_through", "{:d}"),
+    ("reader ceiling (sync on truth)", "reader_sync", "{:+.2f}"),
+]
+
+
+def table_cells(m: Dict) -> List[str]:
+    """The formatted TABLE_COLUMNS values of one summary row."""
+    return [fmt.format(m[key]) if key in m else "–" for _, key, fmt in TABLE_COLUMNS]
+
+
 def markdown_table(summary: Dict[str, Dict[str, float]]) -> str:
-    """The README table."""
-    lines = ["| split | clips | mouth MAE ↓ (model) | mouth MAE (copy source) | improvement | PSNR outside mouth (dB) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    """The README table: one row per split (kind, then all). Sync = openness correlation over a clip's
+    frames, mean over clips; shape err = mean |read − true| over the 5 mouth parameters (in [0, 1])."""
+    lines = ["| split | clips | " + " | ".join(h for h, _, _ in TABLE_COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(TABLE_COLUMNS)]
     for kind, m in summary.items():
-        lines.append(f"| {kind} | {m['clips']} | {m['mouth_mae']:.2f} | {m['copy_mouth_mae']:.2f} | "
-                     f"{100 * m['improvement']:+.1f}% | {m['psnr_outside']:.2f} |")
+        lines.append(f"| {kind} | {m['clips']} | " + " | ".join(table_cells(m)) + " |")
     return "\n".join(lines)
