@@ -137,6 +137,7 @@ def test_train_reader_cli_writes_reader_and_report(dataset, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--out", "reader.pt"], "must end in .safetensors"),
     (["--steps", "0"], "steps ≥ 1"),
+    (["--characters", "0"], "at least 1"),
 ])
 def test_train_reader_cli_errors_are_one_line(dataset, tmp_path, capsys, args, message):
     from omnisync_core.cli import main

@@ -187,6 +187,8 @@ def load_reader_clips(root: str, split: str, limit: Optional[int] = None) -> Lis
 
     from ..data.dataset import read_index
 
+    if limit is not None and limit < 1:
+        raise OmniSyncError(f"the number of characters to load must be at least 1, got {limit}.")
     entries = read_index(root)["splits"].get(split) or []
     if not entries:
         raise OmniSyncError(f"dataset {root!r} has no {split!r} split; build it with "
