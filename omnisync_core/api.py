@@ -29,9 +29,10 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_MODEL = os.path.join(PACKAGE_ROOT, "models", "omnisync_small_pixel128.safetensors")
 BUNDLED_VIDEO = os.path.join(PACKAGE_ROOT, "samples", "character.mp4")
 BUNDLED_SPEECH = os.path.join(PACKAGE_ROOT, "samples", "speech.wav")
+BUNDLED_TRUTH = os.path.join(PACKAGE_ROOT, "samples", "character_truth.mp4")  # the renderer's truth of the pair
 
 __all__ = ["load_runtime", "pair_sources", "OmniSyncPipeline", "SyncOptions", "SyncResult", "resolve_options", "AUTO",
-           "BUNDLED_MODEL", "BUNDLED_VIDEO", "BUNDLED_SPEECH"]
+           "BUNDLED_MODEL", "BUNDLED_VIDEO", "BUNDLED_SPEECH", "BUNDLED_TRUTH"]
 
 
 def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cpu",

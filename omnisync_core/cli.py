@@ -23,7 +23,7 @@ from typing import List, Optional
 
 import torch
 
-from .api import BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_VIDEO, PACKAGE_ROOT, load_runtime, pair_sources
+from .api import BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_TRUTH, BUNDLED_VIDEO, PACKAGE_ROOT, load_runtime, pair_sources
 from .errors import Cancelled, OmniSyncError
 from .sampling.options import AUTO, SyncOptions, resolve_options
 from .sampling.windows import LENGTH_MODES
@@ -77,6 +77,11 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("-o", "--output", default="out.mp4", help="output mp4 (audio muxed in)")
     p.add_argument("--side-by-side", help="also write source | result to this mp4")
     p.add_argument("--guidance-video", help="also write the DS-CFG guidance map as a video")
+    p.add_argument("--contact-sheet", help="also write mouth crops over time (source, output[, truth] rows) as a PNG"
+                   + (" (demo default: OUTPUT_mouths.png)" if demo else ""))
+    p.add_argument("--truth", default=BUNDLED_TRUTH if demo else None,
+                   help="ground-truth video of the target speech, shown as the contact sheet's third row"
+                   + (" (default: the bundled sample's renderer truth)" if demo else ""))
     p.add_argument("--prompt", default="", help="optional video description (needs --text-encoder)")
     p.add_argument("--text-encoder", help="local T5 encoder folder for --prompt")
     p.add_argument("--tau", type=auto_or(float), default=AUTO,
@@ -116,9 +121,13 @@ def run_sync(args) -> int:
     if args.command == "demo":
         if not args.audio and not args.say:
             args.audio = BUNDLED_SPEECH
+        root, ext = os.path.splitext(args.output)
         if args.side_by_side is None:
-            root, ext = os.path.splitext(args.output)
             args.side_by_side = f"{root}_side_by_side{ext or '.mp4'}"
+        if args.contact_sheet is None:
+            args.contact_sheet = f"{root}_mouths.png"
+        if args.truth == BUNDLED_TRUTH and (args.video != BUNDLED_VIDEO or args.say or args.audio != BUNDLED_SPEECH):
+            args.truth = None  # the bundled truth belongs to the bundled pair only
         for what, path in (("bundled model", args.model), ("sample video", args.video)):
             if not os.path.exists(path):
                 raise OmniSyncError(f"the {what} {path!r} is missing; run from a full clone of the repository "
@@ -165,6 +174,20 @@ def run_sync(args) -> int:
             src = frames[torch.arange(result.frames.shape[0]) % frames.shape[0]]
         write_video(args.side_by_side, side_by_side(src, result.frames, labels=("source", "OmniSync")),
                     result.fps, result.waveform, result.sample_rate)
+    if args.contact_sheet:
+        from .media import mouth_contact_sheet, write_png
+
+        T_out = result.frames.shape[0]
+        src = frames[torch.arange(T_out) % frames.shape[0]]
+        rows = [("source", src), ("output", result.frames)]
+        if args.truth:
+            truth, _ = read_video(args.truth)
+            if truth.shape[1:] == src.shape[1:] and truth.shape[0] >= T_out:
+                rows.append(("truth", truth[:T_out]))
+            else:
+                print(f"warning: {args.truth} is {tuple(truth.shape[:3])} (T, H, W), not at least {T_out} frames of "
+                      f"{tuple(src.shape[1:3])}; the contact sheet has no truth row.", file=sys.stderr)
+        write_png(args.contact_sheet, mouth_contact_sheet(rows, result.mouth_centres))
     if args.guidance_video:
         write_video(args.guidance_video, result.guidance_map[..., None].expand(-1, -1, -1, 3), result.fps)
     if args.report:
@@ -177,6 +200,8 @@ def run_sync(args) -> int:
           + (f"; from the checkpoint: {', '.join(from_ckpt)}" if from_ckpt else "") + ")")
     if args.side_by_side:
         print(f"wrote {args.side_by_side} (source | OmniSync)")
+    if args.contact_sheet:
+        print(f"wrote {args.contact_sheet} (mouth crops over time: source, output" + (", truth)" if args.truth else ")"))
     return 0
 
 

@@ -187,3 +187,21 @@ def test_side_by_side():
     assert torch.equal(labelled[:, -20:], out)
     with pytest.raises(OmniSyncError, match="equal length and height"):
         side_by_side(a, torch.rand(3, 21, 10, 3))
+
+
+def test_mouth_contact_sheet_rows_follow_one_crop_track():
+    from omnisync_core.media import CONTACT_CELL_PX, mouth_contact_sheet
+
+    T, H, W = 20, 40, 40
+    a = torch.zeros(T, H, W, 3)
+    b = torch.ones(T, H, W, 3)
+    b[:, :, :20] = 0.0                       # left half dark, right half bright
+    centres = torch.tensor([[0.75, 0.5]]).expand(T, 2)   # crops from the bright half of b
+    sheet = mouth_contact_sheet([("source", a), ("output", b)], centres, columns=4)
+    assert sheet.dtype == np.uint8 and sheet.shape[0] == 2 * CONTACT_CELL_PX
+    cells = sheet[:, -4 * CONTACT_CELL_PX:]
+    assert cells[:CONTACT_CELL_PX].max() == 0 and cells[CONTACT_CELL_PX:].min() == 255
+    with pytest.raises(OmniSyncError, match="equal length"):
+        mouth_contact_sheet([("a", a), ("b", b[:5])], centres)
+    with pytest.raises(OmniSyncError, match="mouth centres"):
+        mouth_contact_sheet([("a", a)], centres[:3])
