@@ -4,7 +4,7 @@
     from omnisync_core.api import load_runtime, resolve_options, OmniSyncPipeline
     from omnisync_core.media import read_audio, read_video
 
-    model, codec, encoder, meta = load_runtime("models/omnisync_small_pixel128.safetensors")
+    model, codec, encoder, meta = load_runtime("models/omnisync_unet128.safetensors")
     pipe = OmniSyncPipeline(model, codec, encoder)
     options, _ = resolve_options(meta)                    # the checkpoint's sampling, else the defaults
     frames, fps = read_video("samples/character.mp4")     # (T, H, W, 3) float in [0, 1]
@@ -26,7 +26,7 @@ from .pipeline import OmniSyncPipeline, SyncResult
 from .sampling.options import AUTO, SyncOptions, resolve_options
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUNDLED_MODEL = os.path.join(PACKAGE_ROOT, "models", "omnisync_small_pixel128.safetensors")
+BUNDLED_MODEL = os.path.join(PACKAGE_ROOT, "models", "omnisync_unet128.safetensors")
 BUNDLED_VIDEO = os.path.join(PACKAGE_ROOT, "samples", "character.mp4")
 BUNDLED_SPEECH = os.path.join(PACKAGE_ROOT, "samples", "speech.wav")
 BUNDLED_TRUTH = os.path.join(PACKAGE_ROOT, "samples", "character_truth.mp4")  # the renderer's truth of the pair

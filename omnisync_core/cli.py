@@ -3,8 +3,8 @@
     python -m omnisync_core sync --video in.mp4 --audio speech.wav --model m.safetensors -o out.mp4
     python -m omnisync_core demo -o out.mp4           # the bundled sample with the bundled model
     python -m omnisync_core make-data --out data/talking_chars --characters 300 --split train
-    python -m omnisync_core train --config configs/bundled_small_pixel128.json   (or under torchrun)
-    python -m omnisync_core eval --model models/omnisync_small_pixel128.safetensors --data data/talking_chars
+    python -m omnisync_core train --config configs/bundled_unet128.json   (or under torchrun)
+    python -m omnisync_core eval --model models/omnisync_unet128.safetensors --data data/talking_chars
     python -m omnisync_core train-reader --data data/chars128 --out models/mouth_reader.safetensors
 
 Every sampling knob of :class:`omnisync_core.sampling.options.SyncOptions` has a flag; a flag left on

@@ -90,8 +90,8 @@ def test_timestep_shift_formula(tmp_path):
 
 @pytest.mark.parametrize("name, threshold", [
     ("tiny_cpu.json", 850), ("wan21_1.3b_init.json", 850),
-    ("bundled_small_pixel128.json", 500),  # synthetic pseudo-pairs are unlimited: used from t > 500 (see its _comment)
-    ("bundled_small_pixel128_rollout.json", 500),
+    ("bundled_unet128.json", 850), ("bundled_unet128_stage2.json", 850), ("bundled_unet128_stage3.json", 850),
+    ("bundled_unet128_stage4.json", 850),
 ])
 def test_shipped_configs_load(name, threshold):
     cfg = load_train_config(os.path.join(ROOT, "configs", name))
