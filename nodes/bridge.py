@@ -151,10 +151,28 @@ def register_model_folders() -> None:
     folder_paths.add_model_folder_path(MODEL_FOLDER, PLUGIN_MODELS_DIR)
 
 
+def _is_omnisync_checkpoint(path: Optional[str]) -> bool:
+    """True for a safetensors file with OmniSync metadata (reads the header only)."""
+    from safetensors import SafetensorError, safe_open
+
+    from omnisync_core.model.checkpoint import METADATA_KEY
+
+    if not path:
+        return False
+    try:
+        with safe_open(path, framework="pt") as f:
+            return METADATA_KEY in (f.metadata() or {})
+    except (OSError, SafetensorError):
+        return False
+
+
 def model_file_list() -> List[str]:
+    """The OmniSync checkpoints in the model folders; other safetensors files there (the eval's mouth reader,
+    a training state) are left out of the list."""
     import folder_paths
 
-    return [f for f in folder_paths.get_filename_list(MODEL_FOLDER) if f.lower().endswith(".safetensors")]
+    return [f for f in folder_paths.get_filename_list(MODEL_FOLDER)
+            if f.lower().endswith(".safetensors") and _is_omnisync_checkpoint(folder_paths.get_full_path(MODEL_FOLDER, f))]
 
 
 def missing_file_error(folder: str, name: str, what: str) -> OmniSyncError:

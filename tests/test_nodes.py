@@ -90,7 +90,11 @@ def test_model_folder_registered_for_comfy_and_plugin(comfy):
     paths = folder_paths.get_folder_paths("omnisync")
     assert os.path.join(folder_paths.models_dir, "omnisync") in paths
     assert os.path.join(ROOT, "models") in paths
-    assert "tiny-omnisync.safetensors" in comfy.OmniSyncModelLoader.INPUT_TYPES()["required"]["model_name"][0]
+    listed = comfy.OmniSyncModelLoader.INPUT_TYPES()["required"]["model_name"][0]
+    assert "tiny-omnisync.safetensors" in listed
+    # the plugin's models/ folder also holds the eval's mouth reader and a training state: not models to load
+    assert "omnisync_unet128.safetensors" in listed
+    assert not any(name.endswith(("mouth_reader.safetensors", "state.safetensors", "optim.safetensors")) for name in listed)
 
 
 def _load_root_package(name):
