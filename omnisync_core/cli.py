@@ -277,7 +277,6 @@ def run_eval(args) -> int:
     from .eval.heldout import evaluate_heldout, markdown_table
     from .eval.mouth_reader import load_reader
     from .pipeline import OmniSyncPipeline
-    from .sampling.guidance import GuidanceConfig
 
     if args.limit is not None and args.limit < 1:
         raise OmniSyncError(f"--limit counts characters and must be at least 1, got {args.limit}.")
@@ -285,12 +284,13 @@ def run_eval(args) -> int:
         raise OmniSyncError(f"dataset {args.data!r} has no {args.split!r} split; build it with "
                             f"`python -m omnisync_core make-data --out {args.data} --split {args.split}`.")
     reader, reader_meta = load_reader(args.reader)  # before the model: a bad path fails in a second
-    model, codec, encoder, _ = load_runtime(args.model, args.whisper, args.device, DTYPES[args.dtype])
+    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, DTYPES[args.dtype])
     pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=DTYPES[args.dtype])
-    g = GuidanceConfig(omega_base=args.omega_base, omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial,
-                       gamma=args.gamma)
-    opts = SyncOptions(tau=args.tau, num_steps=args.steps, seed=args.seed, guidance=g, mouth=args.mouth,
-                       window=args.window, overlap=args.overlap, length_mode="follow_video")
+    opts, chosen = resolve_options(
+        meta, tau=args.tau, num_steps=args.steps, seed=args.seed, omega_base=args.omega_base,
+        omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial, gamma=args.gamma, mouth=args.mouth,
+        window=args.window, overlap=args.overlap, length_mode="follow_video")
+    g = opts.guidance
     bar, progress = _bar("eval ablation" if args.ablation else "eval", args.quiet)
     try:
         if args.ablation:
@@ -308,7 +308,8 @@ def run_eval(args) -> int:
         print(f"mouth reader {args.reader}: held-out openness R² {acc['r2']:.3f}, correlation {acc['corr']:.3f} "
               "on ground-truth frames")
     if args.report:
-        options = {"split": args.split, "tau": args.tau, "steps": args.steps, "guidance": g.to_dict(),
+        options = {"split": args.split, "tau": opts.tau, "steps": opts.num_steps, "window": opts.window,
+                   "overlap": opts.overlap, "guidance": g.to_dict(), "from": chosen["from"],
                    "mouth": args.mouth, "model": args.model, "reader": args.reader,
                    "reader_accuracy": reader_meta.get("accuracy")}
         with open(args.report, "w") as f:
@@ -384,16 +385,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="heldout", choices=["heldout", "train"],
                    help="heldout for the reported numbers; train for tuning settings without touching heldout")
     p.add_argument("--limit", type=int, help="at most this many characters (kinds taken in turn)")
-    p.add_argument("--tau", type=float, default=0.92)
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--tau", type=auto_or(float), default=AUTO, help="as for sync (auto: the checkpoint's, else 0.92)")
+    p.add_argument("--steps", type=auto_or(int), default=AUTO, help="as for sync (auto: the checkpoint's, else 50)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--omega-base", type=float, default=1.0)
-    p.add_argument("--omega-peak", type=float, default=3.0)
-    p.add_argument("--sigma-spatial", type=float, default=0.15)
-    p.add_argument("--gamma", type=float, default=1.5)
+    p.add_argument("--omega-base", type=auto_or(float), default=AUTO)
+    p.add_argument("--omega-peak", type=auto_or(float), default=AUTO)
+    p.add_argument("--sigma-spatial", type=auto_or(float), default=AUTO)
+    p.add_argument("--gamma", type=auto_or(float), default=AUTO)
     p.add_argument("--mouth", type=_mouth, default="auto")
-    p.add_argument("--window", type=int, default=8)
-    p.add_argument("--overlap", type=int, default=2)
+    p.add_argument("--window", type=auto_or(int), default=AUTO)
+    p.add_argument("--overlap", type=auto_or(int), default=AUTO)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     p.add_argument("--reader", default=BUNDLED_READER,
