@@ -58,7 +58,11 @@ def test_config_json_round_trip_and_unknown_keys():
     with pytest.raises(OmniSyncError, match="'nope'"):
         preset("tiny", nope=1)
     assert PRESETS["wan2.1-1.3b"].audio_dim == 5 * 384
-    assert PRESETS["small"].latent_channels == 3 * 8 ** 2 and not PRESETS["small"].use_text
+    # DiT checkpoints saved before the mouth probe was removed carry its fields at 0: they still load
+    old = {**cfg.to_dict(), "mouth_probe": 0, "mouth_probe_layer": 1}
+    assert DiTConfig.from_dict(old) == cfg
+    with pytest.raises(OmniSyncError, match="mouth probe"):
+        DiTConfig.from_dict({**old, "mouth_probe": 5})
 
 
 def test_codec_spec_fills_defaults_and_round_trips():

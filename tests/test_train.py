@@ -286,14 +286,9 @@ def test_weighted_loss_is_the_weighted_mean_of_the_squared_velocity_error():
     b.weight = None
     assert float(trainer.flow_matching_loss(Zero(), b, noise)[0]) == pytest.approx(1.0 / 4.0)
     assert float(trainer.flow_matching_loss(Zero(), b, noise, "x0")[0]) == pytest.approx(0.25 * 0.25)
-    # the L1 norm: the absolute error, times σ (not σ²) with x0 weighting: the mean |x̂₀ − x₀|
     b.weight = weight
     noise2 = 2 * noise                                     # v_target = 2 at the weighted position
     assert float(trainer.flow_matching_loss(Zero(), b, noise2)[0]) == pytest.approx(4 * 7.0 / 10.0)
-    assert float(trainer.flow_matching_loss(Zero(), b, noise2, norm="l1")[0]) == pytest.approx(2 * 7.0 / 10.0)
-    assert float(trainer.flow_matching_loss(Zero(), b, noise2, "x0", norm="l1")[0]) == pytest.approx(0.5 * 2 * 7.0 / 10.0)
-    with pytest.raises(OmniSyncError, match="loss_norm"):
-        TrainConfig(loss_norm="huber")
 
 
 # -- sampler-path (rollout) training ----------------------------------------------------------------
@@ -398,58 +393,26 @@ def test_rollout_config_is_checked(tmp_path):
             tiny_config(tmp_path, **bad)
 
 
-# -- auxiliary mouth probe (training aid; inference never uses it) ----------------------------------
+# -- auxiliary mouth supervision of the U-Net's audio read-out (training aid; inference never uses it) --
 
 P_MOUTH = 3
+UNET_OVERRIDES = {"channels": [8, 16], "adapter_dim": 8, "freq_dim": 8}
 
 
-def _probe_model(tmp_path):
-    """_trained_looking_model with a mouth probe after block 0, its weights randomised too."""
-    overrides = {"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "use_text": False,
-                 "mouth_probe": P_MOUTH, "mouth_probe_layer": 0}
-    model = _trained_looking_model(tiny_config(tmp_path, model_overrides=overrides))
+def _read_out_model(tmp_path):
+    """A tiny U-Net with a P_MOUTH-parameter read-out; its zero-initialised output layer randomised."""
+    torch.manual_seed(3)
+    model = trainer.build_model(tiny_config(tmp_path, arch="unet",
+                                            model_overrides={**UNET_OVERRIDES, "mouth_params": P_MOUTH}))
     with torch.no_grad():
-        model.mouth_probe.weight.normal_(0, 0.3)
-        model.mouth_probe.bias.normal_(0, 0.3)
-    return model
+        model.out.weight.normal_(std=0.1)
+    return model.eval()
 
 
-def test_mouth_probe_reads_the_hidden_state_at_the_mouth_and_leaves_the_velocity_alone(tmp_path):
-    model = _probe_model(tmp_path)
-    g = torch.Generator().manual_seed(1)
-    x, src = torch.randn(2, C, F_LAT, H_LAT, H_LAT, generator=g), torch.randn(2, C, F_LAT, H_LAT, H_LAT, generator=g)
-    audio = torch.randn(2, F_LAT, N_A, A_DIM, generator=g)
-    G = H_LAT // 2                                                              # token grid (patch 2)
-    # mouth centres exactly on token centres: (j + 0.5) / W', (i + 0.5) / H'
-    ij = torch.tensor([[[1, 0], [1, 1]], [[0, 0], [0, 1]]])                     # (B, F', (i, j))
-    at = torch.stack([(ij[..., 1] + 0.5) / G, (ij[..., 0] + 0.5) / G], -1)      # (B, F', (x, y))
-    seen = {}
-    model.blocks[0].register_forward_hook(lambda m, i, o: seen.__setitem__("h", o.detach()))
-    with torch.no_grad():
-        plain = model(x, torch.tensor([700.0, 300.0]), source=src, audio=audio)
-        v, probe = model(x, torch.tensor([700.0, 300.0]), source=src, audio=audio, mouth_at=at)
-    assert torch.equal(v, plain) and probe.shape == (2, F_LAT, P_MOUTH)
-    h = torch.nn.functional.layer_norm(seen["h"], (32,)).reshape(2, F_LAT, G, G, 32)
-    for b in range(2):
-        for f in range(F_LAT):
-            token = h[b, f, ij[b, f, 0], ij[b, f, 1]]
-            want = model.mouth_probe(token)
-            assert torch.allclose(probe[b, f], want, atol=1e-5), (b, f)
-    with pytest.raises(OmniSyncError, match="mouth_at must be"):
-        model(x, torch.tensor([700.0, 300.0]), source=src, audio=audio, mouth_at=at[:, :1])
-    from omnisync_core.model.config import preset
-    from omnisync_core.model.dit import OmniSyncDiT
-    plain_model = OmniSyncDiT(preset("tiny", latent_channels=C, audio_dim=A_DIM, use_text=False))
-    with pytest.raises(OmniSyncError, match="mouth probe"):
-        plain_model(x, torch.tensor([700.0, 300.0]), source=src, audio=audio, mouth_at=at)
-    with pytest.raises(OmniSyncError, match="mouth_probe_layer"):
-        preset("tiny", mouth_probe=5, mouth_probe_layer=2)
-
-
-def test_aux_mouth_loss_adds_the_probe_error_of_examples_that_heard_audio(tmp_path):
+def test_aux_mouth_loss_adds_the_read_out_error_of_examples_that_heard_audio(tmp_path):
     from omnisync_core.train.batches import Batch
 
-    model = _probe_model(tmp_path)
+    model = _read_out_model(tmp_path)
     g = torch.Generator().manual_seed(2)
     target, src = torch.randn(3, C, F_LAT, H_LAT, H_LAT, generator=g), torch.randn(3, C, F_LAT, H_LAT, H_LAT, generator=g)
     audio = torch.randn(3, F_LAT, N_A, A_DIM, generator=g)
@@ -463,22 +426,22 @@ def test_aux_mouth_loss_adds_the_probe_error_of_examples_that_heard_audio(tmp_pa
     with torch.no_grad():
         plain, per_plain = trainer.flow_matching_loss(model, b, noise, "x0")
         with_aux, per = trainer.flow_matching_loss(model, b, noise, "x0", aux_mouth_weight=0.5, extras=extras)
-        _, probe = model((1 - b.sigma.view(-1, 1, 1, 1, 1)) * target + b.sigma.view(-1, 1, 1, 1, 1) * noise,
-                         1000 * b.sigma, source=src, audio=audio, mouth_at=at)
-    by_hand = ((probe[:2] - params[:2]) ** 2).mean()                            # examples 0 and 1 only
+        _, read_out = model((1 - b.sigma.view(-1, 1, 1, 1, 1)) * target + b.sigma.view(-1, 1, 1, 1, 1) * noise,
+                            1000 * b.sigma, source=src, audio=audio, mouth_at=at)
+    by_hand = ((read_out[:2] - params[:2]) ** 2).mean()                         # examples 0 and 1 only
     assert extras["aux"] == pytest.approx(float(by_hand), rel=1e-5)
     assert float(with_aux) == pytest.approx(float(plain) + 0.5 * float(by_hand), rel=1e-5)
     assert torch.allclose(per, per_plain)
-    # the gradient of the probe term reaches the audio branch (that is its purpose)
+    # the gradient of the read-out term reaches the audio branch (that is its purpose)
     model.zero_grad()
     trainer.flow_matching_loss(model, b, noise, "x0", aux_mouth_weight=0.5)[0].backward()
-    assert float(model.audio_embedding[0].weight.grad.abs().sum()) > 0
+    assert float(model.audio_adapter.proj.weight.grad.abs().sum()) > 0
     b.mouth_at = None
     with pytest.raises(OmniSyncError, match="mouth_at"):
         trainer.flow_matching_loss(model, b, noise, "x0", aux_mouth_weight=0.5)
 
 
-def test_training_with_the_aux_mouth_probe_logs_it_and_lowers_it(tmp_path):
+def test_training_with_the_aux_mouth_read_out_logs_it_and_lowers_it(tmp_path):
     g = torch.Generator().manual_seed(3)
     src = tiny_source()
     clip_at = [torch.rand(F_LAT, 2, generator=g) for _ in range(4)]
@@ -495,9 +458,9 @@ def test_training_with_the_aux_mouth_probe_logs_it_and_lowers_it(tmp_path):
         def pseudo_paired(self, generator):
             return self._add(src.pseudo_paired(generator))
 
-    overrides = {"dim": 32, "ffn_dim": 64, "num_heads": 2, "num_layers": 2, "use_text": False, "mouth_probe": 5}
-    cfg = tiny_config(tmp_path, model_overrides=overrides, aux_mouth_weight=1.0, max_steps=40, batch_size=4,
-                      lr=3e-3, rollout_prob=0.25, p_drop_audio=0.1, p_drop_text=0.0, p_drop_both=0.0)
+    cfg = tiny_config(tmp_path, arch="unet", model_overrides={**UNET_OVERRIDES, "mouth_params": 5},
+                      aux_mouth_weight=1.0, max_steps=40, batch_size=4,
+                      lr=1e-2, rollout_prob=0.25, p_drop_audio=0.1, p_drop_text=0.0, p_drop_both=0.0)
     rows = []
     path = trainer.train(cfg, WithMouth(), callback=rows.append)
     aux = [r["loss_aux"] for r in rows if "loss_aux" in r]
@@ -505,6 +468,6 @@ def test_training_with_the_aux_mouth_probe_logs_it_and_lowers_it(tmp_path):
     assert sum(aux[-5:]) / 5 < 0.5 * sum(aux[:5]) / 5, (aux[:5], aux[-5:])
     from omnisync_core.model.checkpoint import load_checkpoint
     model, meta = load_checkpoint(path)
-    assert meta["model"]["mouth_probe"] == 5 and hasattr(model, "mouth_probe")
-    with pytest.raises(OmniSyncError, match="mouth probe"):
+    assert meta["model"]["mouth_params"] == 5 and model.audio_adapter.read_out.out_features == 5
+    with pytest.raises(OmniSyncError, match="needs arch \"unet\""):
         TrainConfig(aux_mouth_weight=1.0)

@@ -32,9 +32,8 @@ METADATA_KEY = "omnisync"
 FORMAT_VERSION = 1
 # ComfyUI saves diffusion models with this prefix; the original Wan release has none.
 WAN_KEY_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
-# Parameters Wan 2.1 does not have: they keep their initial values when starting from Wan (or from
-# an OmniSync checkpoint trained without them, e.g. the training-only mouth probe).
-OMNISYNC_ONLY = ("audio_embedding.", "audio_cross_attn.", "norm_audio.", "mouth_probe.")
+# Parameters Wan 2.1 does not have: they keep their initial values when starting from Wan.
+OMNISYNC_ONLY = ("audio_embedding.", "audio_cross_attn.", "norm_audio.")
 # Wan parameters a model without a text branch (use_text=False) does not have.
 TEXT_ONLY = ("text_embedding.", "cross_attn.", "norm3.")
 PATCH_WEIGHT = "patch_embedding.weight"

@@ -37,6 +37,9 @@ def _from_dict(cls, d: Mapping[str, Any], what: str):
 
 PREDICTIONS = ("velocity", "x0_residual")
 X0_MIN_SIGMA = 0.05  # x0_residual: v = (x − x̂₀)/max(σ, this), as JiT clamps t near the data end
+# Fields of DiT checkpoints saved before the training-only mouth probe was removed; every such file
+# carries them, inert when mouth_probe is 0, so from_dict drops them there (and refuses a real probe).
+RETIRED_FIELDS = ("mouth_probe", "mouth_probe_layer")
 
 
 @dataclass
@@ -60,13 +63,6 @@ class DiTConfig:
         wider than the transformer: noise is full-rank and cannot pass a narrow token, clean frames can
         (JiT, "Back to Basics: Let Denoising Generative Models Denoise", 2025); and with the zero-init
         head a fresh model returns the source exactly, so training only has to learn the edit.
-    mouth_probe: a training aid, not part of the method (0 = none). A linear probe that reads this many
-        mouth parameters from the (layer-normalised) hidden state at the mouth, after block
-        ``mouth_probe_layer``; the trainer's ``aux_mouth_weight`` supervises it with the renderer's
-        per-frame mouth parameters of the *target* (which, on pseudo-pairs at high noise, only the audio
-        can tell). It pushes the audio into the tokens that draw the mouth. It runs only when a
-        forward pass is given ``mouth_at``; sampling never does, so inference stays mask-free.
-    mouth_probe_layer: the block (0-based) after which the probe reads the hidden state.
     """
 
     dim: int
@@ -85,8 +81,6 @@ class DiTConfig:
     cross_attn_norm: bool = True
     eps: float = 1e-6
     prediction: str = "velocity"
-    mouth_probe: int = 0
-    mouth_probe_layer: int = 1
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
@@ -107,9 +101,6 @@ class DiTConfig:
             (lambda: self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
             (lambda: self.prediction == "velocity" or self.source_condition,
              "prediction 'x0_residual' needs source_condition=True (the residual is added to the source)"),
-            (lambda: self.mouth_probe >= 0, "mouth_probe is a number of mouth parameters >= 0 (0 = no probe)"),
-            (lambda: self.mouth_probe == 0 or 0 <= self.mouth_probe_layer < self.num_layers,
-             f"mouth_probe_layer must name a block in [0, {self.num_layers - 1}]"),
         ]
         for ok, message in checks:
             if not ok():
@@ -131,6 +122,12 @@ class DiTConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DiTConfig":
+        if isinstance(d, Mapping) and any(key in d for key in RETIRED_FIELDS):
+            if d.get("mouth_probe", 0):
+                raise OmniSyncError(
+                    f"this DiT was trained with a mouth probe of {d['mouth_probe']} outputs, a training aid this "
+                    "version no longer has; load it with the OmniSync version that trained it.")
+            d = {key: value for key, value in d.items() if key not in RETIRED_FIELDS}
         return _from_dict(cls, d, "DiT config")
 
 
@@ -141,9 +138,6 @@ PRESETS: Dict[str, DiTConfig] = {
     # For tests and CPU smoke runs: seconds per step.
     "tiny": DiTConfig(dim=64, ffn_dim=128, num_heads=2, num_layers=2, latent_channels=12, text_dim=32,
                       audio_dim=40),
-    # A from-scratch pixel-codec model at 128x128: PixelCodec(patch=8) gives 3·8² = 192 channels at 16x16.
-    "small": DiTConfig(dim=256, ffn_dim=1024, num_heads=4, num_layers=6, latent_channels=192, text_dim=64,
-                       audio_dim=WHISPER_TINY_EN_TOKEN_DIM, use_text=False),
 }
 
 

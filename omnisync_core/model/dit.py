@@ -264,8 +264,6 @@ class OmniSyncDiT(nn.Module):
 
         self.blocks = nn.ModuleList([DiTBlock(cfg, **kw) for _ in range(cfg.num_layers)])
         self.head = Head(dim, cfg.latent_channels, cfg.patch_size, cfg.eps, **kw)
-        if cfg.mouth_probe:  # training aid (DiTConfig.mouth_probe); used only when forward gets mouth_at
-            self.mouth_probe = nn.Linear(dim, cfg.mouth_probe, **kw)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -307,14 +305,11 @@ class OmniSyncDiT(nn.Module):
             self.head.modulation.copy_(torch.randn(self.head.modulation.shape) / cfg.dim ** 0.5)
             # zero output layer (Wan): a fresh model predicts v = 0
             nn.init.zeros_(self.head.head.weight)
-            if cfg.mouth_probe:  # the probe starts silent: no gradient into the network until it learns
-                nn.init.zeros_(self.mouth_probe.weight)
 
     # -- forward -----------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, timestep, source: Optional[torch.Tensor] = None,
-                audio: Optional[torch.Tensor] = None, text: Optional[torch.Tensor] = None,
-                mouth_at: Optional[torch.Tensor] = None):
+                audio: Optional[torch.Tensor] = None, text: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Velocity for noisy latents.
 
         Args:
@@ -325,18 +320,13 @@ class OmniSyncDiT(nn.Module):
             text: (B, L, text_dim), L <= text_len, or None to skip the text cross-attention. As in
                 Wan 2.1, the features are zero-padded to ``text_len`` tokens before embedding.
             source, audio and text with batch 1 are broadcast to B.
-            mouth_at: training only, for a model with ``config.mouth_probe``: (B, F', 2) mouth centres
-                (x, y as frame fractions) per patch frame. The probe reads the hidden state there.
         Returns:
-            (B, C, F, H, W) velocity in x's dtype; with ``mouth_at``, the pair (velocity, probe output
-            (B, F', mouth_probe) float32).
+            (B, C, F, H, W) velocity in x's dtype.
         Raises:
             OmniSyncError for any input of the wrong shape, size or kind (checked before any compute).
         """
         cfg = self.config
         t, source, audio, text = check_model_inputs(cfg, x, timestep, source, audio, text)
-        if mouth_at is not None and not cfg.mouth_probe:
-            raise OmniSyncError("mouth_at is for models with a mouth probe (DiTConfig.mouth_probe > 0); pass mouth_at=None.")
         B = x.shape[0]
         pt, ph, pw = cfg.patch_size
         dt = self.patch_embedding.weight.dtype
@@ -365,35 +355,18 @@ class OmniSyncDiT(nn.Module):
             tokens = tokens.reshape(tokens.shape[0], grid[0], pt * audio.shape[2], cfg.dim)  # (B, F', pt·N_a, D)
             tokens = tokens.expand(B, -1, -1, -1)
 
-        probe = None
-        for i, block in enumerate(self.blocks):
+        for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, e0, rope, context, tokens, use_reentrant=False)
             else:
                 h = block(h, e0, rope, context, tokens)
-            if mouth_at is not None and i == cfg.mouth_probe_layer:
-                probe = self.read_mouth_probe(h, grid, mouth_at)
 
         out = self.unpatchify(self.head(h, e), grid)  # (B, C, F, H, W)
         if cfg.prediction == "x0_residual":
             x0 = source.float() + out.float()  # x̂₀ = source + residual
             sigma = (t.to(device, torch.float32) / MAX_TIMESTEP).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
             out = (x.float() - x0) / sigma  # the velocity of the linear path towards x̂₀
-        return out.to(x.dtype) if probe is None else (out.to(x.dtype), probe)
-
-    def read_mouth_probe(self, h: torch.Tensor, grid: Tuple[int, int, int], mouth_at: torch.Tensor) -> torch.Tensor:
-        """The probe on the hidden state ``h`` (B, L, D), sampled bilinearly at ``mouth_at`` (B, F', 2) -> (B, F', P)."""
-        f, hh, ww = grid
-        B = h.shape[0]
-        if not torch.is_tensor(mouth_at) or tuple(mouth_at.shape) != (B, f, 2):
-            got = tuple(mouth_at.shape) if torch.is_tensor(mouth_at) else type(mouth_at).__name__
-            raise OmniSyncError(f"mouth_at must be (B, F', 2) = ({B}, {f}, 2) mouth centres (x, y in [0, 1]), got {got}.")
-        norm = F.layer_norm(h.float(), (h.shape[-1],))                              # (B, L, D)
-        maps = norm.reshape(B * f, hh, ww, -1).permute(0, 3, 1, 2)                  # (B·F', D, H', W')
-        where = (mouth_at.to(h.device, torch.float32) * 2 - 1).reshape(B * f, 1, 1, 2)  # grid_sample's [-1, 1]
-        at = F.grid_sample(maps, where, mode="bilinear", padding_mode="border", align_corners=False)  # (B·F', D, 1, 1)
-        w = self.mouth_probe
-        return F.linear(at.flatten(1), w.weight.float(), w.bias.float()).reshape(B, f, -1)
+        return out.to(x.dtype)
 
     def unpatchify(self, x: torch.Tensor, grid: Tuple[int, int, int]) -> torch.Tensor:
         """(B, F'·H'·W', pt·ph·pw·C) -> (B, C, F'·pt, H'·ph, W'·pw)."""

@@ -16,7 +16,6 @@ from ..errors import OmniSyncError
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 MIXED_PRECISION = ("no", "bf16")
 LOSS_WEIGHTING = ("velocity", "x0")
-LOSS_NORMS = ("l2", "l1")
 PARALLEL = ("ddp", "fsdp")
 ARCHS = ("dit", "unet")
 
@@ -60,12 +59,12 @@ class TrainConfig:
     rollout_prob: float = 0.0
     rollout_steps: int = 8
     rollout_tau: float = 0.92
-    # auxiliary mouth supervision (our addition; dataset folders only; 0 = off, as in the paper): the
-    # model's mouth probe (model_overrides "mouth_probe": 5) reads the renderer's five mouth parameters
-    # of the target frame from the hidden state at the mouth centre; this weight times their MSE is
-    # added to the loss (examples whose audio was dropped are left out: nothing tells their mouth).
-    # It makes a small model carry the audio into the tokens that draw the mouth. Inference never
-    # uses it: the model stays mask-free.
+    # auxiliary mouth supervision (our addition; arch "unet" and dataset folders only; 0 = off, as in
+    # the paper): the U-Net's audio adapter reads the renderer's mouth parameters of the target frame
+    # out of the audio tokens (UNetConfig.mouth_params); this weight times their MSE is added to the
+    # loss (examples whose audio was dropped are left out: nothing tells their mouth). It makes a small
+    # model carry the audio into the features that draw the mouth. Inference never uses it: the model
+    # stays mask-free.
     aux_mouth_weight: float = 0.0
     # condition dropout, mutually exclusive per example: both / audio only / text only
     p_drop_audio: float = 0.1
@@ -80,11 +79,6 @@ class TrainConfig:
     # loss: "velocity" = MSE(v̂, v) (flow matching as in the paper); "x0" = the same times σ², i.e.
     # MSE(x̂₀, x₀), which keeps low-σ examples from dominating models with prediction="x0_residual"
     loss_weighting: str = "velocity"
-    # the error's norm: "l2" (squared error: the flow-matching loss of the paper; the model learns the
-    # conditional mean) or "l1" (absolute error: with "x0" weighting, |x̂₀ − x₀|; the model learns the
-    # conditional median, which keeps a small model's uncertain mouth sharp instead of blurring it;
-    # our addition, not the paper's)
-    loss_norm: str = "l2"
     # optimisation (AdamW, linear warmup then cosine to min_lr_ratio·lr)
     lr: float = 1e-4
     betas: Tuple[float, float] = (0.9, 0.999)
@@ -121,7 +115,6 @@ class TrainConfig:
             (self.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
             (self.parallel in PARALLEL, f"parallel must be one of {PARALLEL}"),
             (self.loss_weighting in LOSS_WEIGHTING, f"loss_weighting must be one of {LOSS_WEIGHTING}"),
-            (self.loss_norm in LOSS_NORMS, f"loss_norm must be one of {LOSS_NORMS}"),
             (0.0 <= self.pair_threshold_t <= 1000.0, "pair_threshold_t is a timestep in [0, 1000]"),
             (min(self.p_drop_audio, self.p_drop_text, self.p_drop_both) >= 0.0
              and self.p_drop_audio + self.p_drop_text + self.p_drop_both <= 1.0,
@@ -133,8 +126,9 @@ class TrainConfig:
             (isinstance(self.rollout_steps, int) and self.rollout_steps >= 1, "rollout_steps must be an integer >= 1"),
             (0.0 < self.rollout_tau <= 1.0, "rollout_tau must lie in (0, 1] (0.92 in the paper)"),
             (self.aux_mouth_weight >= 0, "aux_mouth_weight must be >= 0"),
-            (self.aux_mouth_weight == 0 or self.arch == "unet" or int(self.model_overrides.get("mouth_probe", 0)) > 0,
-             "aux_mouth_weight > 0 needs a model with a mouth probe: add \"mouth_probe\": 5 to model_overrides"),
+            (self.aux_mouth_weight == 0 or self.arch == "unet",
+             "aux_mouth_weight > 0 needs arch \"unet\" (it supervises the U-Net's mouth_params read-out); "
+             "set it to 0 for a DiT"),
             (self.batch_size >= 1 and self.grad_accum >= 1 and self.max_steps >= 1,
              "batch_size, grad_accum and max_steps must be >= 1"),
             (0.0 <= self.ema_decay < 1.0, "ema_decay must lie in [0, 1)"),

@@ -1,10 +1,14 @@
-"""Flow-matching training of the OmniSync DiT (one process, or many under torchrun).
+"""Flow-matching training of an OmniSync network, the DiT or the U-Net (one process, or many under torchrun).
 
 One step (DESIGN.md conventions, σ ∈ [0, 1], t = 1000·σ):
 
     x0 = target latents, ε ~ N(0, I)
     x_σ = (1 − σ)·x0 + σ·ε,  v_target = ε − x0
     loss = MSE(model(x_σ, 1000σ, source, audio, text), v_target)
+
+Options beyond the paper (all off by default, see :class:`.config.TrainConfig`): the "x0" loss
+weighting (σ²·MSE), a mouth-box loss weight, sampler-path rollouts, crops around the mouth, and for
+the U-Net the auxiliary MSE of its mouth-parameter read-out (``aux_mouth_weight``).
 
 σ is drawn first and decides the pair kind (:mod:`.batches`). Condition dropout (classifier-free
 guidance) follows the convention the sampler's unconditional pass relies on: dropped audio is
@@ -40,7 +44,7 @@ from ..progress import CancelCheck, check_cancel
 from ..sampling.schedule import FlowMatchSchedule, sigma_to_timestep
 from . import distributed as D
 from .batches import PSEUDO_PAIRED, Batch, PairSource, collate, draw_batch
-from .config import LOSS_NORMS, TrainConfig
+from .config import TrainConfig
 from .ema import EMA
 
 log = logging.getLogger(__name__)
@@ -119,23 +123,22 @@ def drop_conditions(batch: Batch, config: TrainConfig, generator: torch.Generato
 def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
                        weighting: str = "velocity",
                        x_sigma: Optional[torch.Tensor] = None, aux_mouth_weight: float = 0.0,
-                       extras: Optional[Dict[str, float]] = None,
-                       norm: str = "l2") -> Tuple[torch.Tensor, torch.Tensor]:
+                       extras: Optional[Dict[str, float]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Mean velocity MSE over the batch, and the per-example losses ``(B,)``.
 
     ``weighting="x0"`` multiplies each example by σ²: since v̂ − v = (x₀ − x̂₀)/σ on the linear
-    path, that is the MSE of the clean-frame estimate. ``norm="l1"`` uses the absolute error instead
-    of the squared one (and σ instead of σ² for "x0": the mean |x̂₀ − x₀|).
+    path, that is the MSE of the clean-frame estimate.
 
     ``x_sigma`` (B, C, F, h, w), when given, replaces the ideal path point ``(1 − σ)·x₀ + σ·ε`` (e.g. a
     state the sampler reached, :func:`rollout_state`); the target velocity is then the one that goes
     straight from there to x₀ in the remaining σ: ``(x_σ − x₀)/σ`` (equal to ``ε − x₀`` on the ideal path).
 
-    ``aux_mouth_weight`` > 0 (and a batch with ``mouth_at``/``mouth_params``): the model's mouth probe
-    is read at the target's mouth centres and ``aux_mouth_weight`` × the MSE against the target's
+    ``aux_mouth_weight`` > 0 (and a batch with ``mouth_at``/``mouth_params``): the model is called with
+    ``mouth_at`` and returns (velocity, mouth read-out) — the U-Net's audio-adapter read-out
+    (``UNetConfig.mouth_params``) — and ``aux_mouth_weight`` × the read-out's MSE against the target's
     mouth parameters is added to the returned mean (examples whose audio is all zero, i.e. dropped,
     are left out). The per-example losses stay the flow-matching ones; ``extras["aux"]`` gets the
-    probe's MSE when ``extras`` is a dict.
+    read-out's MSE when ``extras`` is a dict.
     """
     x0 = batch.target                                             # (B, C, F, h, w)
     s = batch.sigma.view(-1, 1, 1, 1, 1).to(x0.dtype)
@@ -156,22 +159,20 @@ def flow_matching_loss(model: nn.Module, batch: Batch, noise: torch.Tensor,
     v = model(x_sigma, sigma_to_timestep(batch.sigma), source=batch.source, audio=batch.audio, text=batch.text,
               **kwargs)
     if use_aux:
-        v, probe = v
-    if norm not in LOSS_NORMS:
-        raise OmniSyncError(f"loss norm must be one of {LOSS_NORMS}, got {norm!r}.")
-    diff = v.float() - v_target.float()
-    err = diff.abs() if norm == "l1" else diff ** 2                                          # (B, C, F, h, w)
+        v, read_out = v
+    err = (v.float() - v_target.float()) ** 2                                                # (B, C, F, h, w)
     if batch.weight is not None:  # weighted mean over positions (the weight is shared by the channels)
         w = batch.weight.float().to(err.device)[:, None]
         per_example = (err * w).flatten(1).sum(1) / (w.expand_as(err).flatten(1).sum(1))
     else:
         per_example = err.flatten(1).mean(1)                                                 # (B,)
     if weighting == "x0":
-        per_example = per_example * batch.sigma.float().to(per_example.device) ** (1 if norm == "l1" else 2)
+        per_example = per_example * batch.sigma.float().to(per_example.device) ** 2
     loss = per_example.mean()
     if use_aux:
-        heard = (batch.audio.flatten(1) != 0).any(1).float().to(probe.device)             # (B,) audio not dropped
-        aux_each = F.mse_loss(probe, batch.mouth_params.float().to(probe.device), reduction="none").flatten(1).mean(1)
+        heard = (batch.audio.flatten(1) != 0).any(1).float().to(read_out.device)          # (B,) audio not dropped
+        aux_each = F.mse_loss(read_out, batch.mouth_params.float().to(read_out.device),
+                              reduction="none").flatten(1).mean(1)
         aux = (aux_each * heard).sum() / heard.sum().clamp_min(1.0)
         loss = loss + aux_mouth_weight * aux
         if extras is not None:
@@ -279,7 +280,7 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
                 with autocast_context(config, info.device):
                     loss, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device),
                                                            config.loss_weighting, x_sigma, config.aux_mouth_weight,
-                                                           extras, config.loss_norm)
+                                                           extras)
                 (loss / config.grad_accum).backward()
             hi = batch.paired.to(info.device)
             aux = torch.tensor([extras.get("aux", 0.0), float("aux" in extras)], device=per_example.device)
@@ -354,7 +355,7 @@ def validation_loss(model: nn.Module, val_source: PairSource, config: TrainConfi
         noise = torch.randn(batch.target.shape, generator=gen)
         with autocast_context(config, info.device):
             _, per_example = flow_matching_loss(model, batch.to(info.device), noise.to(info.device),
-                                                config.loss_weighting, norm=config.loss_norm)
+                                                config.loss_weighting)
         total += torch.stack([per_example.sum().double().cpu(), torch.tensor(float(per_example.numel()))])
     total = D.all_reduce_sum(total.to(info.device), info).cpu()
     return {"loss": float(total[0] / total[1])}
