@@ -76,7 +76,7 @@ class ReaderTrainConfig:
     jitter_scale: float = 0.10  # crop side scaled by exp(±this)
     brightness: float = 0.15  # gain in 1 ± this, offset in ± this/2 (frames in [0, 1])
     blur_prob: float = 0.5  # share of examples blurred
-    blur_max: float = 1.5  # Gaussian blur σ, uniform in (0, blur_max] crop pixels
+    blur_max: float = 2.5  # Gaussian blur σ, uniform in (0, blur_max] crop pixels (model outputs are softer)
     noise_max: float = 0.03  # additive Gaussian noise, std uniform in [0, noise_max]
     val_every: int = 250  # steps between validations (the best validated weights are kept)
     seed: int = 0

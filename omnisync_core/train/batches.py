@@ -9,7 +9,7 @@ A :class:`PairSource` serves single training examples, each a dict
     loss_weight:    (F, h, w) or absent   optional per-position loss weight (e.g. around the mouth)
     mouth_at:       (F, 2) or absent      optional target mouth centre per latent frame (x, y fractions)
     mouth_params:   (F, P) or absent      optional target mouth parameters per latent frame
-                                          (both for the auxiliary mouth probe, TrainConfig.aux_mouth_weight)
+                                          (both for the U-Net's mouth read-out, TrainConfig.aux_mouth_weight)
 
 in two kinds:
 
