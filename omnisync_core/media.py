@@ -459,6 +459,7 @@ def side_by_side(a: Any, b: Any, labels: Optional[Sequence[str]] = None) -> torc
 CONTACT_CROP_FRACTION = 0.3  # mouth crop side as a fraction of the shorter frame side
 CONTACT_CELL_PX = 64         # each crop is resized to this many pixels
 CONTACT_COLUMNS = 16         # frames shown, evenly spaced over the clip
+CONTACT_LABEL_PX = 22        # height of the row label's text bar
 
 
 def mouth_contact_sheet(rows: Sequence[Tuple[str, Any]], centres: Any, columns: int = CONTACT_COLUMNS) -> np.ndarray:
@@ -490,7 +491,8 @@ def mouth_contact_sheet(rows: Sequence[Tuple[str, Any]], centres: Any, columns: 
             crop = clip[t, y0:y0 + side, x0:x0 + side].permute(2, 0, 1)[None]      # (1, 3, side, side)
             cells.append(F.interpolate(crop, size=(CONTACT_CELL_PX, CONTACT_CELL_PX), mode="nearest")[0])
         row = torch.cat(cells, 2).permute(1, 2, 0)                                     # (cell, n·cell, 3)
-        bar = _label_bar([label], [label_w], CONTACT_CELL_PX)                          # (cell, label_w, 3)
+        bar = torch.full((CONTACT_CELL_PX, label_w, 3), 32 / 255)                   # (cell, label_w, 3)
+        bar[:CONTACT_LABEL_PX] = _label_bar([label], [label_w], CONTACT_LABEL_PX)
         out_rows.append(torch.cat([bar, row], 1))
     sheet = torch.cat(out_rows, 0)
     return (sheet.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
