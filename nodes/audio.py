@@ -7,6 +7,7 @@ import math
 import torch
 
 from omnisync_core.errors import OmniSyncError
+from omnisync_core.media import MIN_VIDEO_FRAMES
 
 from .bridge import CATEGORY, OmniSyncAudio, audio_from_comfy, audio_to_comfy, log
 
@@ -68,11 +69,12 @@ class OmniSyncAudioEncode:
             "required": {
                 "audio": ("AUDIO", {"tooltip": "Target speech (any sample rate, mono or stereo)."}),
                 "fps": ("FLOAT", {
-                    "default": 16.0, "min": 1.0, "max": 120.0, "step": 0.001,
-                    "tooltip": "Frame rate of the video (Wan 2.1 outputs 16 fps; use Get Video Components' fps).",
+                    "default": 25.0, "min": 1.0, "max": 120.0, "step": 0.001,
+                    "tooltip": "Frame rate of the video: connect Get Video Components' fps (Wan 2.1 outputs 16 fps, "
+                               "the bundled sample is 25).",
                 }),
                 "num_frames": ("INT", {
-                    "default": 33, "min": 2, "max": 100000,
+                    "default": MIN_VIDEO_FRAMES, "min": MIN_VIDEO_FRAMES, "max": 100000,
                     "tooltip": "Number of source video frames (ignored when images is connected).",
                 }),
                 "length_mode": (list(LENGTH_MODES), {
@@ -103,6 +105,9 @@ class OmniSyncAudioEncode:
                 "Audio Encoder Encode output)."
             )
         T = int(images.shape[0]) if images is not None else int(num_frames)
+        if T < MIN_VIDEO_FRAMES:
+            raise OmniSyncError(f"Audio Encode needs at least {MIN_VIDEO_FRAMES} source frames, got a {T}-frame IMAGE "
+                                "batch (a still image); connect a video, or repeat the image with Repeat Image Batch.")
         wave, sr, report = audio_from_comfy(audio)
         plan, wave_out = prepare_audio(T, fps, wave, sr, length_mode)
         T_out = int(plan.frame_indices.shape[0])

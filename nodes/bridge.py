@@ -124,13 +124,16 @@ def pipeline_for(model: OmniSyncModel, codec: Any, audio_encoder: Any = None):
                             frame_window=frame_window)
 
 
+AUTO_WIDGETS = ("num_steps", "window", "tau", "shift", "omega_base", "omega_peak")  # 0 on these widgets = auto
+
+
 def sync_options(model: OmniSyncModel, **widgets):
-    """Widget values → (SyncOptions, report): 0 in ``num_steps``, ``window``, ``tau`` or ``shift`` means auto
-    (the checkpoint's recommended sampling, else the default); a recommendation the version does not
-    know is logged."""
+    """Widget values → (SyncOptions, report): 0 in ``num_steps``, ``window``, ``tau``, ``shift``, ``omega_base``
+    or ``omega_peak`` means auto (the checkpoint's recommended sampling, else the default); a recommendation
+    the version does not know is logged."""
     from omnisync_core.sampling.options import AUTO, resolve_options
 
-    for name in ("num_steps", "window", "tau", "shift"):
+    for name in AUTO_WIDGETS:
         if widgets.get(name) == 0:
             widgets[name] = AUTO
     options, report = resolve_options(model.meta, **widgets)

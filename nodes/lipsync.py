@@ -64,8 +64,10 @@ class OmniSyncLipSync:
                 }),
                 "seed": ("INT", {"default": d.seed, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "Noise seed."}),
                 "omega_peak": ("FLOAT", {
-                    "default": d.guidance.omega_peak, "min": 0.0, "max": 20.0, "step": 0.05,
-                    "tooltip": "ω_peak: audio CFG scale at the mouth centre at the first step.",
+                    "default": 0.0, "min": 0.0, "max": 20.0, "step": 0.05,
+                    "tooltip": "ω_peak: audio CFG scale at the mouth centre at the first step. 0 = auto: the "
+                               f"checkpoint's recommendation, else {d.guidance.omega_peak} (the paper's; the bundled "
+                               "model recommends 12).",
                 }),
                 "mouth": (["auto", "point", "mask"], {
                     "default": "auto",

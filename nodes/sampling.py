@@ -109,12 +109,14 @@ class OmniSyncSampler:
                 "latent": ("OMNISYNC_LATENT", {"tooltip": "From OmniSync Noise Init."}),
                 "omnisync_audio": ("OMNISYNC_AUDIO", {"tooltip": "From OmniSync Audio Encode."}),
                 "omega_base": ("FLOAT", {
-                    "default": g.omega_base, "min": 0.0, "max": 20.0, "step": 0.05,
-                    "tooltip": "ω_base: audio CFG scale far from the mouth (1 = no extra guidance).",
+                    "default": 0.0, "min": 0.0, "max": 20.0, "step": 0.05,
+                    "tooltip": "ω_base: audio CFG scale far from the mouth (1 = no extra guidance). "
+                               + AUTO_TIP.format(g.omega_base),
                 }),
                 "omega_peak": ("FLOAT", {
-                    "default": g.omega_peak, "min": 0.0, "max": 20.0, "step": 0.05,
-                    "tooltip": "ω_peak: audio CFG scale at the mouth centre at the first step.",
+                    "default": 0.0, "min": 0.0, "max": 20.0, "step": 0.05,
+                    "tooltip": "ω_peak: audio CFG scale at the mouth centre at the first step. "
+                               + AUTO_TIP.format(f"{g.omega_peak} (the paper's; the bundled model recommends 12)"),
                 }),
                 "sigma_spatial": ("FLOAT", {
                     "default": g.sigma_spatial, "min": 0.01, "max": 2.0, "step": 0.01,

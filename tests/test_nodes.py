@@ -246,6 +246,15 @@ def test_audio_encode_needs_exactly_one_encoder(fresh, loaded):
         fresh.OmniSyncAudioEncode().encode(comfy_audio(0.3), 25.0, 6, "follow_video")
 
 
+def test_audio_encode_refuses_a_still_image_where_it_enters(fresh, loaded):
+    from omnisync_core.errors import OmniSyncError
+
+    _, encoder = loaded
+    with pytest.raises(OmniSyncError, match="at least 2 source frames.*Repeat Image Batch"):
+        fresh.OmniSyncAudioEncode().encode(comfy_audio(0.3), 25.0, 6, "follow_video", audio_encoder=encoder,
+                                           images=make_frames(T=1))
+
+
 def test_mismatched_audio_and_latent_is_a_clear_error(fresh, loaded):
     from omnisync_core.errors import OmniSyncError
 

@@ -240,7 +240,7 @@ def _topological(graph):
 
 # -- the graphs ----------------------------------------------------------------------------------
 
-SAMPLER_WIDGETS = dict(omega_base=1.0, omega_peak=3.0, sigma_spatial=0.15, gamma=1.5, mouth="auto",
+SAMPLER_WIDGETS = dict(omega_base=0.0, omega_peak=0.0, sigma_spatial=0.15, gamma=1.5, mouth="auto",
                        mouth_x=0.5, mouth_y=0.62, window=WINDOW, overlap=2)
 WAN_REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
 WAN_FILES = {  # ComfyUI model folder -> file, as in ComfyUI's text_to_video_wan template
@@ -333,7 +333,7 @@ def wan_t2v_graph():
         *stack(2030, 0,
                Node(63, "OmniSyncLipSync",
                     widgets={"fps": 16.0, "length_mode": "follow_audio_pingpong", "tau": 0.92, "steps": STEPS,
-                             "seed": 0, "omega_peak": 3.0, "mouth": "auto", "mouth_x": 0.5, "mouth_y": 0.62,
+                             "seed": 0, "omega_peak": 0.0, "mouth": "auto", "mouth_x": 0.5, "mouth_y": 0.62,
                              "window": WINDOW, "overlap": 2, "composite": False},
                     links={"model": (61, 0), "audio_encoder": (62, 0), "images": (8, 0), "audio": (60, 0),
                            "vae": (39, 0), "conditioning": (6, 0)}, size=(340, 480))),
