@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from omnisync_core.errors import OmniSyncError
 
-from .bridge import CATEGORY, audio_to_comfy, format_report, log, make_video
-
-H264_SIZE_MULTIPLE = 2  # yuv420p halves the chroma planes: Save Video's H.264 needs even width and height
+from .bridge import CATEGORY, audio_to_comfy, format_report, log, make_video, pad_for_h264
 
 
 class OmniSyncVideoAssemble:
@@ -51,7 +49,7 @@ class OmniSyncVideoAssemble:
 
     def assemble(self, latent, omnisync_audio, composite, composite_radius, feather_px):
         from omnisync_core.composite import composite_outside_mouth, mouth_region_mask
-        from omnisync_core.model.codec import crop_back, pad_to_stride
+        from omnisync_core.model.codec import crop_back
 
         if not latent.denoised:
             raise OmniSyncError("this latent has not been sampled yet; connect the output of OmniSync DS-CFG Sampler.")
@@ -70,12 +68,7 @@ class OmniSyncVideoAssemble:
                                      radius=composite_radius, feather_px=feather_px)
             frames = composite_outside_mouth(frames, source, mask)
             report["composite"] = {"radius": composite_radius, "feather_px": feather_px}
-        frames, even_pads = pad_to_stride(frames, H264_SIZE_MULTIPLE)
-        if any(even_pads):
-            H, W = frames.shape[1] - even_pads[0], frames.shape[2] - even_pads[1]
-            report["padded_to_even"] = (f"{W}x{H} -> {frames.shape[2]}x{frames.shape[1]}: H.264 (yuv420p) needs even "
-                                        "sizes, so the last row/column is repeated")
-            log.info("OmniSync Video Assemble: %s", report["padded_to_even"])
+        frames, report = pad_for_h264(frames, report, "OmniSync Video Assemble")
         frames = frames.clamp(0, 1).float().cpu().contiguous()
         if omnisync_audio.num_frames != T:
             raise OmniSyncError(

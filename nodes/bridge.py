@@ -143,6 +143,22 @@ def sync_options(model: OmniSyncModel, **widgets):
     return options, report
 
 
+H264_SIZE_MULTIPLE = 2  # yuv420p halves the chroma planes: Save Video's H.264 needs even width and height
+
+
+def pad_for_h264(frames, report: dict, node: str):
+    """(T, H, W, 3) -> frames with even H and W (the last row/column repeated), and the report saying so."""
+    from omnisync_core.model.codec import pad_to_stride
+
+    frames, pads = pad_to_stride(frames, H264_SIZE_MULTIPLE)
+    if any(pads):
+        H, W = frames.shape[1] - pads[0], frames.shape[2] - pads[1]
+        report = dict(report, padded_to_even=f"{W}x{H} -> {frames.shape[2]}x{frames.shape[1]}: H.264 (yuv420p) "
+                                             "needs even sizes, so the last row/column is repeated")
+        log.info("%s: %s", node, report["padded_to_even"])
+    return frames, report
+
+
 # -- model folders ---------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ from omnisync_core.sampling.windows import LENGTH_MODES
 
 from .bridge import (
     CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, log, make_video,
-    pipeline_for, run_cancellable, sync_options, text_from_conditioning,
+    pad_for_h264, pipeline_for, run_cancellable, sync_options, text_from_conditioning,
 )
 from .sampling import AUTO_TIP, WINDOW_TIP
 
@@ -117,7 +117,8 @@ class OmniSyncLipSync:
         if warning:
             report["warnings"] = [warning]
             log.warning("OmniSync: %s", warning)
-        frames = result.frames.float().cpu().contiguous()
+        frames, report = pad_for_h264(result.frames.float().cpu(), report, "OmniSync Lip Sync")
+        frames = frames.contiguous()
         out_audio = audio_to_comfy(result.waveform, result.sample_rate)
         fps_out = float(result.fps)
         return (frames, out_audio, result.guidance_map.clamp(0, 1), fps_out, make_video(frames, out_audio, fps_out),

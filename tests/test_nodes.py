@@ -1,6 +1,7 @@
 """ComfyUI node contract and behaviour, with fakes of the few ComfyUI modules the nodes touch."""
 
 import importlib.util
+import json
 import os
 import sys
 
@@ -285,6 +286,16 @@ def test_composite_keeps_pixels_far_from_the_mouth(fresh, loaded):
     images, *_ = fresh.OmniSyncVideoAssemble().assemble(latent, oa, True, 0.15, 2.0)
     assert torch.equal(images[:, :4], frames[:, :4])  # top rows: far from the mouth
     assert images.shape == frames.shape
+
+
+def test_all_in_one_node_leaves_odd_sizes_even_for_save_video(fresh, loaded):
+    model, encoder = loaded
+    frames = make_frames(T=6, H=15, W=21)
+    images, _, _, _, video, report = fresh.OmniSyncLipSync().sync(
+        model, encoder, frames, comfy_audio(0.3), 20.0, "follow_video", 0.9, 2, 0, 3.0, "point", 0.5, 0.6, 0, 2, False)
+    assert images.shape[1:] == (16, 22, 3) and video.get_components().images.shape[1:] == (16, 22, 3)
+    assert torch.equal(images[:, -1], images[:, -2]) and torch.equal(images[:, :, -1], images[:, :, -2])
+    assert "21x15 -> 22x16" in json.loads(report)["padded_to_even"]
 
 
 def test_all_in_one_node(fresh, loaded):
