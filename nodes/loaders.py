@@ -18,18 +18,19 @@ BUNDLED_WHISPER = "bundled: whisper tiny.en"
 WHISPER_FOLDER_MARKERS = ("config.json", "model.bin")  # Hugging Face folder / CTranslate2 folder
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
 # Bundled sample → its name in ComfyUI's input folder, where core Load Video / Load Audio list files.
-SAMPLE_INPUTS = {"character.mp4": "omnisync_character.mp4", "speech.wav": "omnisync_speech.wav"}
+# The bundled samples (video, speech), copied under the same names into ComfyUI's input folder.
+SAMPLE_INPUTS = ("omnisync_character.mp4", "omnisync_speech.wav")
 
 
 def copy_samples_to_input() -> None:
-    """Copy the bundled samples into ComfyUI's input folder (as ``omnisync_*``) so the example workflows
+    """Copy the bundled samples into ComfyUI's input folder (same names) so the example workflows
     find them; a file already there is never overwritten, and a failure only logs a warning."""
     import folder_paths
 
     input_dir = folder_paths.get_input_directory()
     copied = []
-    for sample, name in SAMPLE_INPUTS.items():
-        source, target = os.path.join(SAMPLES_DIR, sample), os.path.join(input_dir, name)
+    for name in SAMPLE_INPUTS:
+        source, target = os.path.join(SAMPLES_DIR, name), os.path.join(input_dir, name)
         if os.path.exists(target) or not os.path.isfile(source):
             continue
         created = False

@@ -7,8 +7,8 @@
     model, codec, encoder, meta = load_runtime("models/omnisync_unet128.safetensors")
     pipe = OmniSyncPipeline(model, codec, encoder)
     options, _ = resolve_options(meta)                    # the checkpoint's sampling, else the defaults
-    frames, fps = read_video("samples/character.mp4")     # (T, H, W, 3) float in [0, 1]
-    wave, sr = read_audio("samples/speech.wav")
+    frames, fps = read_video("samples/omnisync_character.mp4")     # (T, H, W, 3) float in [0, 1]
+    wave, sr = read_audio("samples/omnisync_speech.wav")
     result = pipe(frames, fps, wave, sr, options)         # result.frames (T', H, W, 3), result.waveform
 
 The CLI (``python -m omnisync_core``) is built on the same calls.
@@ -27,9 +27,9 @@ from .sampling.options import AUTO, SyncOptions, resolve_options
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_MODEL = os.path.join(PACKAGE_ROOT, "models", "omnisync_unet128.safetensors")
-BUNDLED_VIDEO = os.path.join(PACKAGE_ROOT, "samples", "character.mp4")
-BUNDLED_SPEECH = os.path.join(PACKAGE_ROOT, "samples", "speech.wav")
-BUNDLED_TRUTH = os.path.join(PACKAGE_ROOT, "samples", "character_truth.mp4")  # the renderer's truth of the pair
+BUNDLED_VIDEO = os.path.join(PACKAGE_ROOT, "samples", "omnisync_character.mp4")
+BUNDLED_SPEECH = os.path.join(PACKAGE_ROOT, "samples", "omnisync_speech.wav")
+BUNDLED_TRUTH = os.path.join(PACKAGE_ROOT, "samples", "omnisync_character_truth.mp4")  # the renderer's truth of the pair
 
 __all__ = ["load_runtime", "pair_sources", "OmniSyncPipeline", "SyncOptions", "SyncResult", "resolve_options", "AUTO",
            "BUNDLED_MODEL", "BUNDLED_VIDEO", "BUNDLED_SPEECH", "BUNDLED_TRUTH"]

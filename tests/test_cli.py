@@ -84,7 +84,7 @@ def test_demo_lip_syncs_the_bundled_sample_with_the_bundled_model(tmp_path):
     assert "from the checkpoint" in res.stdout
     frames, fps = read_video(str(out))
     wave, sr = read_audio(str(out))
-    speech, speech_sr = read_audio(os.path.join(ROOT, "samples", "speech.wav"))
+    speech, speech_sr = read_audio(os.path.join(ROOT, "samples", "omnisync_speech.wav"))
     assert frames.shape[1:3] == (128, 128) and abs(fps - 25.0) < 1e-3
     assert frames.shape[0] == int(np.ceil(speech.shape[-1] / speech_sr * 25 - 1e-6))  # follows the speech
     assert abs(wave.shape[-1] / sr - frames.shape[0] / 25.0) < 0.05
@@ -93,8 +93,8 @@ def test_demo_lip_syncs_the_bundled_sample_with_the_bundled_model(tmp_path):
     sheet = iio.imread(str(tmp_path / "out_mouths.png"))
     assert sheet.ndim == 3 and sheet.shape[0] == 3 * 64  # source, output and truth rows
 
-    source, _ = read_video(os.path.join(ROOT, "samples", "character.mp4"))
-    truth, _ = read_video(os.path.join(ROOT, "samples", "character_truth.mp4"))
+    source, _ = read_video(os.path.join(ROOT, "samples", "omnisync_character.mp4"))
+    truth, _ = read_video(os.path.join(ROOT, "samples", "omnisync_character_truth.mp4"))
     T = source.shape[0]  # the first pass of the (looped) source shares the truth's head motion
     out_t, src_t, tru_t = frames[:T], source, truth[:T]
     lips = (src_t - tru_t).abs().amax(-1) > 0.15          # where the two utterances' mouths differ

@@ -147,8 +147,8 @@ def test_workflow_names_the_bundled_files(name, env):
             assert inputs["encoder_name"] == "bundled: whisper tiny.en"
         if node["class_type"] in ("LoadVideo", "LoadAudio"):
             value = inputs.get("file", inputs.get("audio"))
-            sample = {v: k for k, v in SAMPLE_INPUTS.items()}[value]  # copied to input/ when the plugin loads
-            assert os.path.isfile(os.path.join(SAMPLES_DIR, sample))
+            assert value in SAMPLE_INPUTS  # copied to input/ when the plugin loads
+            assert os.path.isfile(os.path.join(SAMPLES_DIR, value))
 
 
 def test_wan_workflow_says_where_its_missing_files_go():
@@ -429,7 +429,7 @@ def test_samples_are_copied_to_the_input_folder_once_and_never_overwrite(env, tm
     from nodes.loaders import SAMPLE_INPUTS, SAMPLES_DIR, copy_samples_to_input
 
     input_dir = folder_paths.get_input_directory()
-    video, speech = SAMPLE_INPUTS["character.mp4"], SAMPLE_INPUTS["speech.wav"]
+    video, speech = SAMPLE_INPUTS
     for name in (video, speech):
         if os.path.exists(os.path.join(input_dir, name)):
             os.remove(os.path.join(input_dir, name))
@@ -437,7 +437,7 @@ def test_samples_are_copied_to_the_input_folder_once_and_never_overwrite(env, tm
     with open(os.path.join(input_dir, speech), "wb") as f:
         f.write(b"the user's own file")
     copy_samples_to_input()
-    with open(os.path.join(input_dir, video), "rb") as f, open(os.path.join(SAMPLES_DIR, "character.mp4"), "rb") as g:
+    with open(os.path.join(input_dir, video), "rb") as f, open(os.path.join(SAMPLES_DIR, video), "rb") as g:
         assert f.read() == g.read()
     with open(os.path.join(input_dir, speech), "rb") as f:
         assert f.read() == b"the user's own file"

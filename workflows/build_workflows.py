@@ -120,7 +120,7 @@ def sample_inputs() -> Tuple[str, str]:
     """(video, audio): the names the plugin gives the bundled samples in ComfyUI's input folder."""
     from nodes.loaders import SAMPLE_INPUTS
 
-    return SAMPLE_INPUTS["character.mp4"], SAMPLE_INPUTS["speech.wav"]
+    return SAMPLE_INPUTS
 
 
 def input_kind(spec) -> str:
