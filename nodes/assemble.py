@@ -28,48 +28,43 @@ class OmniSyncVideoAssemble:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from omnisync_core.sampling.options import SyncOptions
+
+        d = SyncOptions()
         return {
             "required": {
                 "latent": ("OMNISYNC_LATENT", {"tooltip": "From OmniSync DS-CFG Sampler."}),
                 "omnisync_audio": ("OMNISYNC_AUDIO", {"tooltip": "From OmniSync Audio Encode (speech and fps)."}),
                 "composite": ("BOOLEAN", {
-                    "default": False,
+                    "default": d.composite,
                     "tooltip": "Keep every pixel outside a feathered disc around the mouth identical to the source.",
                 }),
                 "composite_radius": ("FLOAT", {
-                    "default": 0.2, "min": 0.01, "max": 1.0, "step": 0.01,
+                    "default": d.composite_radius, "min": 0.01, "max": 1.0, "step": 0.01,
                     "tooltip": "Radius of the edited disc around the mouth, as a fraction of the shorter frame side.",
                 }),
                 "feather_px": ("FLOAT", {
-                    "default": 4.0, "min": 0.0, "max": 64.0, "step": 0.5,
+                    "default": d.composite_feather_px, "min": 0.0, "max": 64.0, "step": 0.5,
                     "tooltip": "Soft edge of the composite mask in pixels (0 = hard edge).",
                 }),
             },
         }
 
     def assemble(self, latent, omnisync_audio, composite, composite_radius, feather_px):
-        from omnisync_core.composite import composite_outside_mouth, mouth_region_mask
-        from omnisync_core.model.codec import crop_back
+        from omnisync_core.pipeline import assemble
 
         if not latent.denoised:
             raise OmniSyncError("this latent has not been sampled yet; connect the output of OmniSync DS-CFG Sampler.")
         T = latent.num_frames
-        frames = latent.codec.decode(latent.latents)[:T]  # (T, H_p, W_p, 3)
-        frames = crop_back(frames, latent.pads)
-        source = latent.source_frames.to(frames.device, frames.dtype)
+        frames = assemble(latent.codec, latent.latents, latent.video, latent.fallback_frames, latent.mouth_centres,
+                          composite=composite, composite_radius=composite_radius, composite_feather_px=feather_px)
         report = {"frames": T}
         if latent.fallback_frames:
-            frames[latent.fallback_frames] = source[latent.fallback_frames]
             report["fallback_frames"] = latent.fallback_frames  # no mouth located: source pixels kept
         if composite:
-            if latent.mouth_centres is None:
-                raise OmniSyncError("no mouth centres are known for compositing; sample with mouth = point or mask.")
-            mask = mouth_region_mask(latent.mouth_centres, frames.shape[1], frames.shape[2],
-                                     radius=composite_radius, feather_px=feather_px)
-            frames = composite_outside_mouth(frames, source, mask)
             report["composite"] = {"radius": composite_radius, "feather_px": feather_px}
         frames, report = pad_for_h264(frames, report, "OmniSync Video Assemble")
-        frames = frames.clamp(0, 1).float().cpu().contiguous()
+        frames = frames.contiguous()  # padding may leave a view
         if omnisync_audio.num_frames != T:
             raise OmniSyncError(
                 f"the audio covers {omnisync_audio.num_frames} frames but the video has {T}; connect the same "
