@@ -452,11 +452,11 @@ def test_training_with_the_aux_mouth_read_out_logs_it_and_lowers_it(tmp_path):
             i = next(i for i, lat in enumerate(src.latents) if lat is ex["target_latents"])
             return {**ex, "mouth_at": clip_at[i], "mouth_params": clip_params[i]}
 
-        def arbitrary(self, generator):
-            return self._add(src.arbitrary(generator))
+        def arbitrary(self, generator, crop=0):
+            return self._add(src.arbitrary(generator, crop))
 
-        def pseudo_paired(self, generator):
-            return self._add(src.pseudo_paired(generator))
+        def pseudo_paired(self, generator, crop=0):
+            return self._add(src.pseudo_paired(generator, crop))
 
     cfg = tiny_config(tmp_path, arch="unet", model_overrides={**UNET_OVERRIDES, "mouth_params": 5},
                       aux_mouth_weight=1.0, max_steps=40, batch_size=4,

@@ -186,3 +186,13 @@ def test_init_from_takes_a_unet_of_the_same_config_only(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
     with pytest.raises(OmniSyncError, match="not an OmniSync U-Net of this config"):
         init_from_wan(OmniSyncUNet(UNetConfig(**{**TINY, "channels": (8, 8)})), path)
+
+
+def test_in_memory_pair_source_refuses_crops():
+    from omnisync_core.train.batches import TensorPairSource
+
+    src = TensorPairSource([torch.zeros(12, 2, 8, 8)], pseudo_pairs=[(0, 0)])
+    g = torch.Generator().manual_seed(0)
+    assert src.arbitrary(g, 0)["target_latents"].shape == (12, 2, 8, 8)
+    with pytest.raises(OmniSyncError, match="set train_crop to 0"):
+        src.pseudo_paired(g, crop=4)

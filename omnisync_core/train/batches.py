@@ -44,8 +44,9 @@ Example = Dict[str, Optional[torch.Tensor]]
 
 
 class PairSource(Protocol):
-    def arbitrary(self, generator: torch.Generator) -> Example: ...
-    def pseudo_paired(self, generator: torch.Generator) -> Example: ...
+    """``crop`` > 0 asks for square crops of that many pixels that hold the target's mouth (0 = whole frames)."""
+    def arbitrary(self, generator: torch.Generator, crop: int = 0) -> Example: ...
+    def pseudo_paired(self, generator: torch.Generator, crop: int = 0) -> Example: ...
 
 
 def choose_pair_kind(t: float, threshold: float) -> str:
@@ -120,8 +121,7 @@ def draw_batch(pairs: PairSource, n: int, config: TrainConfig, generator: torch.
     """
     sigma = sample_sigmas(n, config, generator)
     kinds = [choose_pair_kind(float(sigma_to_timestep(s)), config.pair_threshold_t) for s in sigma]
-    kw = {"crop": crop} if crop else {}
-    examples = [pairs.pseudo_paired(generator, **kw) if k == PSEUDO_PAIRED else pairs.arbitrary(generator, **kw)
+    examples = [pairs.pseudo_paired(generator, crop) if k == PSEUDO_PAIRED else pairs.arbitrary(generator, crop)
                 for k in kinds]
     return collate(examples, sigma, kinds)
 
@@ -158,13 +158,19 @@ class TensorPairSource:
         return {"source_latents": self.latents[src], "target_latents": self.latents[tgt],
                 "audio_tokens": self.audio[tgt], "text": self.text[tgt]}
 
-    def arbitrary(self, generator: torch.Generator) -> Example:
+    def _no_crop(self, crop: int) -> None:
+        if crop:
+            raise OmniSyncError("TensorPairSource serves whole clips (it knows no mouth boxes); set train_crop to 0.")
+
+    def arbitrary(self, generator: torch.Generator, crop: int = 0) -> Example:
+        self._no_crop(crop)
         tgt = int(torch.randint(len(self.latents), (1,), generator=generator))
         same_video = [i for i, v in enumerate(self.video_ids) if v == self.video_ids[tgt]]
         src = same_video[int(torch.randint(len(same_video), (1,), generator=generator))]
         return self._example(src, tgt)
 
-    def pseudo_paired(self, generator: torch.Generator) -> Example:
+    def pseudo_paired(self, generator: torch.Generator, crop: int = 0) -> Example:
+        self._no_crop(crop)
         if not self.pseudo_pairs:
             raise OmniSyncError("this TensorPairSource has no pseudo_pairs, but σ > threshold asked for one; "
                                 "give pseudo_pairs or set pair_threshold_t = 1000 (arbitrary pairs only).")

@@ -70,15 +70,15 @@ def build_model(config: TrainConfig) -> nn.Module:
     fields = {"latent_channels": CodecSpec.from_dict(config.codec).latent_channels,
               "audio_dim": audio["num_layers"] * audio["dim"] if audio else 0}
     if config.arch == "unet":
-        from ..model.unet import OmniSyncUNet, UNetConfig
         if not audio:
             raise OmniSyncError("an arch 'unet' model needs an audio spec in the training config.")
         fields.update(audio_layers=audio["num_layers"], audio_tokens=1 + 2 * int(audio.get("frame_window", 2)))
-        fields.update(config.model_overrides)
+    fields.update(config.model_overrides)
+    if config.arch == "unet":
+        from ..model.unet import OmniSyncUNet, UNetConfig
         return OmniSyncUNet(UNetConfig(**fields))
     from ..model.config import preset
     from ..model.dit import OmniSyncDiT
-    fields.update(config.model_overrides)
     return OmniSyncDiT(preset(config.model_preset, **fields))
 
 
@@ -213,8 +213,7 @@ def draw_rollout_batch(model: nn.Module, pairs: PairSource, config: TrainConfig,
     applied afterwards to what the loss sees, as for every batch.
     """
     n = config.batch_size
-    kw = {"crop": crop} if crop else {}
-    examples = [pairs.pseudo_paired(generator, **kw) for _ in range(n)]
+    examples = [pairs.pseudo_paired(generator, crop) for _ in range(n)]
     sigmas = rollout_sigmas(config)
     k = int(torch.randint(0, sigmas.numel(), (1,), generator=generator))
     batch = collate(examples, sigmas[k].expand(n).clone(), [PSEUDO_PAIRED] * n)
@@ -457,9 +456,8 @@ def export_ema(config: TrainConfig, ema: EMA, info: D.DistInfo, step: Optional[i
     from ..model.checkpoint import save_checkpoint
     from ..model.config import CodecSpec
     weights = ema.state_dict()                                # collective under FSDP
-    path = os.path.join(config.out_dir, EXPORT_FILE)
-    if step is not None:
-        path = path.replace(".safetensors", f"_step{step:06d}.safetensors")
+    name = EXPORT_FILE if step is None else EXPORT_FILE.replace(".safetensors", f"_step{step:06d}.safetensors")
+    path = os.path.join(config.out_dir, name)
     if info.is_main:
         model = build_model(config)                           # buffers from the config, parameters from the EMA
         params = dict(model.named_parameters())
