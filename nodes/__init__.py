@@ -2,6 +2,7 @@
 
 from .assemble import OmniSyncVideoAssemble
 from .audio import OmniSyncAudioEncode
+from .facecrop import OmniSyncFaceCrop, OmniSyncFacePasteBack
 from .lipsync import OmniSyncLipSync
 from .loaders import OmniSyncModelLoader, OmniSyncWhisperLoader
 from .preview import OmniSyncGuidanceStrip
@@ -16,6 +17,8 @@ NODE_CLASS_MAPPINGS = {
     "OmniSyncVideoAssemble": OmniSyncVideoAssemble,
     "OmniSyncLipSync": OmniSyncLipSync,
     "OmniSyncGuidanceStrip": OmniSyncGuidanceStrip,
+    "OmniSyncFaceCrop": OmniSyncFaceCrop,
+    "OmniSyncFacePasteBack": OmniSyncFacePasteBack,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -27,6 +30,8 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "OmniSyncVideoAssemble": "OmniSync Video Assemble",
     "OmniSyncLipSync": "OmniSync Lip Sync (all-in-one)",
     "OmniSyncGuidanceStrip": "OmniSync Guidance Strip",
+    "OmniSyncFaceCrop": "OmniSync Face Crop",
+    "OmniSyncFacePasteBack": "OmniSync Face Paste Back",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
