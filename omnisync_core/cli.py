@@ -352,6 +352,15 @@ def run_train_reader(args) -> int:
     return 0
 
 
+def run_convert_whisper(args) -> int:
+    from .audio.xdub_features import convert_openai_whisper
+
+    summary = convert_openai_whisper(args.pt, args.out)
+    print(f"wrote {args.out}: {summary['tensors']} encoder tensors ({summary['dtype']}, "
+          f"{summary['bytes'] / 1e6:.1f} MB); {summary['dropped_decoder_tensors']} decoder tensors left out")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m omnisync_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -419,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=rt.seed)
     p.add_argument("--report", help="accuracy report JSON (default: --out with .json)")
     p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("convert-whisper", help="one-time: openai-whisper .pt (X-Dub's large-v2.pt) → encoder "
+                       ".safetensors (read with weights_only=True)")
+    p.add_argument("pt", help="the openai-whisper checkpoint, e.g. large-v2.pt")
+    p.add_argument("out", help="the .safetensors to write (must not exist)")
     return parser
 
 
@@ -436,6 +450,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run_eval(args)
         if args.command == "train-reader":
             return run_train_reader(args)
+        if args.command == "convert-whisper":
+            return run_convert_whisper(args)
     except OmniSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
