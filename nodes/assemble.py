@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from omnisync_core.errors import OmniSyncError
 
-from .bridge import CATEGORY, audio_to_comfy, format_report, log, make_video, pad_for_h264
+from .bridge import CATEGORY, all_warnings, audio_to_comfy, format_report, make_video, pad_for_h264
 
 
 class OmniSyncVideoAssemble:
     DESCRIPTION = (
         "Decodes the sampled latents to frames, removes the padding added for the model, optionally keeps "
         "every pixel outside the mouth identical to the source, and pairs the frames with the matched speech "
-        "as IMAGE + AUDIO + fps and as a VIDEO for Save Video. An odd width or height is padded to even "
-        "(the last row/column repeated, said in the report), as H.264 needs."
+        "as IMAGE + AUDIO + fps and as a VIDEO for Save Video. IMAGE keeps the source's exact size; for an odd "
+        "width or height the VIDEO output is padded to even (the last row/column repeated, warned), as "
+        "H.264 needs."
     )
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT", "VIDEO", "STRING")
     RETURN_NAMES = ("images", "audio", "fps", "video", "report")
     OUTPUT_TOOLTIPS = (
-        "Lip-synced frames (T, H, W, 3), H and W even.",
+        "Lip-synced frames (T, H, W, 3) at the source's size.",
         "The speech matched to the output length.",
         "Frame rate of the output (the fps given to Audio Encode).",
         "Frames + speech as a VIDEO (connect to Save Video).",
-        "Run report (JSON).",
+        "Run report (JSON): every warning of the chain (length matching, padding, frames passed through).",
     )
     FUNCTION = "assemble"
 
@@ -58,13 +59,14 @@ class OmniSyncVideoAssemble:
         T = latent.num_frames
         frames = assemble(latent.codec, latent.latents, latent.video, latent.fallback_frames, latent.mouth_centres,
                           composite=composite, composite_radius=composite_radius, composite_feather_px=feather_px)
-        report = {"frames": T}
+        sampler = latent.report or {}
+        report = {"frames": T, "warnings": all_warnings(omnisync_audio.report, sampler.get("noise_init"), sampler)}
         if latent.fallback_frames:
             report["fallback_frames"] = latent.fallback_frames  # no mouth located: source pixels kept
         if composite:
             report["composite"] = {"radius": composite_radius, "feather_px": feather_px}
-        frames, report = pad_for_h264(frames, report, "OmniSync Video Assemble")
-        frames = frames.contiguous()  # padding may leave a view
+        video_frames = pad_for_h264(frames, report, "OmniSync Video Assemble")
+        frames = frames.contiguous()
         if omnisync_audio.num_frames != T:
             raise OmniSyncError(
                 f"the audio covers {omnisync_audio.num_frames} frames but the video has {T}; connect the same "
@@ -73,4 +75,4 @@ class OmniSyncVideoAssemble:
         audio = audio_to_comfy(omnisync_audio.waveform, omnisync_audio.sample_rate)
         fps = float(omnisync_audio.fps)
         report["sampler"] = latent.report
-        return (frames, audio, fps, make_video(frames, audio, fps), format_report(report))
+        return (frames, audio, fps, make_video(video_frames, audio, fps), format_report(report))

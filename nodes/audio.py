@@ -9,7 +9,7 @@ import torch
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.media import MIN_VIDEO_FRAMES
 
-from .bridge import CATEGORY, OmniSyncAudio, audio_from_comfy, audio_to_comfy, log
+from .bridge import CATEGORY, OmniSyncAudio, audio_from_comfy, audio_to_comfy, log, node_warner
 
 COMFY_WHISPER_CHUNK_S = 30  # ComfyUI's AudioEncoderEncode pads/cuts Whisper input to 30 s
 
@@ -109,7 +109,11 @@ class OmniSyncAudioEncode:
             raise OmniSyncError(f"Audio Encode needs at least {MIN_VIDEO_FRAMES} source frames, got a {T}-frame IMAGE "
                                 "batch (a still image); connect a video, or repeat the image with Repeat Image Batch.")
         wave, sr, report = audio_from_comfy(audio)
-        plan, wave_out = prepare_audio(T, fps, wave, sr, length_mode)
+        report["warnings"] = []
+        on_warning = node_warner(report, "OmniSync Audio Encode")
+        if "batch" in report:
+            on_warning(report["batch"] + ".")
+        plan, wave_out = prepare_audio(T, fps, wave, sr, length_mode, on_warning=on_warning)
         T_out = int(plan.frame_indices.shape[0])
         report["length"] = plan.message
 

@@ -121,7 +121,28 @@ def pipeline_for(model: OmniSyncModel, codec: Any, audio_encoder: Any = None):
 
     frame_window = getattr(model.audio_spec, "frame_window", None)
     return OmniSyncPipeline(model.model, codec, audio_encoder, device=model.device, dtype=model.dtype,
-                            frame_window=frame_window)
+                            frame_window=frame_window, meta=model.meta)
+
+
+def node_warner(report: dict, node: str):
+    """on_warning for a node: the line goes to the console (logging) and into ``report["warnings"]``, which the
+    node's report output shows (``validate.warn``)."""
+    from omnisync_core.validate import warn
+
+    def on_warning(message: str) -> None:
+        warn(report, lambda m: log.warning("%s: %s", node, m), message)
+
+    return on_warning
+
+
+def all_warnings(*reports: Optional[dict]) -> List[str]:
+    """The ``"warnings"`` of several node reports, in order, each line once."""
+    out: List[str] = []
+    for r in reports:
+        for message in (r or {}).get("warnings", []):
+            if message not in out:
+                out.append(message)
+    return out
 
 
 AUTO_WIDGETS = ("num_steps", "window", "tau", "shift", "omega_base", "omega_peak")  # 0 on these widgets = auto
@@ -147,16 +168,19 @@ H264_SIZE_MULTIPLE = 2  # yuv420p halves the chroma planes: Save Video's H.264 n
 
 
 def pad_for_h264(frames, report: dict, node: str):
-    """(T, H, W, 3) -> frames with even H and W (the last row/column repeated), and the report saying so."""
+    """(T, H, W, 3) -> the frames for the VIDEO output, with even H and W (the last row/column repeated):
+    Save Video writes yuv420p H.264, which cannot hold odd sizes. The IMAGE output keeps the exact size;
+    the padding is a warning (console and ``report["warnings"]``) and ``report["padded_to_even"]``."""
     from omnisync_core.model.codec import pad_to_stride
 
-    frames, pads = pad_to_stride(frames, H264_SIZE_MULTIPLE)
+    padded, pads = pad_to_stride(frames, H264_SIZE_MULTIPLE)
     if any(pads):
-        H, W = frames.shape[1] - pads[0], frames.shape[2] - pads[1]
-        report = dict(report, padded_to_even=f"{W}x{H} -> {frames.shape[2]}x{frames.shape[1]}: H.264 (yuv420p) "
-                                             "needs even sizes, so the last row/column is repeated")
-        log.info("%s: %s", node, report["padded_to_even"])
-    return frames, report
+        H, W = frames.shape[1:3]
+        report["padded_to_even"] = f"{W}x{H} -> {padded.shape[2]}x{padded.shape[1]}"
+        node_warner(report, node)(
+            f"the VIDEO output is {W}x{H} -> {padded.shape[2]}x{padded.shape[1]}: Save Video's H.264 (yuv420p) needs "
+            "even sizes, so the last row/column is repeated there; the IMAGE output keeps the exact size.")
+    return padded.contiguous()
 
 
 # -- model folders ---------------------------------------------------------------------------------

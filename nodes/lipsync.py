@@ -9,7 +9,7 @@ from omnisync_core.sampling.options import SyncOptions
 from omnisync_core.sampling.windows import LENGTH_MODES
 
 from .bridge import (
-    CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, log, make_video,
+    CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, make_video, node_warner,
     pad_for_h264, pipeline_for, run_cancellable, sync_options, text_from_conditioning,
 )
 from .sampling import AUTO_TIP, WINDOW_TIP
@@ -112,14 +112,19 @@ class OmniSyncLipSync:
         )
         pipe = pipeline_for(model, codec_from_spec(model.codec_spec, vae=vae), audio_encoder)
         mm.soft_empty_cache()
-        result = run_cancellable(pipe, images, fps, wave, sr, opts, progress=ComfyProgress(), cancel=comfy_cancel)
-        report = dict(result.report, audio_input=audio_report, options=chosen)
+        report = {"warnings": []}
+        on_warning = node_warner(report, "OmniSync Lip Sync")
         if warning:
-            report["warnings"] = [warning]
-            log.warning("OmniSync: %s", warning)
-        frames, report = pad_for_h264(result.frames.float().cpu(), report, "OmniSync Lip Sync")
-        frames = frames.contiguous()
+            on_warning(warning)
+        if "batch" in audio_report:
+            on_warning(audio_report["batch"] + ".")
+        result = run_cancellable(pipe, images, fps, wave, sr, opts, progress=ComfyProgress(), cancel=comfy_cancel,
+                                 on_warning=on_warning)
+        report.update({k: v for k, v in result.report.items() if k != "warnings"}, audio_input=audio_report,
+                      options=chosen)
+        frames = result.frames.float().cpu().contiguous()
+        video_frames = pad_for_h264(frames, report, "OmniSync Lip Sync")
         out_audio = audio_to_comfy(result.waveform, result.sample_rate)
         fps_out = float(result.fps)
-        return (frames, out_audio, result.guidance_map.clamp(0, 1), fps_out, make_video(frames, out_audio, fps_out),
+        return (frames, out_audio, result.guidance_map.clamp(0, 1), fps_out, make_video(video_frames, out_audio, fps_out),
                 format_report(report))

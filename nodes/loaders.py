@@ -101,6 +101,11 @@ class OmniSyncModelLoader:
 
         device = mm.get_torch_device()
         torch_dtype = _auto_dtype(device) if dtype == "auto" else DTYPES[dtype]
+        from omnisync_core.validate import check_model_path, dtype_warnings
+
+        check_model_path(path)  # a folder, a pickle, no OmniSync metadata: one line before any memory is freed
+        for message in dtype_warnings(device, torch_dtype):
+            log.warning("Load OmniSync Model: %s", message)
         mm.free_memory(2 * os.path.getsize(path), device)
         mm.soft_empty_cache()
         model, meta = load_checkpoint(path, device=device, dtype=torch_dtype)

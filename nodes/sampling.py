@@ -10,8 +10,8 @@ from omnisync_core.sampling.mouth import DEFAULT_MOUTH_CENTRE
 from omnisync_core.sampling.options import SyncOptions
 
 from .bridge import (
-    CATEGORY, ComfyProgress, OmniSyncLatent, comfy_cancel, format_report, log, pipeline_for, run_cancellable,
-    sync_options, text_from_conditioning,
+    CATEGORY, ComfyProgress, OmniSyncLatent, comfy_cancel, format_report, node_warner, pipeline_for,
+    run_cancellable, sync_options, text_from_conditioning,
 )
 
 MOUTH_MODES = ["auto", "point", "mask"]
@@ -73,12 +73,15 @@ class OmniSyncNoiseInit:
         options, chosen = sync_options(model, tau=tau, num_steps=steps, shift=shift, seed=seed)
         codec = codec_from_spec(model.codec_spec, vae=vae)
         pipe = pipeline_for(model, codec)
-        video = pipe.encode_video(images, omnisync_audio.frame_indices if omnisync_audio is not None else None)
+        on_warning = node_warner({}, "OmniSync Noise Init")  # encode_video keeps its warnings in video.report
+        video = pipe.encode_video(images, omnisync_audio.frame_indices if omnisync_audio is not None else None,
+                                  fps=omnisync_audio.fps if omnisync_audio is not None else None,
+                                  on_warning=on_warning)
         x_init, sigmas = pipe.init(video, options.tau, options.num_steps, options.shift, options.seed)
         report = {**video.report, "options": chosen}
         if vae is not None and model.codec_spec.get("type") != "vae":
             report["vae"] = "this model works on pixels: the VAE input is ignored"
-            log.warning("OmniSync: %s", report["vae"])
+            node_warner(report, "OmniSync Noise Init")(report["vae"] + ".")
         return (OmniSyncLatent(latents=x_init, sigmas=sigmas, video=video, codec=codec, tau=options.tau,
                                seed=options.seed, report=report),)
 
@@ -178,18 +181,16 @@ class OmniSyncSampler:
         text, warning = text_from_conditioning(conditioning, model)
         pipe = pipeline_for(model, latent.codec)
         mm.soft_empty_cache()
+        report = {"noise_init": latent.report, "audio": omnisync_audio.report, "options": chosen, "warnings": []}
+        on_warning = node_warner(report, "OmniSync DS-CFG Sampler")
+        if warning:
+            on_warning(warning)
         sampled = run_cancellable(
             pipe.sample, latent.latents, latent.video, latent.sigmas, omnisync_audio.frame_features,
             omnisync_audio.num_layers, options.guidance, options.mouth, mouth_mask if mouth == "mask" else None,
-            options.window, options.overlap, text, progress=ComfyProgress(), cancel=comfy_cancel,
+            options.window, options.overlap, text, progress=ComfyProgress(), cancel=comfy_cancel, on_warning=on_warning,
         )
-        report = {"noise_init": latent.report, "audio": omnisync_audio.report, "options": chosen, **sampled.report}
-        if warning:
-            report["warnings"] = [warning]
-            log.warning("OmniSync: %s", warning)
-        if sampled.fallback_frames:
-            log.warning("OmniSync: no mouth located in %d frame(s); they are passed through unchanged.",
-                        len(sampled.fallback_frames))
+        report.update({k: v for k, v in sampled.report.items() if k != "warnings"})
         out = dataclasses.replace(latent, latents=sampled.latents, denoised=True, mouth_centres=sampled.mouth_centres,
                                   fallback_frames=sampled.fallback_frames, report=report)
         return (out, sampled.guidance_map.clamp(0, 1), format_report(report))

@@ -48,6 +48,10 @@ def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cp
     from .model.checkpoint import load_checkpoint
     from .model.codec import codec_from_spec
 
+    from .validate import check_device, check_model_path
+
+    check_device(device)  # a CPU build asked for CUDA, a folder or a pickle as the model: one line, before loading
+    check_model_path(model_path)
     model, meta = load_checkpoint(model_path, device=device, dtype=dtype)
     codec = codec_from_spec(meta["codec"], vae=vae)
     spec = AudioFeatureSpec.from_dict(meta["audio"]) if meta.get("audio") else None

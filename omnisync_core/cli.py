@@ -10,7 +10,10 @@
 Every sampling knob of :class:`omnisync_core.sampling.options.SyncOptions` has a flag; a flag left on
 ``auto`` takes the checkpoint's recommended sampling, else the default (``resolve_options``). The Python
 API is :mod:`omnisync_core.api`. Errors from bad input are printed as one line (``error: ...``) with
-exit code 2, never a traceback.
+exit code 2, never a traceback; everything that can be checked (paths, output folders, device, option
+ranges, clip lengths) is checked before the model is loaded (:mod:`omnisync_core.validate`). Every
+adjustment made to the input is printed as one ``warning: ...`` line on stderr and listed in the
+report's ``"warnings"``. Ctrl-C ends a run with exit code 130 and no partial output file.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .sampling.options import AUTO, SyncOptions, resolve_options
 from .sampling.windows import LENGTH_MODES
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 BUNDLED_READER = os.path.join(PACKAGE_ROOT, "models", "mouth_reader.safetensors")
 
 
@@ -111,12 +115,76 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _warner(warnings: list, bar_holder: list):
+    """on_warning for the CLI: one ``warning: ...`` line on stderr (above the progress bar), kept for the report."""
+    def on_warning(message: str) -> None:
+        warnings.append(message)
+        line = f"warning: {message}"
+        if bar_holder and bar_holder[0] is not None:
+            bar_holder[0].write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    return on_warning
+
+
+def check_sync_args(args, on_warning) -> tuple:
+    """Everything about a sync/demo run that can be checked before reading media or loading a model:
+    → (checkpoint metadata, options, option origins)."""
+    from .validate import check_device, check_input_file, check_model_path, check_output_path, dtype_warnings
+
+    if args.say is not None and not args.say.strip():
+        raise OmniSyncError("--say got empty text; give the words to speak, e.g. --say \"hello there\".")
+    if bool(args.audio) == bool(args.say):
+        raise OmniSyncError("give exactly one of --audio FILE or --say \"text to speak\".")
+    check_input_file(args.video, "video")
+    if args.audio:
+        check_input_file(args.audio, "audio")
+    if args.truth:
+        check_input_file(args.truth, "--truth video")
+    meta = check_model_path(args.model)
+    for flag, path in (("--whisper", args.whisper), ("--text-encoder", args.text_encoder)):
+        if path is not None and not os.path.exists(path):
+            raise OmniSyncError(f"{flag} {path!r} does not exist; check the path.")
+    if args.prompt.strip() and not args.text_encoder:
+        raise OmniSyncError("--prompt needs --text-encoder (a local T5 encoder folder); or leave --prompt out.")
+    if args.prompt.strip() and not meta.get("model", {}).get("use_text", False):
+        raise OmniSyncError("this model has no text branch, so --prompt cannot be used; leave it out.")
+    for flag, path, suffixes in (("output video (-o)", args.output, VIDEO_SUFFIXES),
+                                 ("--side-by-side video", args.side_by_side, VIDEO_SUFFIXES),
+                                 ("--guidance-video", args.guidance_video, VIDEO_SUFFIXES),
+                                 ("--contact-sheet image", args.contact_sheet, (".png",)),
+                                 ("--report file", args.report, (".json",))):
+        if path is not None:
+            check_output_path(path, flag, suffixes)
+    outputs = [os.path.abspath(p) for p in (args.output, args.side_by_side, args.guidance_video, args.contact_sheet,
+                                             args.report) if p]
+    if len(set(outputs)) < len(outputs):
+        raise OmniSyncError("two outputs have the same file name; give -o, --side-by-side, --guidance-video, "
+                            "--contact-sheet and --report different names.")
+    inputs = {os.path.abspath(p) for p in (args.video, args.audio, args.truth, args.model) if p}
+    if inputs & set(outputs):
+        raise OmniSyncError("an output would overwrite an input file; give the output another name.")
+    check_device(args.device)
+    for message in dtype_warnings(args.device, DTYPES[args.dtype]):
+        on_warning(message)
+    opts, chosen = resolve_options(
+        meta, tau=args.tau, num_steps=args.steps, shift=args.shift, seed=args.seed, omega_base=args.omega_base,
+        omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial, gamma=args.gamma, mouth=args.mouth,
+        window=args.window, overlap=args.overlap, length_mode=args.length_mode, composite=args.composite,
+    )
+    return meta, opts, chosen
+
+
 def run_sync(args) -> int:
+    import dataclasses
+
     from tqdm import tqdm
 
-    from .media import read_audio, read_video, side_by_side, write_video
+    from .media import atomic_output, read_audio, read_video, side_by_side, write_video
     from .pipeline import OmniSyncPipeline
     from .text import encode_prompt, load_t5_encoder
+    from .validate import check_clip_length, check_frame_size
 
     if args.command == "demo":
         if not args.audio and not args.say:
@@ -132,9 +200,12 @@ def run_sync(args) -> int:
             if not os.path.exists(path):
                 raise OmniSyncError(f"the {what} {path!r} is missing; run from a full clone of the repository "
                                     "(git lfs is not used: the files are in the repo).")
-    if bool(args.audio) == bool(args.say):
-        raise OmniSyncError("give exactly one of --audio FILE or --say \"text to speak\".")
+    warnings: list = []
+    bar_holder: list = []
+    on_warning = _warner(warnings, bar_holder)
+    meta, opts, chosen = check_sync_args(args, on_warning)  # before any media is read or model loaded
     frames, fps = read_video(args.video)
+    check_frame_size(*frames.shape[1:3])
     if args.audio:
         wave, sr = read_audio(args.audio)
     else:
@@ -142,17 +213,15 @@ def run_sync(args) -> int:
 
         utt = speak(args.say)
         wave, sr = utt.waveform, utt.sample_rate
+    check_clip_length(fps, frames.shape[0], torch.as_tensor(wave).shape[-1] / sr)
     dtype = DTYPES[args.dtype]
     model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype)
     text_encoder = load_t5_encoder(args.text_encoder, device=args.device) if args.text_encoder else None
     text = encode_prompt(text_encoder, args.prompt, model.config.text_dim, model.config.use_text)
-    opts, chosen = resolve_options(
-        meta, tau=args.tau, num_steps=args.steps, shift=args.shift, seed=args.seed, omega_base=args.omega_base,
-        omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial, gamma=args.gamma, mouth=args.mouth,
-        window=args.window, overlap=args.overlap, length_mode=args.length_mode, composite=args.composite, text=text,
-    )
-    pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=dtype)
+    opts = dataclasses.replace(opts, text=text)
+    pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=dtype, meta=meta)
     bar = None if args.quiet else tqdm(total=1, unit="step", desc="lip-sync")
+    bar_holder.append(bar)
 
     def progress(done, total, message):
         if bar is not None:
@@ -162,18 +231,25 @@ def run_sync(args) -> int:
             bar.refresh()
 
     try:
-        result = pipe(frames, fps, wave, sr, opts, progress=progress)
+        result = pipe(frames, fps, wave, sr, opts, progress=progress, on_warning=on_warning)
     finally:
         if bar is not None:
             bar.close()
+        bar_holder[:] = [None]
     result.report["options"] = chosen
-    write_video(args.output, result.frames, result.fps, result.waveform, result.sample_rate)
+    result.report["warnings"] = warnings  # the CLI's own and the pipeline's, in the order printed
+
+    def wrote(info):
+        for message in info["warnings"]:
+            on_warning(message)
+
+    wrote(write_video(args.output, result.frames, result.fps, result.waveform, result.sample_rate))
     if args.side_by_side:
         src = frames[: result.frames.shape[0]]
         if src.shape[0] < result.frames.shape[0]:  # looped video: show the looped source
             src = frames[torch.arange(result.frames.shape[0]) % frames.shape[0]]
-        write_video(args.side_by_side, side_by_side(src, result.frames, labels=("source", "OmniSync")),
-                    result.fps, result.waveform, result.sample_rate)
+        wrote(write_video(args.side_by_side, side_by_side(src, result.frames, labels=("source", "OmniSync")),
+                          result.fps, result.waveform, result.sample_rate))
     if args.contact_sheet:
         from .media import mouth_contact_sheet, write_png
 
@@ -185,13 +261,13 @@ def run_sync(args) -> int:
             if truth.shape[1:] == src.shape[1:] and truth.shape[0] >= T_out:
                 rows.append(("truth", truth[:T_out]))
             else:
-                print(f"warning: {args.truth} is {tuple(truth.shape[:3])} (T, H, W), not at least {T_out} frames of "
-                      f"{tuple(src.shape[1:3])}; the contact sheet has no truth row.", file=sys.stderr)
+                on_warning(f"{args.truth} is {tuple(truth.shape[:3])} (T, H, W), not at least {T_out} frames of "
+                           f"{tuple(src.shape[1:3])}; the contact sheet has no truth row.")
         write_png(args.contact_sheet, mouth_contact_sheet(rows, result.mouth_centres))
     if args.guidance_video:
-        write_video(args.guidance_video, result.guidance_map[..., None].expand(-1, -1, -1, 3), result.fps)
+        wrote(write_video(args.guidance_video, result.guidance_map[..., None].expand(-1, -1, -1, 3), result.fps))
     if args.report:
-        with open(args.report, "w") as f:
+        with atomic_output(args.report) as part, open(part, "w") as f:
             json.dump(result.report, f, indent=2, default=str)
     from_ckpt = sorted(k for k, v in chosen["from"].items() if v == "checkpoint")
     print(f"wrote {args.output} ({result.frames.shape[0]} frames at {result.fps:g} fps, "

@@ -7,12 +7,15 @@ Layouts:
 Video goes through the ffmpeg binary that ships with ``imageio-ffmpeg`` (H.264, yuv420p); audio is
 read with Python's ``wave`` module for PCM WAV and decoded by the same ffmpeg for anything else
 (mp3, m4a, the audio track of an mp4). Temporary files live in a fresh temporary directory, never in
-the working directory. Every conversion that changes data (dropping alpha, padding odd sizes, clipping
-audio) is done explicitly and returned in an info dict.
+the working directory; an output file is written under a temporary name in its own folder and
+renamed when complete (:func:`atomic_output`), so a failed or cancelled run leaves no file that looks
+finished. Every conversion that changes data (dropping alpha, clipping audio, writing an odd size as
+4:4:4) is done explicitly and returned in an info dict (``"warnings"``: one line each).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -27,8 +30,11 @@ import torch
 
 from .errors import OmniSyncError
 from .fps import exact_fps
+from .validate import MIN_CLIP_FRAMES
 
-MIN_VIDEO_FRAMES = 2  # lip-sync needs motion over time: at least two frames
+MIN_VIDEO_FRAMES = MIN_CLIP_FRAMES  # lip-sync needs motion over time: at least two frames (validate.py's rule)
+FFMPEG_QUOTE_LINES = 3  # ffmpeg's stderr quoted in an error: its last lines, whole, at most this many
+FFMPEG_QUOTE_LINE_CHARS = 200  # and each cut to this many characters
 RANGE_TOLERANCE = 1e-3  # float frames this far outside [0, 1] are clamped (and reported); beyond: error
 AUDIO_CODEC = "aac"
 AUDIO_BITRATE = "192k"
@@ -154,6 +160,32 @@ def _ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_quote(text: Any) -> str:
+    """The end of ffmpeg's stderr for an error message: its last :data:`FFMPEG_QUOTE_LINES` non-empty lines,
+    each from its start (cut at :data:`FFMPEG_QUOTE_LINE_CHARS`), joined with " / " to stay on one line."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()][-FFMPEG_QUOTE_LINES:]
+    return " / ".join(ln if len(ln) <= FFMPEG_QUOTE_LINE_CHARS else ln[:FFMPEG_QUOTE_LINE_CHARS] + "…" for ln in lines)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str):
+    """Yield a temporary name in ``path``'s folder (same suffix); renamed to ``path`` when the block
+    finishes, removed when it raises (errors, Ctrl-C, cancel): no partial file ever has the final name."""
+    path = os.fspath(path)
+    folder, base = os.path.split(os.path.abspath(path))
+    root, ext = os.path.splitext(base)
+    tmp = os.path.join(folder, f".{root}.partial-{os.getpid()}{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def _check_file(path: str, what: str) -> str:
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -176,7 +208,7 @@ def read_video(path: str) -> Tuple[torch.Tensor, float]:
             meta = next(reader)
         except (IOError, OSError, RuntimeError, StopIteration) as exc:
             raise OmniSyncError(
-                f"cannot read video {path!r}: ffmpeg found no readable video stream ({str(exc).strip()[-300:]}); "
+                f"cannot read video {path!r}: ffmpeg found no readable video stream ({ffmpeg_quote(exc)}); "
                 "pass an mp4/mov/webm/avi/mkv file with a video track."
             ) from exc
         W, H = meta["size"]
@@ -185,7 +217,8 @@ def read_video(path: str) -> Tuple[torch.Tensor, float]:
             for raw in reader:
                 frames.append(np.frombuffer(raw, dtype=np.uint8).reshape(H, W, 3))
         except (IOError, OSError, RuntimeError) as exc:
-            raise OmniSyncError(f"video {path!r} is damaged or truncated: {str(exc).strip()[-300:]}") from exc
+            raise OmniSyncError(f"video {path!r} is damaged or truncated ({ffmpeg_quote(exc)}); re-encode or "
+                                "re-download it.") from exc
     finally:
         reader.close()
     fps = float(meta.get("fps") or 0)
@@ -226,8 +259,7 @@ def _as_waveform(waveform: Any) -> torch.Tensor:
 def _run_ffmpeg(args: Sequence[str], what: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([_ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", *args], capture_output=True)
     if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip()[-500:]
-        raise OmniSyncError(f"ffmpeg failed while {what}: {tail}")
+        raise OmniSyncError(f"ffmpeg failed while {what}: {ffmpeg_quote(proc.stderr)}")
     return proc
 
 
@@ -239,13 +271,15 @@ def write_video(
     sample_rate: Optional[int] = None,
     crf: int = 18,
 ) -> Dict[str, Any]:
-    """Write frames (T, H, W, 3) in [0, 1] as an H.264 yuv420p mp4, with the audio muxed in as AAC.
+    """Write frames (T, H, W, 3) in [0, 1] as an H.264 mp4 at exactly their size, with the audio muxed in as AAC.
 
-    yuv420p needs even sizes: an odd height/width is padded by one replicated row/column at the
-    bottom/right (reported). Audio is written as it is, not trimmed to the video (durations reported).
+    Even sizes are written as yuv420p (plays everywhere). yuv420p cannot hold an odd width or height, so
+    an odd size is written as yuv444p (H.264 High 4:4:4) at the exact size instead of being padded,
+    and said in ``info["warnings"]``: browsers and QuickTime play only 4:2:0. Audio is written as it is,
+    not trimmed to the video (durations reported). The file appears under ``path`` only when complete.
     waveform: (N,), (C, N) or (1, C, N) float in [−1, 1]; sample_rate in Hz.
-    Returns info: {"num_frames", "fps", "size", "padded": (pad_h, pad_w), "video_seconds",
-    "audio_seconds", "audio_clipped_samples"}.
+    Returns info: {"num_frames", "fps", "size", "pixel_format", "video_seconds", "audio_seconds",
+    "audio_clipped_samples", "warnings"}.
     """
     import imageio_ffmpeg
 
@@ -260,19 +294,20 @@ def write_video(
     if not os.path.isdir(out_dir):
         raise OmniSyncError(f"output folder {out_dir!r} does not exist; create it first.")
     T, H, W, _ = x.shape
-    pad_h, pad_w = H % 2, W % 2
-    if pad_h or pad_w:
-        x = torch.cat([x, x[:, -1:]], 1) if pad_h else x
-        x = torch.cat([x, x[:, :, -1:]], 2) if pad_w else x
-    pixels = (x * 255).round().to(torch.uint8).numpy()  # (T, H', W', 3)
-    info = {"num_frames": T, "fps": float(rate), "size": (H + pad_h, W + pad_w), "padded": (pad_h, pad_w),
-            "video_seconds": T / float(rate), "audio_seconds": None, "audio_clipped_samples": 0}
+    pix_fmt = "yuv420p" if H % 2 == 0 and W % 2 == 0 else "yuv444p"
+    pixels = (x * 255).round().to(torch.uint8).numpy()  # (T, H, W, 3)
+    info = {"num_frames": T, "fps": float(rate), "size": (H, W), "pixel_format": pix_fmt,
+            "video_seconds": T / float(rate), "audio_seconds": None, "audio_clipped_samples": 0, "warnings": []}
+    if pix_fmt == "yuv444p":
+        info["warnings"].append(
+            f"{os.path.basename(path)}: {W}×{H} is odd, which H.264 4:2:0 cannot hold; written at that exact size as "
+            "4:4:4 (yuv444p), which browsers and QuickTime do not play: crop or resize to even sizes for those.")
 
     with tempfile.TemporaryDirectory(prefix="omnisync-") as tmp:
         silent = os.path.join(tmp, "video.mp4")
         writer = imageio_ffmpeg.write_frames(
-            silent, (W + pad_w, H + pad_h), fps=rate, codec="libx264", pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p", quality=None, macro_block_size=1, ffmpeg_log_level="error",
+            silent, (W, H), fps=rate, codec="libx264", pix_fmt_in="rgb24",
+            pix_fmt_out=pix_fmt, quality=None, macro_block_size=1, ffmpeg_log_level="error",
             output_params=["-crf", str(crf)],
         )
         writer.send(None)
@@ -281,18 +316,19 @@ def write_video(
                 writer.send(np.ascontiguousarray(frame))
         finally:
             writer.close()
-        if waveform is None:
-            shutil.move(silent, path)
-            return info
-        wav = os.path.join(tmp, "audio.wav")
-        wav_info = write_wav(wav, waveform, sample_rate, bits=16)
-        info["audio_seconds"] = wav_info["seconds"]
-        info["audio_clipped_samples"] = wav_info["clipped_samples"]
-        muxed = os.path.join(tmp, "muxed.mp4")
-        _run_ffmpeg(["-i", silent, "-i", wav, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-                     "-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-movflags", "+faststart", muxed],
-                    f"muxing audio into {path!r}")
-        shutil.move(muxed, path)
+        result = silent
+        if waveform is not None:
+            wav = os.path.join(tmp, "audio.wav")
+            wav_info = write_wav(wav, waveform, sample_rate, bits=16)
+            info["audio_seconds"] = wav_info["seconds"]
+            info["audio_clipped_samples"] = wav_info["clipped_samples"]
+            info["warnings"] += wav_info["warnings"]
+            result = os.path.join(tmp, "muxed.mp4")
+            _run_ffmpeg(["-i", silent, "-i", wav, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                         "-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-movflags", "+faststart", result],
+                        f"muxing audio into {path!r}")
+        with atomic_output(path) as part:
+            shutil.move(result, part)
     return info
 
 
@@ -302,7 +338,8 @@ def write_video(
 def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dict[str, Any]:
     """Write PCM WAV. waveform: (N,), (C, N) or (1, C, N) float in [−1, 1]; bits: 8, 16, 24 or 32.
 
-    Samples outside [−1, 1] are clipped (count returned). Returns {"seconds", "clipped_samples"}.
+    Samples outside [−1, 1] are clipped (count and a warning returned). Returns {"seconds", "clipped_samples",
+    "warnings"}.
     """
     if bits not in (8, 16, 24, 32):
         raise OmniSyncError(f"WAV bits must be 8, 16, 24 or 32, got {bits!r}.")
@@ -320,12 +357,16 @@ def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dic
         data = q.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
     else:
         data = q.astype("<i4").tobytes()
-    with wave.open(os.fspath(path), "wb") as f:
+    with atomic_output(path) as part, wave.open(part, "wb") as f:
         f.setnchannels(w.shape[0])
         f.setsampwidth(bits // 8)
         f.setframerate(sample_rate)
         f.writeframes(data)
-    return {"seconds": w.shape[1] / sample_rate, "clipped_samples": clipped}
+    warnings = []
+    if clipped:
+        warnings.append(f"{os.path.basename(os.fspath(path))}: {clipped} audio samples outside [−1, 1] clipped "
+                        "(lower the volume to avoid it).")
+    return {"seconds": w.shape[1] / sample_rate, "clipped_samples": clipped, "warnings": warnings}
 
 
 def _read_pcm_wav(path: str) -> Tuple[torch.Tensor, int]:
@@ -374,8 +415,9 @@ def _decode_with_ffmpeg(path: str) -> Tuple[torch.Tensor, int]:
         capture_output=True,
     )
     if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip()[-300:]
-        if "matches no streams" in tail or "does not contain any stream" in tail:
+        full = proc.stderr.decode("utf-8", "replace")
+        tail = ffmpeg_quote(full)
+        if "matches no streams" in full or "does not contain any stream" in full:
             raise OmniSyncError(f"{path!r} has no audio track; pass a file with speech in it.")
         raise OmniSyncError(f"cannot decode audio from {path!r} ({tail}); pass a wav, mp3, m4a, flac or mp4 file.")
     x, sr = _parse_float_wav(proc.stdout)
@@ -502,4 +544,5 @@ def write_png(path: str, image: np.ndarray) -> None:
     """Write an (H, W, 3) uint8 image; the folder must exist."""
     import imageio.v3 as iio
 
-    iio.imwrite(path, image, extension=".png")
+    with atomic_output(path) as part:
+        iio.imwrite(part, image, extension=".png")

@@ -16,6 +16,9 @@ node) runs them in this order; each split ComfyUI node runs the ones named in br
    found, optional composite outside the mouth.                                        [Video Assemble]
 
 The model sees one window at a time; the codec encodes and decodes the whole clip.
+Every adjustment a stage makes to the caller's data (resampling, averaging channels, looping or
+trimming to match lengths, padding to the model's stride and cropping back, frames passed through)
+is said once through the ``on_warning(message)`` callback and kept in the report's ``"warnings"``.
 The pipeline knows nothing of ComfyUI; it works with any model that exposes ``config``
 (latent_channels, audio_dim, patch_size, use_text, text_dim) and
 ``forward(x, timestep, source, audio, text) -> velocity``.
@@ -39,6 +42,7 @@ from .composite import composite_outside_mouth, mouth_region_mask
 from .errors import OmniSyncError
 from .fps import exact_fps
 from .media import validate_frames
+from .validate import WarningCallback, check_clip_length, check_frame_size, training_warnings, warn
 from .model.codec import crop_back, pad_frames_to_valid, pad_to_stride
 from .progress import CancelCheck, ProgressCallback
 from .sampling.guidance import GuidanceConfig
@@ -110,17 +114,40 @@ class SyncResult:
 # -- stages without a model: audio in, frames out ------------------------------------------------------
 
 
-def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int,
-                  length_mode: str) -> Tuple[LengthPlan, torch.Tensor]:
+CLIPPED_LEVEL = 0.999  # |sample| at or above this counts as full scale
+CLIPPED_FRACTION = 1e-3  # more full-scale samples than this fraction: the speech is clipped (warned)
+
+
+def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int, length_mode: str,
+                  on_warning: Optional[WarningCallback] = None) -> Tuple[LengthPlan, torch.Tensor]:
     """Stage 1. Any waveform ((N,), (C, N) or (B, C, N) at ``sample_rate``) → (plan, wave16k (N16,)).
 
     ``plan.frame_indices`` (T_out,) says which of the ``num_frames`` source frames each output frame
     shows; ``wave16k`` is 16 kHz mono, trimmed or padded with silence to exactly T_out frames at fps.
+    Speech shorter than the video's minimum length (``validate.check_clip_length``) is refused;
+    resampling, averaging channels, clipping and a length change of a frame or more are warned.
     """
-    exact_fps(fps)
+    fps_exact = exact_fps(fps)
     wave = to_mono_16k(waveform, sample_rate)
     validate_audio(wave)
+    check_clip_length(fps_exact, num_frames=num_frames, audio_seconds=wave.shape[0] / SAMPLE_RATE_HZ)
+    say = on_warning or (lambda message: None)
+    shape = tuple(torch.as_tensor(waveform).shape) if not isinstance(waveform, torch.Tensor) else tuple(waveform.shape)
+    channels = shape[-2] if len(shape) >= 2 else 1
+    if len(shape) == 3 and shape[0] > 1:
+        say(f"the audio is a batch of {shape[0]} clips: only the first is used.")
+    if channels > 1:
+        say(f"{channels} audio channels averaged to mono.")
+    if int(sample_rate) != SAMPLE_RATE_HZ:
+        say(f"speech resampled from {int(sample_rate)} Hz to {SAMPLE_RATE_HZ} Hz (Whisper's rate).")
+    full = int((wave.abs() >= CLIPPED_LEVEL).sum())
+    if full > CLIPPED_FRACTION * wave.shape[0]:
+        say(f"the speech is clipped: {full} of {wave.shape[0]} samples at or beyond full scale "
+            f"(peak {float(wave.abs().max()):.2f}); features may be off: lower its gain before the clipping stage.")
     plan = match_lengths(num_frames, fps, wave.shape[0], SAMPLE_RATE_HZ, length_mode)
+    frame_samples = SAMPLE_RATE_HZ / float(fps_exact)
+    if plan.frame_indices.shape[0] != num_frames or abs(plan.num_samples - wave.shape[0]) >= frame_samples:
+        say(plan.message + ".")
     return plan, apply_audio_plan(wave, plan)
 
 
@@ -243,11 +270,14 @@ class OmniSyncPipeline:
         dtype: the model's precision (its inputs are cast to its weights' dtype).
         frame_window: w, neighbouring frames on each side a latent frame's audio tokens also hold: the
             checkpoint's ``audio.frame_window`` (default: the audio encoder's spec, else 2).
+        meta: the checkpoint metadata; its ``train`` fps and size are compared with the input's (a warning
+            when far off).
     """
 
     def __init__(self, model, codec, audio_encoder=None, device="cpu", dtype=torch.float32,
-                 frame_window: Optional[int] = None):
+                 frame_window: Optional[int] = None, meta: Optional[Dict] = None):
         self.model = model
+        self.meta = meta
         self.codec = codec
         self.audio_encoder = audio_encoder
         self.device = torch.device(device)
@@ -264,14 +294,24 @@ class OmniSyncPipeline:
             frame_window = (audio_encoder.spec if audio_encoder is not None else AudioFeatureSpec()).frame_window
         self.frame_window = int(frame_window)
 
-    def encode_video(self, frames, frame_indices: Optional[torch.Tensor] = None) -> EncodedVideo:
+    def encode_video(self, frames, frame_indices: Optional[torch.Tensor] = None, fps: Optional[float] = None,
+                     on_warning: Optional[WarningCallback] = None) -> EncodedVideo:
         """Stage 3. frames (T_src, H, W, 3) (any layout ``media.validate_frames`` takes) → EncodedVideo.
 
         frame_indices: the length plan's (T,) source frame per output frame (None: every frame once).
-        Pads H, W to the codec's spatial factor × the model's patch, and T to the codec's frame rule.
+        fps: the video's, compared with the model's training fps (None: not compared).
+        Pads H, W to the codec's spatial factor × the model's patch, and T to the codec's frame rule
+        (both removed again in :func:`assemble`, and warned).
         """
         frames, frame_info = validate_frames(frames)
         report = {"frames": frame_info}
+        H, W = frames.shape[1:3]
+        check_frame_size(H, W)
+        for conversion in frame_info["conversions"]:
+            if not conversion.startswith(("uint8", "uint16")):  # plain scaling changes nothing the user sees
+                warn(report, on_warning, f"frames: {conversion}.")
+        for message in training_warnings(self.meta, fps, (H, W)):
+            warn(report, on_warning, message)
         if frame_indices is not None:
             if int(frame_indices.max()) >= frames.shape[0]:
                 raise OmniSyncError(
@@ -283,6 +323,13 @@ class OmniSyncPipeline:
         frames_p, pads = pad_to_stride(frames, self.codec.spatial_factor * math.lcm(ph, pw))
         frames_p, added = pad_frames_to_valid(frames_p, self.codec)
         report["padding"] = {"spatial": pads, "frames_added": added}
+        if any(pads):
+            warn(report, on_warning, f"frames are {W}×{H}: padded to {W + pads[1]}×{H + pads[0]} (edge pixels repeated) "
+                 f"for the model's {self.codec.spatial_factor * math.lcm(ph, pw)}-pixel stride, cropped back to "
+                 f"{W}×{H} after decoding.")
+        if added:
+            warn(report, on_warning, f"{added} copies of the last frame appended for the codec's frame rule, removed "
+                 "after decoding.")
         source = self.codec.encode(frames_p).float().cpu()  # (C, F, h, w)
         return EncodedVideo(frames=frames, source=source, pads=pads, frames_added=added,
                             frame_indices=frame_indices, report=report)
@@ -309,6 +356,7 @@ class OmniSyncPipeline:
         text: Optional[torch.Tensor] = None,
         progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelCheck] = None,
+        on_warning: Optional[WarningCallback] = None,
     ) -> Sampled:
         """Stage 5: denoise the whole clip with DS-CFG in windows.
 
@@ -363,6 +411,10 @@ class OmniSyncPipeline:
             mouth_report["fallback_frames"] = fallback
         report = {"mouth": mouth_report, "windows": rep["windows"], "steps": (len(sigmas) - 1) * len(rep["windows"]),
                   "forward_passes": rep["forward_passes"]}
+        if fallback:
+            shown = ", ".join(str(t) for t in fallback[:8]) + (", ..." if len(fallback) > 8 else "")
+            warn(report, on_warning, f"no mouth found in {len(fallback)} of {T} frames ({shown}): passed through "
+                 "unchanged from the source; give the mouth as a point (--mouth x,y) or a mask to edit them.")
         return Sampled(latents=latents, guidance_map=normalise_map(frame_map), mouth_centres=rep["centres"][of_latent][:T],
                        fallback_frames=fallback, report=report)
 
@@ -376,25 +428,33 @@ class OmniSyncPipeline:
         options: Optional[SyncOptions] = None,
         progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelCheck] = None,
+        on_warning: Optional[WarningCallback] = None,
     ) -> SyncResult:
         """Every stage. frames (T, H, W, 3) in [0, 1]; fps of the video; waveform (N,), (C, N) or (B, C, N)
-        at ``sample_rate``."""
+        at ``sample_rate``. Each warning goes to ``on_warning(message)`` as it arises and into
+        ``result.report["warnings"]``."""
         opts = options or SyncOptions()
         t0 = time.perf_counter()
+        report: Dict = {"warnings": []}
+
+        def note(message: str) -> None:
+            warn(report, on_warning, message)
+
         frames, _ = validate_frames(frames)
-        plan, wave16k = prepare_audio(frames.shape[0], fps, waveform, sample_rate, opts.length_mode)
+        check_frame_size(*frames.shape[1:3])
+        plan, wave16k = prepare_audio(frames.shape[0], fps, waveform, sample_rate, opts.length_mode, on_warning=note)
         T_out = plan.frame_indices.shape[0]
-        report = {"length": plan.message}
+        report["length"] = plan.message
         feats, num_layers = None, 0
         if self.model.config.audio_dim:
             feats, report["audio"] = encode_speech(self.audio_encoder, wave16k, fps, T_out)
             num_layers = self.audio_encoder.spec.num_layers
-        video = self.encode_video(frames, plan.frame_indices)
-        report.update(video.report)
+        video = self.encode_video(frames, plan.frame_indices, fps=fps, on_warning=note)
+        report.update({k: v for k, v in video.report.items() if k != "warnings"})
         x_init, sigmas = self.init(video, opts.tau, opts.num_steps, opts.shift, opts.seed)
         sampled = self.sample(x_init, video, sigmas, feats, num_layers, opts.guidance, opts.mouth, opts.mouth_mask,
-                              opts.window, opts.overlap, opts.text, progress=progress, cancel=cancel)
-        report.update(sampled.report)
+                              opts.window, opts.overlap, opts.text, progress=progress, cancel=cancel, on_warning=note)
+        report.update({k: v for k, v in sampled.report.items() if k != "warnings"})
         out = assemble(self.codec, sampled.latents, video, sampled.fallback_frames, sampled.mouth_centres,
                        opts.composite, opts.composite_radius, opts.composite_feather_px)
         report["seconds"] = round(time.perf_counter() - t0, 3)

@@ -87,7 +87,7 @@ def test_video_with_audio_round_trip(tmp_path):
     path = str(tmp_path / "clip.mp4")
     clip = smooth_clip(50)  # 2 s at 25 fps
     info = write_video(path, clip, 25.0, torch.from_numpy(tone(2.0)), SR)
-    assert info["padded"] == (0, 0) and info["audio_seconds"] == 2.0
+    assert info["pixel_format"] == "yuv420p" and info["audio_seconds"] == 2.0 and not info["warnings"]
     frames, fps = read_video(path)
     assert frames.shape == (50, 64, 64, 3) and fps == 25.0
     assert (frames - clip).abs().mean() < 0.03
@@ -101,9 +101,10 @@ def test_video_with_audio_round_trip(tmp_path):
 def test_ntsc_fps_and_odd_size(tmp_path):
     path = str(tmp_path / "ntsc.mp4")
     info = write_video(path, smooth_clip(6, H=33, W=35), 30000 / 1001)
-    assert info["padded"] == (1, 1) and info["size"] == (34, 36)
+    assert info["pixel_format"] == "yuv444p" and info["size"] == (33, 35)
+    assert "35×33 is odd" in info["warnings"][0]
     frames, fps = read_video(path)
-    assert frames.shape == (6, 34, 36, 3)
+    assert frames.shape == (6, 33, 35, 3)  # exactly the input size: 4:4:4 holds odd sizes
     assert abs(fps - 30000 / 1001) < 0.01
 
 

@@ -288,14 +288,18 @@ def test_composite_keeps_pixels_far_from_the_mouth(fresh, loaded):
     assert images.shape == frames.shape
 
 
-def test_all_in_one_node_leaves_odd_sizes_even_for_save_video(fresh, loaded):
+def test_all_in_one_node_keeps_odd_sizes_and_pads_only_the_video_for_save_video(fresh, loaded):
     model, encoder = loaded
     frames = make_frames(T=6, H=15, W=21)
     images, _, _, _, video, report = fresh.OmniSyncLipSync().sync(
         model, encoder, frames, comfy_audio(0.3), 20.0, "follow_video", 0.9, 2, 0, 3.0, "point", 0.5, 0.6, 0, 2, False)
-    assert images.shape[1:] == (16, 22, 3) and video.get_components().images.shape[1:] == (16, 22, 3)
-    assert torch.equal(images[:, -1], images[:, -2]) and torch.equal(images[:, :, -1], images[:, :, -2])
-    assert "21x15 -> 22x16" in json.loads(report)["padded_to_even"]
+    padded = video.get_components().images
+    assert images.shape[1:] == (15, 21, 3) and padded.shape[1:] == (16, 22, 3)
+    assert torch.equal(padded[:, :15, :21], images)
+    assert torch.equal(padded[:, -1], padded[:, -2]) and torch.equal(padded[:, :, -1], padded[:, :, -2])
+    report = json.loads(report)
+    assert "21x15 -> 22x16" in report["padded_to_even"]
+    assert any("Save Video" in w for w in report["warnings"])
 
 
 def test_all_in_one_node(fresh, loaded):

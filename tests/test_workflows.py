@@ -411,7 +411,8 @@ def test_wan_workflow_runs_our_part_with_a_tiny_model(env):
 
 
 def test_odd_sized_video_leaves_assemble_with_even_sizes(env):
-    """Save Video's H.264 needs even sizes: a 21×15 source leaves as 22×16 (last row/column repeated)."""
+    """Save Video's H.264 needs even sizes: a 21×15 source's VIDEO leaves as 22×16 (last row/column repeated),
+    its IMAGE at 21×15."""
     nodes, whisper_name = env
     api = fast(load("omnisync_lipsync_video_api.json"), steps=2, window=0, encoder_name=whisper_name,
                model_name=TINY_MODEL, mouth="point")
@@ -419,8 +420,8 @@ def test_odd_sized_video_leaves_assemble_with_even_sizes(env):
     out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
     (_, comps), = stand.saved
     images = out["9"][0]
-    assert comps.images.shape[1:] == images.shape[1:] == (16, 22, 3)
-    assert torch.equal(images[:, -1], images[:, -2]) and torch.equal(images[:, :, -1], images[:, :, -2])
+    assert comps.images.shape[1:] == (16, 22, 3) and images.shape[1:] == (15, 21, 3)  # IMAGE keeps the exact size
+    assert torch.equal(comps.images[:, -1], comps.images[:, -2]) and torch.equal(comps.images[:, :, -1], comps.images[:, :, -2])
     assert "21x15 -> 22x16" in json.loads(out["9"][4])["padded_to_even"]
 
 

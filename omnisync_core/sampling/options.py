@@ -60,6 +60,8 @@ class SyncOptions:
             raise OmniSyncError(f"tau must be in (0, 1] (0.92 in the paper; 1 = pure noise), got {self.tau!r}.")
         if not (_is_int(self.num_steps) and self.num_steps >= 1):
             raise OmniSyncError(f"num_steps must be a positive integer (50 in the paper), got {self.num_steps!r}.")
+        if not _is_int(self.seed):
+            raise OmniSyncError(f"seed must be an integer, got {self.seed!r}.")
         if not (_is_number(self.shift) and self.shift > 0):
             raise OmniSyncError(f"shift must be a positive number (1.0 = linear schedule), got {self.shift!r}.")
         if not (_is_int(self.window) and _is_int(self.overlap) and self.window >= 0 and self.overlap >= 0):
