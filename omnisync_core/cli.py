@@ -354,8 +354,14 @@ def run_eval(args) -> int:
     from .eval.mouth_reader import load_reader
     from .pipeline import OmniSyncPipeline
 
+    from .validate import check_device, check_model_path, check_output_path
+
     if args.limit is not None and args.limit < 1:
         raise OmniSyncError(f"--limit counts characters and must be at least 1, got {args.limit}.")
+    check_device(args.device)
+    check_model_path(args.model)
+    if args.report:
+        check_output_path(args.report, "--report file", (".json",))
     if not read_index(args.data)["splits"].get(args.split):
         raise OmniSyncError(f"dataset {args.data!r} has no {args.split!r} split; build it with "
                             f"`python -m omnisync_core make-data --out {args.data} --split {args.split}`.")
@@ -400,9 +406,13 @@ def run_train_reader(args) -> int:
     from .eval.mouth_reader import (ReaderConfig, ReaderTrainConfig, accuracy_table, evaluate_reader,
                                     load_reader_clips, save_reader, train_reader)
 
+    from .validate import check_output_path
+
     if not args.out.endswith(".safetensors"):
         raise OmniSyncError(f"--out names the reader file and must end in .safetensors, got {args.out!r}.")
     report_path = args.report or args.out[: -len(".safetensors")] + ".json"
+    check_output_path(args.out, "--out reader file", (".safetensors",))  # before the training, not after it
+    check_output_path(report_path, "--report file", (".json",))
     config = ReaderConfig(crop=args.crop)
     tc = ReaderTrainConfig(steps=args.steps, batch=args.batch, seed=args.seed)
     heldout = load_reader_clips(args.data, "heldout")  # checked before training: the accuracy is measured here

@@ -163,6 +163,12 @@ def encode_speech(encoder, wave16k: torch.Tensor, fps: float, num_frames: int) -
     return align_features_to_frames(feats, fps, num_frames, silence_feature=encoder.silence_feature())
 
 
+def conversion_warnings(frame_info: Dict) -> List[str]:
+    """``media.validate_frames``' conversions that change what the user sees (alpha dropped, grayscale
+    replicated, values clamped) as warning lines; plain uint8/uint16 scaling is not one."""
+    return [f"frames: {c}." for c in frame_info["conversions"] if not c.startswith(("uint8", "uint16"))]
+
+
 def audio_layers_for(num_layers: int, dim: int, audio_dim: int) -> int:
     """How many of the last of ``num_layers`` hidden states of width ``dim`` make one ``audio_dim`` token."""
     k, rest = divmod(audio_dim, dim)
@@ -307,9 +313,8 @@ class OmniSyncPipeline:
         report = {"frames": frame_info}
         H, W = frames.shape[1:3]
         check_frame_size(H, W)
-        for conversion in frame_info["conversions"]:
-            if not conversion.startswith(("uint8", "uint16")):  # plain scaling changes nothing the user sees
-                warn(report, on_warning, f"frames: {conversion}.")
+        for message in conversion_warnings(frame_info):
+            warn(report, on_warning, message)
         for message in training_warnings(self.meta, fps, (H, W)):
             warn(report, on_warning, message)
         if frame_indices is not None:
@@ -440,8 +445,10 @@ class OmniSyncPipeline:
         def note(message: str) -> None:
             warn(report, on_warning, message)
 
-        frames, _ = validate_frames(frames)
+        frames, frame_info = validate_frames(frames)
         check_frame_size(*frames.shape[1:3])
+        for message in conversion_warnings(frame_info):  # encode_video sees the converted frames
+            note(message)
         plan, wave16k = prepare_audio(frames.shape[0], fps, waveform, sample_rate, opts.length_mode, on_warning=note)
         T_out = plan.frame_indices.shape[0]
         report["length"] = plan.message

@@ -154,6 +154,8 @@ class ResBlock(nn.Module):
 class OmniSyncUNet(nn.Module):
     """The pixel-space OmniSync editor; ``forward`` has the DiT's signature and returns a velocity."""
 
+    frames_independent = True  # each frame is processed on its own: any split of the frames gives the same output
+
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = cfg = config

@@ -3,6 +3,9 @@
 
 Latents here are (C, F, h, w) without a batch axis; the model is called with a batch of 1, or 2
 when the conditional and unconditional passes are needed together (batched in one forward).
+A model that treats every frame on its own (``frames_independent``, the U-Net) is called on at
+most :data:`CHUNK_LATENT_PIXELS` latent pixels at a time, with the cancel check between calls, so a
+whole-clip window stops within about a second of Ctrl-C or ComfyUI's /interrupt.
 """
 
 from __future__ import annotations
@@ -19,18 +22,38 @@ from .schedule import FlowMatchSchedule, sigma_to_timestep
 from .windows import blend_weights, plan_windows, window_overlaps
 
 Centres = Union[str, torch.Tensor]  # "auto" or (F, 2) frame fractions
+# latent frames × h × w per forward call of a per-frame model: one call (one convolution) over a whole
+# 10-minute clip ran for tens of seconds, during which neither Ctrl-C nor a cancel check could act
+CHUNK_LATENT_PIXELS = 2 ** 15  # 8 frames of 128² video (64² latents), 32 of 64²
 
 
 def _model_dtype(model) -> torch.dtype:
     return next(model.parameters()).dtype
 
 
-def _predict(model, x, sigma, source, audio, text, which: str) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+def _predict(model, x, sigma, source, audio, text, which: str,
+             cancel: Optional[CancelCheck] = None) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """(v_c, v_u), each (C, F, h, w) float32 or None when not needed.
 
     ``which``: "cond", "uncond" or "both" (one batched forward of 2). The unconditional pass zeroes
     the audio tokens (the trainer's dropout convention); the text description is kept in both.
+    A ``frames_independent`` model gets chunks of frames (same result), ``cancel`` checked between them.
     """
+    _, F_, h, w = x.shape
+    chunk = max(1, CHUNK_LATENT_PIXELS // (h * w))
+    if F_ <= chunk or not getattr(model, "frames_independent", False):
+        return _predict_frames(model, x, sigma, source, audio, text, which)
+    parts = []
+    for s in range(0, F_, chunk):
+        check_cancel(cancel)
+        e = min(s + chunk, F_)
+        parts.append(_predict_frames(model, x[:, s:e], sigma, source[:, s:e],
+                                     audio[s:e] if audio is not None else None, text, which))
+    return tuple(None if parts[0][k] is None else torch.cat([p[k] for p in parts], 1) for k in (0, 1))
+
+
+def _predict_frames(model, x, sigma, source, audio, text, which: str) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """:func:`_predict` in one forward call."""
     dtype = _model_dtype(model)
     xin = x.to(dtype)[None]
     src = source.to(dtype)[None]
@@ -104,7 +127,7 @@ def denoise(
         check_cancel(cancel)
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
         if spatial is None and audio_tokens is not None:  # auto: find the mouth from this first step
-            v_c, v_u = _predict(model, x, s, source, audio_tokens, text, "both")
+            v_c, v_u = _predict(model, x, s, source, audio_tokens, text, "both", cancel)
             info["forward_passes"] += 1
             found_c, found = centres_from_guidance((v_c - v_u).abs())
             centres, fill = fill_missing(found_c, found, DEFAULT_MOUTH_CENTRE)
@@ -120,7 +143,7 @@ def denoise(
                 info["mouth"] = {"source": "default (model has no audio branch)"}
             weight = guidance_weight(spatial, s, guidance)
             which = passes_needed(weight) if audio_tokens is not None else "cond"
-            v_c, v_u = _predict(model, x, s, source, audio_tokens, text, which)
+            v_c, v_u = _predict(model, x, s, source, audio_tokens, text, which, cancel)
             info["forward_passes"] += 1
             v = v_c if which == "cond" else v_u if which == "uncond" else ds_cfg_combine(v_c, v_u, weight.to(device))
         if i == 0:
