@@ -100,6 +100,7 @@ def corpus(tmp_path_factory):
     os.makedirs(path("folder"))
     # audio
     write_wav(path("speech.wav"), make_speech_like(0.32), 16000)  # 8 frames at 25 fps
+    write_wav(path("speech1s.wav"), make_speech_like(1.0), 16000)
     write_wav(path("stereo44k.wav"), np.stack([make_speech_like(0.3, 44100)] * 2), 44100)
     write_wav(path("pcm8.wav"), make_speech_like(0.3), 16000, bits=8)
     write_wav(path("pcm24_48k.wav"), make_speech_like(0.3, 48000), 48000, bits=24)
@@ -398,7 +399,8 @@ CLI_WARNINGS = [
     ("fp16-on-cpu", {"--dtype": "fp16"}, [r"warning: fp16 on the CPU is many times slower"]),
     ("mouth-not-found", {"--mouth": "auto", "--length-mode": "follow_video"},
      [r"warning: no mouth found in 6 of 6 frames .* passed through unchanged"]),
-    ("fps-far-from-training", {"--video": "@fps5.mp4", "--model": "@trained.safetensors", "--length-mode": "follow_video"},
+    ("fps-far-from-training", {"--video": "@fps5.mp4", "--model": "@trained.safetensors", "--length-mode": "follow_video",
+                               "--audio": "@speech1s.wav"},
      [r"the video is 5 fps but the model was trained at 25 fps"]),
     ("size-far-from-training", {"--video": "@big.mp4", "--model": "@trained.safetensors",
                                 "--length-mode": "follow_video", "--audio": "@ms80.wav"},
@@ -461,11 +463,10 @@ def test_cli_runs_and_prints_each_adjustment(corpus, tmp_path, capsys, monkeypat
 
 
 @pytest.fixture(scope="module")
-def runtime(corpus):
-    from omnisync_core.api import load_runtime
+def runtime(corpus, loaded_once):
     from omnisync_core.pipeline import OmniSyncPipeline
 
-    model, codec, encoder, meta = load_runtime(corpus["model"], corpus["whisper"])
+    model, codec, encoder, meta = loaded_once(corpus["model"], corpus["whisper"])
     return OmniSyncPipeline(model, codec, encoder, meta=meta)
 
 
@@ -660,7 +661,7 @@ API_WARNINGS = [
     ("trimmed", _frames, FPS, lambda: _speech(0.5), 16000, {"length_mode": "follow_video"}, [r"speech trimmed"]),
     ("padded", _frames, FPS, lambda: _speech(0.12), 16000, {"length_mode": "follow_video"},
      [r"padded with 0.12 s of silence"]),
-    ("odd-size", lambda: _frames(H=77, W=101), FPS, _speech, 16000, {}, [r"padded to 104×80 .* cropped back to 101×77"]),
+    ("odd-size", lambda: _frames(H=29, W=37), FPS, _speech, 16000, {}, [r"padded to 40×32 .* cropped back to 37×29"]),
     ("odd-small", lambda: _frames(H=9, W=11), FPS, _speech, 16000, {}, [r"padded to 12×12"]),
     ("rgba", _rgba, FPS, _speech, 16000, {}, [r"alpha channel dropped"]),
     ("grayscale", lambda: _frames()[..., 0], FPS, _speech, 16000, {}, [r"grayscale \(T, H, W\) replicated to RGB"]),
@@ -1068,7 +1069,7 @@ def test_subprocess_run_prints_warnings_and_writes_exact_size(corpus, tmp_path):
 
     out = str(tmp_path / "out.mp4")
     res = _subprocess(_sync(corpus, out, **{"--video": corpus["odd.mp4"], "--audio": corpus["stereo44k.wav"],
-                                            "--report": str(tmp_path / "r.json")}))
+                                            "--length-mode": "follow_video", "--report": str(tmp_path / "r.json")}))
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     assert "warning: speech resampled from 44100 Hz" in res.stderr
     assert "warning: out.mp4: 101×77 is odd" in res.stderr
