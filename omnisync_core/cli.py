@@ -354,12 +354,11 @@ def run_eval(args) -> int:
     from .eval.mouth_reader import load_reader
     from .pipeline import OmniSyncPipeline
 
-    from .validate import check_device, check_model_path, check_output_path
+    from .validate import check_device, check_output_path
 
     if args.limit is not None and args.limit < 1:
         raise OmniSyncError(f"--limit counts characters and must be at least 1, got {args.limit}.")
     check_device(args.device)
-    check_model_path(args.model)
     if args.report:
         check_output_path(args.report, "--report file", (".json",))
     if not read_index(args.data)["splits"].get(args.split):

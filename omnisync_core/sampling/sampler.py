@@ -24,7 +24,7 @@ from .windows import blend_weights, plan_windows, window_overlaps
 Centres = Union[str, torch.Tensor]  # "auto" or (F, 2) frame fractions
 # latent frames × h × w per forward call of a per-frame model: one call (one convolution) over a whole
 # 10-minute clip ran for tens of seconds, during which neither Ctrl-C nor a cancel check could act
-CHUNK_LATENT_PIXELS = 2 ** 15  # 8 frames of 128² video (64² latents), 32 of 64²
+CHUNK_LATENT_PIXELS = 2 ** 16  # 16 frames of 128² video (64² latents): the bundled window stays one call
 
 
 def _model_dtype(model) -> torch.dtype:
