@@ -359,3 +359,10 @@ def test_nodes_crop_and_paste_back(nodes):
     assert torch.equal(crops[0], x[0, 10:34, 10:34])
     with pytest.raises(OmniSyncError, match="connect one"):
         crop.crop(x, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5)
+
+
+def test_node_auto_mode_without_mediapipe_says_what_to_install(nodes, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    crop = nodes.NODE_CLASS_MAPPINGS["OmniSyncFaceCrop"]()
+    with pytest.raises(OmniSyncError, match="pip install mediapipe"):
+        crop.crop(frames(), "auto", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5)
