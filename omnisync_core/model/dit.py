@@ -122,10 +122,15 @@ def gate_groups(y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     return (y.view(B, gate.shape[1], L // gate.shape[1], D) * gate[:, :, None]).view(B, L, D)
 
 
+def no_autocast(device: torch.device):
+    """Autocast off for ``device`` (the meta device, used to count FLOPs and memory, has no autocast)."""
+    return torch.autocast(device_type="cpu" if device.type == "meta" else device.type, enabled=False)
+
+
 def _fp32_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """Run a Linear/activation stack in float32 whatever the parameter dtype (Wan's autocast(float32))."""
     x = x.float()
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with no_autocast(x.device):
         for layer in seq:
             x = F.linear(x, layer.weight.float(), layer.bias.float()) if isinstance(layer, nn.Linear) else layer(x)
     return x
@@ -267,7 +272,7 @@ class Head(nn.Module):
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         # x: (B, L, D) float32; e: (B, G, D) float32 time embedding of G equal groups of consecutive tokens
-        with torch.autocast(device_type=x.device.type, enabled=False):  # float32, as Wan's head
+        with no_autocast(x.device):  # float32, as Wan's head
             shift, scale = (self.modulation.float() + e.unsqueeze(2)).unbind(2)  # 2 × (B, G, D)
             h = modulate_groups(self.norm(x), shift, scale)
             return F.linear(h, self.head.weight.float(), self.head.bias.float())  # (B, L, pt·ph·pw·C)
