@@ -6,6 +6,7 @@
     python -m omnisync_core train --config configs/bundled_unet128.json   (or under torchrun)
     python -m omnisync_core eval --model models/omnisync_unet128.safetensors --data data/talking_chars
     python -m omnisync_core train-reader --data data/chars128 --out models/mouth_reader.safetensors
+    python -m omnisync_core xdub --model X-Dub_model.safetensors --whisper W --wav2vec V --vae VAE --video face.mp4 ...
 
 Every sampling knob of :class:`omnisync_core.sampling.options.SyncOptions` has a flag; a flag left on
 ``auto`` takes the checkpoint's recommended sampling, else the default (``resolve_options``). The Python
@@ -433,6 +434,10 @@ def build_parser() -> argparse.ArgumentParser:
                        ".safetensors (read with weights_only=True)")
     p.add_argument("pt", help="the openai-whisper checkpoint, e.g. large-v2.pt")
     p.add_argument("out", help="the .safetensors to write (must not exist)")
+
+    from .xdub_cli import add_xdub_arguments
+
+    add_xdub_arguments(sub.add_parser("xdub", help="lip-sync a face video with X-Dub's weights (Wan 2.2 5B)"))
     return parser
 
 
@@ -452,6 +457,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run_train_reader(args)
         if args.command == "convert-whisper":
             return run_convert_whisper(args)
+        if args.command == "xdub":
+            from .xdub_cli import run_xdub
+
+            return run_xdub(args)
     except OmniSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

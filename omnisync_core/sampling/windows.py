@@ -75,7 +75,8 @@ class LengthPlan:
     message: str
 
 
-def _pingpong(T: int, n: int) -> torch.Tensor:
+def pingpong_indices(T: int, n: int) -> torch.Tensor:
+    """(n,) long: frames 0..T−1, then back T−2..1, and again (period 2T − 2); T = 1 repeats frame 0."""
     if T == 1:
         return torch.zeros(n, dtype=torch.long)
     cycle = torch.cat([torch.arange(T), torch.arange(T - 2, 0, -1)])  # 0..T-1, T-2..1: period 2T-2
@@ -101,7 +102,7 @@ def match_lengths(num_frames: int, fps: float, num_samples: int, sample_rate: in
         indices = torch.arange(T_out)
     else:
         T_out = max(1, math.ceil(audio_s * fps - 1e-6))
-        indices = torch.arange(T_out) % num_frames if mode == "follow_audio_loop" else _pingpong(num_frames, T_out)
+        indices = torch.arange(T_out) % num_frames if mode == "follow_audio_loop" else pingpong_indices(num_frames, T_out)
     target = round(T_out * sample_rate / fps)
     if mode == "follow_video":
         if target < num_samples:

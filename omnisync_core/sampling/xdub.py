@@ -222,6 +222,67 @@ def _predict(model, x, timestep, reference, audio, text, motion_frames, passes, 
 
 
 @torch.no_grad()
+def guided_step(
+    model,
+    x: torch.Tensor,
+    sigma: float,
+    sigma_next: float,
+    reference: torch.Tensor,
+    noise: torch.Tensor,
+    audio: torch.Tensor,
+    text: torch.Tensor,
+    options: XDubOptions,
+    motion_latents: Optional[torch.Tensor] = None,
+    spatial: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, Dict]:
+    """One sampler step from σ to σ_next: border latents, the guidance passes, their combination, the
+    Euler step and the motion latents reset (the body of the reference's denoising loop).
+
+    x, reference, noise: (C, F, h, w) on the network's device; audio (F, P, K); text (L, text_dim);
+    motion_latents (C, M, h, w) or None. spatial: the DS-CFG map G (F, h, w) when ω_peak ≠ ω_base, or
+    None to find the mouth now (all three passes are run and |v_ra − v_r| locates it).
+
+    Returns x at σ_next and info: ``passes`` (names run), ``forward_passes``, ``ref_scale``,
+    ``weight`` (F, h, w) the audio weight W used, and ``spatial``/``centres``/``mouth`` when found now.
+    """
+    F_, h, w = x.shape[1:]
+    M = 0 if motion_latents is None else motion_latents.shape[1]
+    p = _model_param(model)
+    t = _model_timestep(sigma, p.dtype)
+    s_model = float(timestep_to_sigma(t[0]))
+    if options.border_width:
+        level = min(s_model, BORDER_SIGMA_MAX)
+        x = replace_borders(x, FlowMatchSchedule.noisy(reference, noise, level), options.border_width, M)
+    ref_scale = ref_cfg_scale_at(s_model, options.ref_cfg_scale, options.ref_cfg_schedule)
+    info: Dict = {"ref_scale": ref_scale}
+    if not options.spatial:
+        spatial = torch.full((F_, h, w), float(options.audio.omega_base))
+    if spatial is None:  # find the mouth: all three passes, where audio changes the prediction
+        need = PASS_NAMES
+        v = _predict(model, x, t, reference, audio, text, M, need, options.batch_passes)
+        found_c, found = centres_from_guidance((v["ref_audio"] - v["ref"]).abs())
+        info["centres"], fill = fill_missing(found_c, found, DEFAULT_MOUTH_CENTRE)
+        info["mouth"] = {"source": "auto", "fallback_frames": [f for f in range(F_) if not bool(found[f])], **fill}
+        spatial = info["spatial"] = spatial_guidance_map(info["centres"], h, w, options.audio)
+        weight = guidance_weight(spatial, s_model, options.audio)
+    else:
+        weight = guidance_weight(spatial, s_model, options.audio)
+        need = passes_needed(ref_scale, weight)
+        v = _predict(model, x, t, reference, audio, text, M, need, options.batch_passes)
+        # a pass whose coefficient is 0 is not run; these stand-ins keep the formula exact
+        if "ref" not in v:
+            v["ref"] = v["none"] if "none" in v else v["ref_audio"]
+        v.setdefault("none", torch.zeros_like(v["ref"]))
+        v.setdefault("ref_audio", v["ref"])
+    info.update(passes=need, forward_passes=1 if options.batch_passes else len(need), weight=weight)
+    guided = xdub_combine(v["none"], v["ref"], v["ref_audio"], ref_scale, weight.to(x.device))
+    x = FlowMatchSchedule.step(guided, x, sigma, sigma_next)
+    if M:
+        x[:, :M] = motion_latents
+    return x, info
+
+
+@torch.no_grad()
 def denoise_clip(
     model,
     noise: torch.Tensor,
@@ -267,7 +328,6 @@ def denoise_clip(
             raise OmniSyncError(f"motion latents must be (C, M, h, w) = ({C}, M < {F_}, {h}, {w}), got "
                                 f"{tuple(motion_latents.shape)}.")
     device = _model_param(model).device
-    dtype = _model_param(model).dtype
     sigmas = FlowMatchSchedule(options.num_steps, options.shift).truncate(options.tau)
     noise, reference, audio = noise.float().to(device), reference.float().to(device), audio.float().to(device)
     x = FlowMatchSchedule.noisy(reference, noise, options.tau) if options.tau < 1.0 else noise.clone()
@@ -275,8 +335,8 @@ def denoise_clip(
         motion_latents = motion_latents.float().to(device)
         x[:, :M] = motion_latents
 
-    spatial, info = None, {"forward_passes": 0, "passes": 0, "centres": None, "mouth": {"source": "uniform"},
-                           "sigmas": sigmas}
+    spatial = None
+    info = {"forward_passes": 0, "passes": 0, "centres": None, "mouth": {"source": "uniform"}, "sigmas": sigmas}
     if options.spatial and not isinstance(centres, str):
         centres = torch.as_tensor(centres, dtype=torch.float32).cpu()
         if centres.shape != (F_, 2):
@@ -284,42 +344,16 @@ def denoise_clip(
         spatial, info["centres"], info["mouth"] = spatial_guidance_map(centres, h, w, options.audio), centres, {"source": "given"}
     elif options.spatial and centres != "auto":
         raise OmniSyncError(f"centres must be 'auto' or an (F, 2) tensor, got {centres!r}.")
-    elif not options.spatial:  # a uniform map: ω_base everywhere
-        spatial = torch.full((F_, h, w), float(options.audio.omega_base))
 
     steps = sigmas.numel() - 1
     for i in range(steps):
         check_cancel(cancel)
         s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        t = _model_timestep(s, dtype)
-        s_model = float(timestep_to_sigma(t[0]))
-        if options.border_width:
-            level = min(s_model, BORDER_SIGMA_MAX)
-            x = replace_borders(x, FlowMatchSchedule.noisy(reference, noise, level), options.border_width, M)
-        ref_scale = ref_cfg_scale_at(s_model, options.ref_cfg_scale, options.ref_cfg_schedule)
-        if spatial is None:  # auto: all three passes now, the mouth from where audio changes the prediction
-            need = PASS_NAMES
-            v = _predict(model, x, t, reference, audio, text, M, need, options.batch_passes)
-            found_c, found = centres_from_guidance((v["ref_audio"] - v["ref"]).abs())
-            info["centres"], fill = fill_missing(found_c, found, DEFAULT_MOUTH_CENTRE)
-            info["mouth"] = {"source": "auto", "fallback_frames": [f for f in range(F_) if not bool(found[f])], **fill}
-            spatial = spatial_guidance_map(info["centres"], h, w, options.audio)
-            weight = guidance_weight(spatial, s_model, options.audio)
-        else:
-            weight = guidance_weight(spatial, s_model, options.audio)
-            need = passes_needed(ref_scale, weight)
-            v = _predict(model, x, t, reference, audio, text, M, need, options.batch_passes)
-            # a pass whose coefficient is 0 is not run; these stand-ins keep the formula exact
-            if "ref" not in v:
-                v["ref"] = v["none"] if "none" in v else v["ref_audio"]
-            v.setdefault("none", torch.zeros_like(v["ref"]))
-            v.setdefault("ref_audio", v["ref"])
-        info["passes"] += len(need)
-        info["forward_passes"] += 1 if options.batch_passes else len(need)
-        guided = xdub_combine(v["none"], v["ref"], v["ref_audio"], ref_scale, weight.to(device))
-        x = FlowMatchSchedule.step(guided, x, s, s_next)
-        if M:
-            x[:, :M] = motion_latents
+        x, step = guided_step(model, x, s, s_next, reference, noise, audio, text, options, motion_latents, spatial)
+        if "spatial" in step:  # the mouth was found at this step
+            spatial, info["centres"], info["mouth"] = step["spatial"], step["centres"], step["mouth"]
+        info["passes"] += len(step["passes"])
+        info["forward_passes"] += step["forward_passes"]
         report(progress, i + 1, steps, f"σ {s_next:.3f}")
     if options.border_width:
         x = replace_borders(x, reference, options.border_width, M)
