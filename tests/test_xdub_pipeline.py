@@ -112,3 +112,13 @@ def test_diffusers_wan22_vae_round_trip(tmp_path):
     assert torch.allclose(z, (raw - mean) / std, atol=1e-5)
     out = codec.decode(z)
     assert out.shape == (5, 32, 48, 3) and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
+def test_umt5_folder_loads_as_umt5_and_the_empty_prompt_is_one_token(tmp_path):
+    from tiny import make_umt5_folder
+    from omnisync_core.text import load_t5_encoder
+
+    encoder = load_t5_encoder(make_umt5_folder(str(tmp_path)))
+    assert type(encoder.model).__name__ == "UMT5EncoderModel"  # per-layer position bias, not T5's
+    assert encoder.encode("").shape == (1, 16)  # the reference's empty prompt: the end-of-sequence token alone
+    assert encoder.encode("a face that talks").shape == (5, 16)

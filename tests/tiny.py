@@ -138,3 +138,21 @@ class TinyWan22VAE:
         z = torch.cat([z[:, :1], z[:, 1:].repeat_interleave(4, 1)], 1)  # (3, T, h, w)
         x = torch.nn.functional.interpolate(z, scale_factor=16, mode="nearest")  # (3, T, H, W)
         return x.permute(1, 2, 3, 0)[None].clamp(0, 1)  # (1, T, H, W, 3)
+
+
+def make_umt5_folder(root: str, d_model: int = 16) -> str:
+    """A random tiny umT5 encoder with a word-level tokenizer that appends </s>, as a transformers folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate("a face that talks".split())}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    path = os.path.join(root, "umt5-tiny-random")
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>").save_pretrained(path)
+    cfg = UMT5Config(vocab_size=len(vocab), d_model=d_model, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                     relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    UMT5EncoderModel(cfg).save_pretrained(path, safe_serialization=True)
+    return path
