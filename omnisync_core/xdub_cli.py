@@ -32,6 +32,20 @@ def _point(value: str):
     return (x, y)
 
 
+def _numbers(n: int):
+    def parse(value: str):
+        try:
+            values = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != n:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {value!r}")
+        return values
+
+    parse.__name__ = f"{n} numbers"
+    return parse
+
+
 def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
     d = XDubOptions()
     a = d.audio
@@ -44,8 +58,16 @@ def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--t5", help="umT5-XXL encoder folder (transformers format, with its tokenizer); default: no "
                    "text encoder, zero text features (close to the reference's empty prompt)")
     p.add_argument("--prompt", default="", help="video description for --t5 (the reference uses the empty prompt)")
-    p.add_argument("--video", required=True, help="face video at 25 fps, already cropped (H, W multiples of 32; "
-                   "512×512 for the published weights)")
+    p.add_argument("--video", required=True, help="video at 25 fps: a face crop (H, W multiples of 32; 512×512 for "
+                   "the published weights), or any video with --crop")
+    p.add_argument("--crop", choices=("none", "box", "point", "auto"), default="none",
+                   help="crop the face from --video and paste the result back: 'box' (--box), 'point' (--point, "
+                   "--scale), 'auto' (needs mediapipe); default none: --video is already the face crop")
+    p.add_argument("--box", type=_numbers(4), help="face box x,y,w,h in pixels (--crop box)")
+    p.add_argument("--point", type=_numbers(2), help="face centre x,y in frame fractions (--crop point)")
+    p.add_argument("--scale", type=float, help="crop side as a fraction of the frame's shorter side (--crop point)")
+    p.add_argument("--crop-size", type=int, default=512, help="side of the face crop the model sees (default 512)")
+    p.add_argument("--feather", type=float, help="soft edge of the paste-back, pixels of the frame")
     p.add_argument("--audio", required=True, help="speech (wav; mp3/m4a/mp4 through ffmpeg)")
     p.add_argument("-o", "--output", default="xdub.mp4", help="output mp4 (speech muxed in)")
     p.add_argument("--tau", type=float, default=d.tau, help=f"progressive noise init τ (1 = the reference; default {d.tau})")
@@ -128,15 +150,34 @@ def run_xdub(args) -> int:
             bar.set_postfix_str(message, refresh=False)
             bar.refresh()
 
+    track = None
+    if args.crop != "none":
+        from .facecrop import crop_faces, face_track
+
+        kw = {k: v for k, v in (("box", args.box), ("point", args.point), ("scale", args.scale)) if v is not None}
+        track = face_track(frames, args.crop, **kw)
+        crops = crop_faces(frames, track, size=args.crop_size)
+    else:
+        crops = frames
     try:
-        result = pipe(frames, fps, wave, sr, text=text, options=options, progress=progress)
+        result = pipe(crops, fps, wave, sr, text=text, options=options, progress=progress)
     finally:
         if bar is not None:
             bar.close()
-    write_video(args.output, result.frames, result.fps, result.waveform, result.sample_rate)
+    out = result.frames
+    if track is not None:  # back into the full frames, in the take's order (the video may be ping-ponged)
+        from .facecrop import paste_back
+
+        idx = result.frame_indices
+        kw = {} if args.feather is None else {"feather_px": args.feather}
+        out = paste_back(frames[idx], out, track.take(idx.tolist()), **kw)
+        result.report["face_crop"] = track.report.to_dict()
+    write_video(args.output, out, result.fps, result.waveform, result.sample_rate)
     if args.report:
         with open(args.report, "w") as f:
             json.dump(result.report, f, indent=2, default=str)
     print(f"wrote {args.output} ({result.frames.shape[0]} frames at {result.fps:g} fps, {result.report['clips']} "
           f"clip(s), {result.report['steps']} steps, {result.report['seconds']:.1f} s)")
+    if track is not None and result.report["face_crop"].get("no_face"):
+        print(f"note: {result.report['face_crop']['no_face']}")
     return 0
