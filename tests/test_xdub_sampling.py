@@ -253,3 +253,14 @@ def test_sample_clips_carries_motion_and_reports_progress_over_all_clips():
     assert torch.equal(clips[1][:, :2], clips[0][:, -2:])
     assert ticks[-1] == (12, 12) and rep["clips"] == 2 and rep["steps"] == 12
     assert [c["motion_frames"] for c in model.calls] == [0] * 6 + [2] * 6
+
+
+def test_a_bf16_network_sees_bf16_timesteps_as_in_the_reference():
+    ref, (tn, tr, tra), audio = _setup()
+    model = Oracle(tn, tr, tra).to(torch.bfloat16)
+    model.targets = {k: v.to(torch.bfloat16) for k, v in model.targets.items()}
+    denoise_clip(model, clip_noise(ref.shape, 0), ref, audio, TEXT, _opts(num_steps=30))
+    sent = [float(c["t"][0]) for c in model.calls]
+    exact = (1000 * FlowMatchSchedule(30, 5.0).sigmas[:-1]).tolist()
+    assert sent == [float(torch.tensor(t).to(torch.bfloat16)) for t in exact]
+    assert sent[1] != pytest.approx(exact[1], abs=0.01)  # bf16 has 8 bits of mantissa: 1000·σ is rounded
