@@ -362,7 +362,7 @@ class OmniSyncPipeline:
         if fallback:
             mouth_report["fallback_frames"] = fallback
         report = {"mouth": mouth_report, "windows": rep["windows"], "steps": (len(sigmas) - 1) * len(rep["windows"]),
-                  "forward_passes": rep["forward_passes"]}
+                  "forward_passes": rep["forward_passes"], "uncond_passes": rep["uncond_passes"]}
         return Sampled(latents=latents, guidance_map=normalise_map(frame_map), mouth_centres=rep["centres"][of_latent][:T],
                        fallback_frames=fallback, report=report)
 

@@ -43,6 +43,7 @@ SLOT_H, WIDGET_H, BODY_PAD = 20, 24, 14
 MODEL_FILE = "omnisync_unet128.safetensors"  # in the plugin's models/ folder
 STEPS = 0  # 0 = auto: the checkpoint's recommended schedule (the bundled model: 8 steps)
 WINDOW = 0  # 0 = auto: the checkpoint's recommended window (the bundled model: 16 frames)
+OVERLAP = -1  # −1 = auto: the checkpoint's recommended overlap (the bundled model: 0)
 @dataclass
 class Node:
     id: int
@@ -241,7 +242,7 @@ def _topological(graph):
 # -- the graphs ----------------------------------------------------------------------------------
 
 SAMPLER_WIDGETS = dict(omega_base=0.0, omega_peak=0.0, sigma_spatial=0.15, gamma=1.5, mouth="auto",
-                       mouth_x=0.5, mouth_y=0.62, window=WINDOW, overlap=2)
+                       mouth_x=0.5, mouth_y=0.62, window=WINDOW, overlap=OVERLAP)
 WAN_REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
 WAN_FILES = {  # ComfyUI model folder -> file, as in ComfyUI's text_to_video_wan template
     "diffusion_models": "wan2.1_t2v_1.3B_fp16.safetensors",
@@ -334,7 +335,7 @@ def wan_t2v_graph():
                Node(63, "OmniSyncLipSync",
                     widgets={"fps": 16.0, "length_mode": "follow_audio_pingpong", "tau": 0.92, "steps": STEPS,
                              "seed": 0, "omega_peak": 0.0, "mouth": "auto", "mouth_x": 0.5, "mouth_y": 0.62,
-                             "window": WINDOW, "overlap": 2, "composite": False},
+                             "window": WINDOW, "overlap": OVERLAP, "composite": False},
                     links={"model": (61, 0), "audio_encoder": (62, 0), "images": (8, 0), "audio": (60, 0),
                            "vae": (39, 0), "conditioning": (6, 0)}, size=(340, 480))),
         *stack(2430, 0,

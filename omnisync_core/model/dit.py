@@ -33,6 +33,7 @@ the linear layers run in the parameters' dtype.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Tuple
 
@@ -46,6 +47,7 @@ from .audio_proj import AudioProjection
 from .config import X0_MIN_SIGMA, DiTConfig
 
 ROPE_THETA = 10000.0
+ROPE_CACHE_SIZE = 16  # RoPE tables kept (one per window grid and device)
 SINUSOID_BASE = 10000.0
 MAX_TIMESTEP = 1000.0  # timestep = 1000·σ, σ ∈ [0, 1]
 
@@ -87,6 +89,15 @@ def rope_angles(grid: Tuple[int, int, int], head_dim: int, theta: float = ROPE_T
         a_w[None, None, :].expand(f, h, w, -1),
     ], dim=-1)  # (F', H', W', d / 2)
     return angles.reshape(f * h * w, head_dim // 2)
+
+
+@functools.lru_cache(maxsize=ROPE_CACHE_SIZE)
+def rope_tables(grid: Tuple[int, int, int], head_dim: int, device: torch.device,
+                offset: Tuple[int, int, int] = (0, 0, 0)) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of :func:`rope_angles`, each (F'·H'·W', head_dim / 2) float32 on ``device``: computed in
+    float64 on the CPU once per grid, offset and device (every window of a clip has the same grid), then reused."""
+    angles = rope_angles(grid, head_dim, offset=offset)
+    return angles.cos().to(device, torch.float32), angles.sin().to(device, torch.float32)
 
 
 def rope_apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -404,10 +415,12 @@ class OmniSyncDiT(nn.Module):
         h = self.patch_embedding(inp.to(dt))  # (B, D, F' (2F' in sequence), H', W')
         grid = (h.shape[2] // 2 if sequence else h.shape[2], h.shape[3], h.shape[4])  # the target's (F', H', W')
         h = h.flatten(2).transpose(1, 2).float()  # (B, L, D)
-        angles = rope_angles(grid, cfg.head_dim)  # (F'·S, d/2) float64 on CPU
+        tables = rope_tables.__wrapped__ if torch.compiler.is_compiling() else rope_tables  # compiled: traced once
+        cos, sin = tables(grid, cfg.head_dim, device)  # (F'·S, d/2) each, float32 on device
         if sequence:  # the reference's positions are shifted by (0, H', W')
-            angles = torch.cat([rope_angles(grid, cfg.head_dim, offset=(0, grid[1], grid[2])), angles])  # (L, d/2)
-        rope = (angles.cos().to(device, torch.float32), angles.sin().to(device, torch.float32))
+            ref_cos, ref_sin = tables(grid, cfg.head_dim, device, (0, grid[1], grid[2]))
+            cos, sin = torch.cat([ref_cos, cos]), torch.cat([ref_sin, sin])  # (L, d/2)
+        rope = (cos, sin)
 
         # The time signal per group of tokens: one group per sample, or (sequence) one per latent frame,
         # the reference frames at timestep 0. Float64 sinusoids on the CPU (not every accelerator has
@@ -485,7 +498,9 @@ def check_model_inputs(cfg, x, timestep, source, audio, text, motion_frames: int
     if t.shape != (B,) and not per_frame:
         also = f", or (B, F) = ({B}, {Fx}) per latent frame" if sequence else ""
         raise OmniSyncError(f"timestep must be (B,) = ({B},) or a scalar{also}, got shape {tuple(t.shape)}.")
-    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t > MAX_TIMESTEP).any()):
+    # value checks read the tensor (a graph break under torch.compile): they run eagerly, where input enters
+    if not torch.compiler.is_compiling() and (
+            not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t > MAX_TIMESTEP).any())):
         raise OmniSyncError(f"timestep must be finite and in [0, {MAX_TIMESTEP:g}] (= 1000·σ), got {t.tolist()}.")
     if not isinstance(motion_frames, int) or motion_frames < 0:
         raise OmniSyncError(f"motion_frames must be an int >= 0, got {motion_frames!r}.")

@@ -20,11 +20,12 @@ LENGTH_MODES = ("follow_audio_loop", "follow_audio_pingpong", "follow_video")
 
 
 def plan_windows(length: int, window: int, overlap: int) -> List[Tuple[int, int]]:
-    """Cover ``[0, length)`` with windows of ``window`` items sharing ``overlap`` items with the next.
+    """Cover ``[0, length)`` with windows of at most ``window`` items sharing ``overlap`` items with the next.
 
-    Windows start every ``window − overlap`` items; the last one is moved back to end exactly at
-    ``length`` (so every window is full length and the last overlap may be larger). A clip no longer
-    than the window is one window. Returns [(start, end), ...], end exclusive.
+    The fewest windows that fit, n = ⌈(length − overlap)/(window − overlap)⌉, with their lengths spread
+    as evenly as possible (they differ by at most one item, the longer ones first), so exactly
+    ``length + (n − 1)·overlap`` items are computed: at most ``overlap/(window − overlap)`` more than
+    the clip. A clip no longer than the window is one window. Returns [(start, end), ...], end exclusive.
     """
     if length < 1:
         raise OmniSyncError(f"nothing to cover: length {length}.")
@@ -32,9 +33,14 @@ def plan_windows(length: int, window: int, overlap: int) -> List[Tuple[int, int]
         raise OmniSyncError(f"need window ≥ 1 and 0 ≤ overlap < window, got window={window}, overlap={overlap}.")
     if length <= window:
         return [(0, length)]
-    stride = window - overlap
-    starts = list(range(0, length - window, stride)) + [length - window]
-    return [(s, s + window) for s in starts]
+    n = -(-(length - overlap) // (window - overlap))
+    size, extra = divmod(length + (n - 1) * overlap, n)  # the first `extra` windows get one more item
+    windows, start = [], 0
+    for i in range(n):
+        end = start + size + (i < extra)
+        windows.append((start, end))
+        start = end - overlap
+    return windows
 
 
 def window_overlaps(windows: List[Tuple[int, int]], i: int) -> Tuple[int, int]:
