@@ -261,8 +261,9 @@ class OmniSyncXDubEncode:
         pipe = XDubPipeline(model.model, wan22_codec(vae), audio_encoders, device=model.device)
         audio_encoders.to(device=mm.get_torch_device())  # the reference runs them on the GPU, then offloads them
         try:
-            encoded = run_cancellable(pipe.encode, torch.as_tensor(crops), fps, wave, sr, progress=ComfyProgress(),
-                                      cancel=comfy_cancel)
+            with torch.no_grad():  # ComfyUI runs nodes in inference mode; this keeps direct calls as lean
+                encoded = run_cancellable(pipe.encode, torch.as_tensor(crops), fps, wave, sr,
+                                          progress=ComfyProgress(), cancel=comfy_cancel)
         finally:
             audio_encoders.to(device="cpu")
             mm.soft_empty_cache()
@@ -424,7 +425,8 @@ class OmniSyncXDubAssemble:
         if latent.sampled is None:
             raise OmniSyncError("this latent has not been sampled yet: connect the output of X-Dub Sampler.")
         enc = latent.encoded
-        crops = run_cancellable(latent.pipeline.assemble, latent.sampled, enc, latent.options)
+        with torch.no_grad():
+            crops = run_cancellable(latent.pipeline.assemble, latent.sampled, enc, latent.options)
         indices = enc.frame_indices[:enc.num_frames]  # (T,) the input frame each output frame was made from
         source_frames = int(enc.frame_indices.max()) + 1
         if images is not None:
