@@ -153,14 +153,16 @@ class OmniSyncXDubModelLoader:
         mm.soft_empty_cache()
         model = run_cancellable(load_xdub_model, path, device=device if offload == "none" else "cpu",
                                 dtype=torch_dtype, progress=ComfyProgress(), cancel=comfy_cancel)
-        swap = None
-        if offload == "blocks":
-            resident = min(resident_blocks, len(model.blocks))
-            swap = enable_block_swap(model, device, resident_blocks=resident)
         cfg = model.config
         report = {"file": model_name, "dtype": dtype, "offload": offload, "dim": cfg.dim, "layers": cfg.num_layers,
                   "parameters": sum(p.numel() for p in model.parameters())}
-        if swap is not None:
+        swap = None
+        if offload == "blocks":
+            resident = min(resident_blocks, len(model.blocks))
+            if resident < resident_blocks:
+                report["resident_blocks"] = f"{resident_blocks} asked, the model has {resident}: all stay on the device"
+                log.warning("Load X-Dub Model: %s", report["resident_blocks"])
+            swap = enable_block_swap(model, device, resident_blocks=resident)
             report["swapped_blocks"] = len(swap.swapped)
         return (XDubModel(model=model, device=device, dtype=torch_dtype, offload=offload, name=model_name,
                           swap=swap, report=report),)
