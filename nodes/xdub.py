@@ -73,15 +73,17 @@ def diffusion_model_files() -> List[str]:
 
 
 def audio_encoder_choices() -> List[str]:
-    """Hugging Face folders (with config.json) and .safetensors files in models/audio_encoders."""
+    """Hugging Face folders (with config.json) and .safetensors files in models/audio_encoders; the weight files
+    inside such a folder are not listed on their own."""
     import folder_paths
 
-    choices = [f for f in folder_paths.get_filename_list(AUDIO_ENCODER_FOLDER) if f.lower().endswith(".safetensors")]
+    folders = set()
     for root in folder_paths.get_folder_paths(AUDIO_ENCODER_FOLDER):
         if os.path.isdir(root):
-            choices += [name for name in sorted(os.listdir(root))
-                        if os.path.isfile(os.path.join(root, name, HF_FOLDER_MARKER))]
-    return sorted(set(choices))
+            folders |= {name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, HF_FOLDER_MARKER))}
+    files = {f for f in folder_paths.get_filename_list(AUDIO_ENCODER_FOLDER)
+             if f.lower().endswith(".safetensors") and f.split("/")[0] not in folders}
+    return sorted(folders | files)
 
 
 def audio_encoder_path(name: str, what: str) -> str:

@@ -60,6 +60,7 @@ def test_loaders_list_and_load_the_files(comfy, loaded):
     assert nodes.OmniSyncXDubModelLoader.INPUT_TYPES()["required"]["model_name"][0] == [name]
     choices = nodes.OmniSyncXDubAudioLoader.INPUT_TYPES()["required"]["whisper"][0]
     assert whisper in choices and wav2vec in choices  # Hugging Face folders (config.json inside)
+    assert not any(c.startswith((whisper + "/", wav2vec + "/")) for c in choices)  # not the files inside them
     assert model.report["dim"] == 128 and model.report["layers"] == 1 and model.dtype == torch.float32
     assert model.report["parameters"] == sum(p.numel() for p in model.model.parameters())
     assert sum(encoders.dims) == model.model.config.audio_dim and encoders.device == torch.device("cpu")
