@@ -121,7 +121,7 @@ class OmniSyncXDubModelLoader:
                 }),
                 "dtype": (list(DTYPES), {
                     "default": "bf16",
-                    "tooltip": "Precision of the weights and the computation: bf16 as published (12.6 GB of "
+                    "tooltip": "Precision of the weights and the computation: bf16 as published (11.72 GiB of "
                                "weights); fp32 doubles that and is for CPU tests.",
                 }),
                 "offload": (list(OFFLOAD_MODES), {
