@@ -7,6 +7,9 @@ from .lipsync import OmniSyncLipSync
 from .loaders import OmniSyncModelLoader, OmniSyncWhisperLoader
 from .preview import OmniSyncGuidanceStrip
 from .sampling import OmniSyncNoiseInit, OmniSyncSampler
+from .xdub import (
+    OmniSyncXDubAssemble, OmniSyncXDubAudioLoader, OmniSyncXDubEncode, OmniSyncXDubModelLoader, OmniSyncXDubSampler,
+)
 
 NODE_CLASS_MAPPINGS = {
     "OmniSyncModelLoader": OmniSyncModelLoader,
@@ -19,6 +22,11 @@ NODE_CLASS_MAPPINGS = {
     "OmniSyncGuidanceStrip": OmniSyncGuidanceStrip,
     "OmniSyncFaceCrop": OmniSyncFaceCrop,
     "OmniSyncFacePasteBack": OmniSyncFacePasteBack,
+    "OmniSyncXDubModelLoader": OmniSyncXDubModelLoader,
+    "OmniSyncXDubAudioLoader": OmniSyncXDubAudioLoader,
+    "OmniSyncXDubEncode": OmniSyncXDubEncode,
+    "OmniSyncXDubSampler": OmniSyncXDubSampler,
+    "OmniSyncXDubAssemble": OmniSyncXDubAssemble,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -32,6 +40,11 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "OmniSyncGuidanceStrip": "OmniSync Guidance Strip",
     "OmniSyncFaceCrop": "OmniSync Face Crop",
     "OmniSyncFacePasteBack": "OmniSync Face Paste Back",
+    "OmniSyncXDubModelLoader": "Load X-Dub Model",
+    "OmniSyncXDubAudioLoader": "Load X-Dub Audio Encoders",
+    "OmniSyncXDubEncode": "X-Dub Encode (Wan 2.2 VAE)",
+    "OmniSyncXDubSampler": "X-Dub Sampler",
+    "OmniSyncXDubAssemble": "X-Dub Assemble",
 }
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

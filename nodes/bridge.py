@@ -40,9 +40,10 @@ class OmniSyncModel:
     codec_spec: dict  # checkpoint metadata "codec"
     audio_spec: Any  # AudioFeatureSpec or None
     meta: dict  # the whole checkpoint metadata
-    device: torch.device
+    device: torch.device  # where it runs (ComfyUI's torch device); between runs ComfyUI may offload it
     dtype: torch.dtype
     name: str = ""
+    patcher: Any = None  # comfy.model_patcher.ModelPatcher over ``model``: ComfyUI's memory management
 
 
 @dataclass
@@ -115,6 +116,15 @@ class OmniSyncLatent:
         return self.video.num_frames
 
 
+def load_for_sampling(model: OmniSyncModel) -> None:
+    """Ask ComfyUI's model management to put the network on its device (freeing or offloading other models
+    as needed); it may offload it again when another model needs the memory."""
+    import comfy.model_management as mm
+
+    if model.patcher is not None:
+        mm.load_models_gpu([model.patcher])
+
+
 def pipeline_for(model: OmniSyncModel, codec: Any, audio_encoder: Any = None):
     """The core pipeline of a loaded model: its device, precision and the audio window of its checkpoint."""
     from omnisync_core.pipeline import OmniSyncPipeline
@@ -146,16 +156,20 @@ def all_warnings(*reports: Optional[dict]) -> List[str]:
 
 
 AUTO_WIDGETS = ("num_steps", "window", "tau", "shift", "omega_base", "omega_peak")  # 0 on these widgets = auto
+AUTO_WIDGETS_NEGATIVE = ("overlap", "cfg_cutoff")  # 0 is a real value on these: −1 = auto
 
 
 def sync_options(model: OmniSyncModel, **widgets):
     """Widget values → (SyncOptions, report): 0 in ``num_steps``, ``window``, ``tau``, ``shift``, ``omega_base``
-    or ``omega_peak`` means auto (the checkpoint's recommended sampling, else the default); a recommendation
-    the version does not know is logged."""
+    or ``omega_peak`` and −1 in ``overlap`` or ``cfg_cutoff`` mean auto (the checkpoint's recommended sampling,
+    else the default); a recommendation the version does not know is logged."""
     from omnisync_core.sampling.options import AUTO, resolve_options
 
     for name in AUTO_WIDGETS:
         if widgets.get(name) == 0:
+            widgets[name] = AUTO
+    for name in AUTO_WIDGETS_NEGATIVE:
+        if name in widgets and widgets[name] is not None and widgets[name] < 0:
             widgets[name] = AUTO
     options, report = resolve_options(model.meta, **widgets)
     if report["ignored"]:

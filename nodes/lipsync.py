@@ -9,10 +9,11 @@ from omnisync_core.sampling.options import SyncOptions
 from omnisync_core.sampling.windows import LENGTH_MODES
 
 from .bridge import (
-    CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, make_video, node_warner,
+    CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, load_for_sampling,
+    make_video, node_warner,
     pad_for_h264, pipeline_for, run_cancellable, sync_options, text_from_conditioning,
 )
-from .sampling import AUTO_TIP, WINDOW_TIP
+from .sampling import AUTO_TIP, CUTOFF_TIP, OVERLAP_TIP, WINDOW_TIP
 
 
 class OmniSyncLipSync:
@@ -79,14 +80,15 @@ class OmniSyncLipSync:
                                       "tooltip": "Mouth position down the frame (0 = top), for mouth = point."}),
                 "window": ("INT", {"default": 0, "min": 0, "max": 4096,
                                    "tooltip": "Latent frames per window. " + WINDOW_TIP}),
-                "overlap": ("INT", {"default": d.overlap, "min": 0, "max": 4095,
-                                    "tooltip": "Latent frames shared by neighbouring windows."}),
+                "overlap": ("INT", {"default": -1, "min": -1, "max": 4095,
+                                    "tooltip": "Latent frames shared by neighbouring windows. " + OVERLAP_TIP}),
                 "composite": ("BOOLEAN", {
                     "default": d.composite,
                     "tooltip": "Keep every pixel outside a feathered disc around the mouth identical to the source.",
                 }),
             },
             "optional": {
+                "cfg_cutoff": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.01, "tooltip": CUTOFF_TIP}),
                 "vae": ("VAE", {"tooltip": "Wan 2.1 VAE, for models that work in its latent space."}),
                 "conditioning": ("CONDITIONING", {"tooltip": "Optional video description (Wan umT5 encoder)."}),
                 "mouth_mask": ("MASK", {
@@ -96,7 +98,8 @@ class OmniSyncLipSync:
         }
 
     def sync(self, model, audio_encoder, images, audio, fps, length_mode, tau, steps, seed, omega_peak, mouth,
-             mouth_x, mouth_y, window, overlap, composite, vae=None, conditioning=None, mouth_mask=None):
+             mouth_x, mouth_y, window, overlap, composite, cfg_cutoff=-1.0, vae=None, conditioning=None,
+             mouth_mask=None):
         import comfy.model_management as mm
 
         from omnisync_core.model.codec import codec_from_spec
@@ -108,10 +111,11 @@ class OmniSyncLipSync:
         opts, chosen = sync_options(
             model, tau=tau, num_steps=steps, seed=seed, omega_peak=omega_peak,
             mouth=(mouth_x, mouth_y) if mouth == "point" else "auto", mouth_mask=mouth_mask if mouth == "mask" else None,
-            window=window, overlap=overlap, length_mode=length_mode, composite=composite, text=text,
+            window=window, overlap=overlap, cfg_cutoff=cfg_cutoff, length_mode=length_mode, composite=composite,
+            text=text,
         )
         pipe = pipeline_for(model, codec_from_spec(model.codec_spec, vae=vae), audio_encoder)
-        mm.soft_empty_cache()
+        load_for_sampling(model)
         report = {"warnings": []}
         on_warning = node_warner(report, "OmniSync Lip Sync")
         if warning:

@@ -56,6 +56,10 @@ register_model_folders()
 def _auto_dtype(device: torch.device) -> torch.dtype:
     import comfy.model_management as mm
 
+    from omnisync_core.model.precision import auto_dtype
+
+    if torch.device(device).type == "cpu":  # ComfyUI keeps CPUs on fp32; bf16 where the CPU computes it natively
+        return auto_dtype(device)
     if mm.should_use_bf16(device):
         return torch.bfloat16
     if mm.should_use_fp16(device):
@@ -84,7 +88,8 @@ class OmniSyncModelLoader:
                 }),
                 "dtype": (["auto", "bf16", "fp16", "fp32"], {
                     "default": "auto",
-                    "tooltip": "Precision of the DiT. auto: bf16 where the GPU supports it, else fp16, fp32 on CPU.",
+                    "tooltip": "Precision of the network. auto: bf16 where the GPU supports it, else fp16; on a CPU bf16 "
+                               "where it computes bf16 natively (AVX-512 BF16 / AMX), else fp32.",
                 }),
             }
         }
@@ -98,21 +103,24 @@ class OmniSyncModelLoader:
             raise missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint")
         from omnisync_core.audio.features import AudioFeatureSpec
         from omnisync_core.model.checkpoint import load_checkpoint
+        from omnisync_core.model.precision import prepare_for_inference
 
-        device = mm.get_torch_device()
+        import comfy.model_patcher
+
+        device, offload = mm.get_torch_device(), mm.unet_offload_device()
         torch_dtype = _auto_dtype(device) if dtype == "auto" else DTYPES[dtype]
         from omnisync_core.validate import check_model_path, dtype_warnings
 
-        check_model_path(path)  # a folder, a pickle, no OmniSync metadata: one line before any memory is freed
+        check_model_path(path)  # a folder, a pickle, no OmniSync metadata: one line before any weights are read
         for message in dtype_warnings(device, torch_dtype):
             log.warning("Load OmniSync Model: %s", message)
-        mm.free_memory(2 * os.path.getsize(path), device)
-        mm.soft_empty_cache()
-        model, meta = load_checkpoint(path, device=device, dtype=torch_dtype)
-        model.eval()
+        # weights wait on the offload device; the sampler nodes ask model management to load them
+        model, meta = load_checkpoint(path, device=offload, dtype=torch_dtype)
+        prepare_for_inference(model.eval(), device)
+        patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
         spec = AudioFeatureSpec.from_dict(meta["audio"]) if meta.get("audio") else None
         return (OmniSyncModel(model=model, codec_spec=meta["codec"], audio_spec=spec, meta=meta, device=device,
-                              dtype=torch_dtype, name=model_name),)
+                              dtype=torch_dtype, name=model_name, patcher=patcher),)
 
 
 def _whisper_choices():

@@ -10,14 +10,18 @@ from omnisync_core.sampling.mouth import DEFAULT_MOUTH_CENTRE
 from omnisync_core.sampling.options import SyncOptions
 
 from .bridge import (
-    CATEGORY, ComfyProgress, OmniSyncLatent, comfy_cancel, format_report, node_warner, pipeline_for,
-    run_cancellable, sync_options, text_from_conditioning,
+    CATEGORY, ComfyProgress, OmniSyncLatent, comfy_cancel, format_report, load_for_sampling, node_warner,
+    pipeline_for, run_cancellable, sync_options, text_from_conditioning,
 )
 
 MOUTH_MODES = ["auto", "point", "mask"]
 AUTO_TIP = "0 = auto: the checkpoint's recommendation, else {}."
-WINDOW_TIP = ("0 = auto: the checkpoint's recommendation, else the whole clip in one window; for the whole clip "
-              "whatever the checkpoint says, give a window at least as long as the clip.")
+WINDOW_TIP = (f"0 = auto: the checkpoint's recommendation, else {SyncOptions.window}; for the whole clip in one "
+              "window (cost grows with the square of its length), give a window at least as long as the clip.")
+OVERLAP_TIP = f"−1 = auto: the checkpoint's recommendation, else {SyncOptions.overlap}."
+CUTOFF_TIP = (f"σ below which guidance is off and only the conditional pass runs (half the work per step there); "
+              f"0 = guidance at every step. −1 = auto: the checkpoint's recommendation, else "
+              f"{SyncOptions().guidance.cfg_cutoff}.")
 
 
 class OmniSyncNoiseInit:
@@ -147,11 +151,12 @@ class OmniSyncSampler:
                     "tooltip": "Latent frames per window; bounds memory on long clips. " + WINDOW_TIP,
                 }),
                 "overlap": ("INT", {
-                    "default": d.overlap, "min": 0, "max": 4095,
-                    "tooltip": "Latent frames shared (and cross-faded) by neighbouring windows.",
+                    "default": -1, "min": -1, "max": 4095,
+                    "tooltip": "Latent frames shared (and cross-faded) by neighbouring windows. " + OVERLAP_TIP,
                 }),
             },
             "optional": {
+                "cfg_cutoff": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.01, "tooltip": CUTOFF_TIP}),
                 "conditioning": ("CONDITIONING", {
                     "tooltip": "Optional video description (CLIP Text Encode with the Wan umT5 encoder).",
                 }),
@@ -162,7 +167,7 @@ class OmniSyncSampler:
         }
 
     def sample(self, model, latent, omnisync_audio, omega_base, omega_peak, sigma_spatial, gamma, mouth,
-               mouth_x, mouth_y, window, overlap, conditioning=None, mouth_mask=None):
+               mouth_x, mouth_y, window, overlap, cfg_cutoff=-1.0, conditioning=None, mouth_mask=None):
         import comfy.model_management as mm
 
         if latent.denoised:
@@ -177,10 +182,10 @@ class OmniSyncSampler:
             raise OmniSyncError("mouth = mask needs a MASK connected to mouth_mask (or choose auto / point).")
         options, chosen = sync_options(model, omega_base=omega_base, omega_peak=omega_peak, sigma_spatial=sigma_spatial,
                                        gamma=gamma, mouth=(mouth_x, mouth_y) if mouth == "point" else "auto",
-                                       window=window, overlap=overlap)
+                                       window=window, overlap=overlap, cfg_cutoff=cfg_cutoff)
         text, warning = text_from_conditioning(conditioning, model)
         pipe = pipeline_for(model, latent.codec)
-        mm.soft_empty_cache()
+        load_for_sampling(model)
         report = {"noise_init": latent.report, "audio": omnisync_audio.report, "options": chosen, "warnings": []}
         on_warning = node_warner(report, "OmniSync DS-CFG Sampler")
         if warning:

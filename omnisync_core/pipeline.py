@@ -118,6 +118,20 @@ CLIPPED_LEVEL = 0.999  # |sample| at or above this counts as full scale
 CLIPPED_FRACTION = 1e-3  # more full-scale samples than this fraction: the speech is clipped (warned)
 
 
+def audio_conversion_warnings(waveform, sample_rate: int) -> List[str]:
+    """What ``to_mono_16k`` changes about a waveform ((N,), (C, N) or (B, C, N) at ``sample_rate``): one line each."""
+    shape = tuple(torch.as_tensor(waveform).shape) if not isinstance(waveform, torch.Tensor) else tuple(waveform.shape)
+    channels = shape[-2] if len(shape) >= 2 else 1
+    out = []
+    if len(shape) == 3 and shape[0] > 1:
+        out.append(f"the audio is a batch of {shape[0]} clips: only the first is used.")
+    if channels > 1:
+        out.append(f"{channels} audio channels averaged to mono.")
+    if int(sample_rate) != SAMPLE_RATE_HZ:
+        out.append(f"speech resampled from {int(sample_rate)} Hz to {SAMPLE_RATE_HZ} Hz (Whisper's rate).")
+    return out
+
+
 def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int, length_mode: str,
                   on_warning: Optional[WarningCallback] = None) -> Tuple[LengthPlan, torch.Tensor]:
     """Stage 1. Any waveform ((N,), (C, N) or (B, C, N) at ``sample_rate``) → (plan, wave16k (N16,)).
@@ -132,14 +146,8 @@ def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int, lengt
     validate_audio(wave)
     check_clip_length(fps_exact, num_frames=num_frames, audio_seconds=wave.shape[0] / SAMPLE_RATE_HZ)
     say = on_warning or (lambda message: None)
-    shape = tuple(torch.as_tensor(waveform).shape) if not isinstance(waveform, torch.Tensor) else tuple(waveform.shape)
-    channels = shape[-2] if len(shape) >= 2 else 1
-    if len(shape) == 3 and shape[0] > 1:
-        say(f"the audio is a batch of {shape[0]} clips: only the first is used.")
-    if channels > 1:
-        say(f"{channels} audio channels averaged to mono.")
-    if int(sample_rate) != SAMPLE_RATE_HZ:
-        say(f"speech resampled from {int(sample_rate)} Hz to {SAMPLE_RATE_HZ} Hz (Whisper's rate).")
+    for message in audio_conversion_warnings(waveform, sample_rate):
+        say(message)
     full = int((wave.abs() >= CLIPPED_LEVEL).sum())
     if full > CLIPPED_FRACTION * wave.shape[0]:
         say(f"the speech is clipped: {full} of {wave.shape[0]} samples at or beyond full scale "
@@ -415,7 +423,7 @@ class OmniSyncPipeline:
         if fallback:
             mouth_report["fallback_frames"] = fallback
         report = {"mouth": mouth_report, "windows": rep["windows"], "steps": (len(sigmas) - 1) * len(rep["windows"]),
-                  "forward_passes": rep["forward_passes"]}
+                  "forward_passes": rep["forward_passes"], "uncond_passes": rep["uncond_passes"]}
         if fallback:
             shown = ", ".join(str(t) for t in fallback[:8]) + (", ..." if len(fallback) > 8 else "")
             warn(report, on_warning, f"no mouth found in {len(fallback)} of {T} frames ({shown}): passed through "

@@ -41,16 +41,19 @@ class T5TextEncoder:
 
 
 def load_t5_encoder(path: str, device="cpu", dtype=torch.float32) -> T5TextEncoder:
-    """Load a local T5 encoder folder (config.json, model.safetensors, tokenizer files)."""
+    """Load a local T5 or umT5 encoder folder (config.json, model.safetensors, tokenizer files)."""
     if not os.path.isdir(path):
         raise OmniSyncError(
             f"T5 text encoder folder not found: {path!r}. Pass a local folder saved with "
             "T5EncoderModel.save_pretrained (with its tokenizer), or leave the prompt empty."
         )
-    from transformers import AutoTokenizer, T5EncoderModel
+    from transformers import AutoConfig, AutoTokenizer, T5EncoderModel, UMT5EncoderModel
 
     try:
-        model = T5EncoderModel.from_pretrained(path, local_files_only=True, use_safetensors=True)
+        # umT5 (Wan's and X-Dub's text encoder) has its own relative-position bias in every layer
+        kind = AutoConfig.from_pretrained(path, local_files_only=True).model_type
+        cls = UMT5EncoderModel if kind == "umt5" else T5EncoderModel
+        model = cls.from_pretrained(path, local_files_only=True, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise OmniSyncError(

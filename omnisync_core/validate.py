@@ -21,8 +21,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from .errors import OmniSyncError
+from .media import MIN_CLIP_FRAMES
+from .model.checkpoint import ARCHITECTURES, read_metadata
 
-MIN_CLIP_FRAMES = 2  # lip-sync needs motion over time: a clip (video, or speech at the video's fps) of ≥ 2 frames
 MIN_FRAME_SIDE_PX = 8  # below this there is no mouth to edit (a 1×1 "video" was passed through untouched)
 TRAINING_FPS_RATIO = 2.0  # fps more than this factor above/below the training fps: warned
 TRAINING_SIZE_RATIO = 2.0  # shorter frame side more than this factor off the training size: warned
@@ -67,8 +68,6 @@ def check_model_path(path: Any) -> Dict[str, Any]:
     A folder, a missing file, a pickle (.pt/.ckpt), a truncated safetensors file, one without OmniSync
     metadata or of an architecture this version does not know: one line each, naming the fix.
     """
-    from .model.checkpoint import ARCHITECTURES, read_metadata
-
     if path is None or (isinstance(path, str) and not path.strip()):
         raise OmniSyncError("no model given; pass an OmniSync .safetensors checkpoint.")
     path = os.fspath(path)

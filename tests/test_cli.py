@@ -46,7 +46,7 @@ def test_sync_writes_video_with_audio_using_the_checkpoints_recommended_sampling
     with open(tmp_path / "report.json") as f:
         report = json.load(f)
     assert report["options"]["from"]["overlap"] == "user" and report["options"]["from"]["tau"] == "default"
-    assert report["windows"] == [[0, 10], [9, 19], [15, 25]]  # 25 frames, windows of 10 sharing 1
+    assert report["windows"] == [[0, 9], [8, 17], [16, 25]]  # 25 frames, 3 windows of at most 10 sharing 1
     assert report["steps"] == 3 * 6  # σ from τ 0.92 down the 6-step grid (5/6, 4/6, ...): 6 steps, in 3 windows
     frames, fps = read_video(str(out))
     assert frames.shape[0] == 25 and abs(fps - 25.0) < 1e-3

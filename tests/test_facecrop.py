@@ -151,6 +151,56 @@ def test_auto_mode_with_a_detector_and_without_mediapipe(monkeypatch):
         face_track(x, "auto", detector=lambda f: None)
 
 
+def test_mediapipe_adapters_take_the_largest_face(monkeypatch):
+    """Both mediapipe APIs, through fakes with the attribute names of mediapipe 0.10.21 (solutions) and 1.2.3
+    (Tasks); the real 0.10.21 was run by hand on X-Dub's example video (see the closing note)."""
+    import types
+
+    import numpy as np
+
+    from omnisync_core.facecrop import mediapipe_detector
+
+    ns = types.SimpleNamespace
+    rel = [ns(xmin=0.1, ymin=0.1, width=0.1, height=0.1), ns(xmin=0.5, ymin=0.25, width=0.25, height=0.5)]
+
+    class LegacyDetection:
+        def __init__(self, model_selection, min_detection_confidence):
+            pass
+
+        def process(self, frame):
+            return ns(detections=[ns(location_data=ns(relative_bounding_box=b)) for b in rel])
+
+    frame = np.zeros((40, 80, 3), np.uint8)
+    legacy = types.ModuleType("mediapipe")
+    legacy.solutions = ns(face_detection=ns(FaceDetection=LegacyDetection))
+    monkeypatch.setitem(sys.modules, "mediapipe", legacy)
+    assert mediapipe_detector()(frame) == (40.0, 10.0, 60.0, 30.0)
+
+    class TasksDetector:
+        @classmethod
+        def create_from_options(cls, options):
+            assert options.base_options.model_asset_path == "face.tflite"
+            return cls()
+
+        def detect(self, image):
+            assert image.data.shape == (40, 80, 3)
+            return ns(detections=[ns(bounding_box=ns(origin_x=3, origin_y=4, width=w, height=w)) for w in (5, 9)])
+
+    tasks = types.ModuleType("mediapipe")
+    tasks.Image = lambda image_format, data: ns(data=data)
+    tasks.ImageFormat = ns(SRGB=1)
+    python = types.ModuleType("mediapipe.tasks.python")
+    python.BaseOptions = lambda model_asset_path: ns(model_asset_path=model_asset_path)
+    python.vision = ns(FaceDetectorOptions=lambda base_options, min_detection_confidence: ns(base_options=base_options),
+                       FaceDetector=TasksDetector)
+    monkeypatch.setitem(sys.modules, "mediapipe", tasks)
+    monkeypatch.setitem(sys.modules, "mediapipe.tasks", types.ModuleType("mediapipe.tasks"))
+    monkeypatch.setitem(sys.modules, "mediapipe.tasks.python", python)
+    assert mediapipe_detector("face.tflite")(frame) == (3, 4, 12, 13)
+    with pytest.raises(OmniSyncError, match="blaze_face_short_range.tflite"):
+        mediapipe_detector()
+
+
 # -- borders --------------------------------------------------------------------------------------------------
 
 
@@ -309,3 +359,10 @@ def test_nodes_crop_and_paste_back(nodes):
     assert torch.equal(crops[0], x[0, 10:34, 10:34])
     with pytest.raises(OmniSyncError, match="connect one"):
         crop.crop(x, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5)
+
+
+def test_node_auto_mode_without_mediapipe_says_what_to_install(nodes, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    crop = nodes.NODE_CLASS_MAPPINGS["OmniSyncFaceCrop"]()
+    with pytest.raises(OmniSyncError, match="pip install mediapipe"):
+        crop.crop(frames(), "auto", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5)

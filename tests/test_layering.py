@@ -15,6 +15,10 @@ CORE_MODULES = [
     "omnisync_core.model.codec",
     "omnisync_core.audio.whisper",
     "omnisync_core.sampling.sampler",
+    "omnisync_core.sampling.xdub",
+    "omnisync_core.xdub_pipeline",
+    "omnisync_core.xdub_cli",
+    "omnisync_core.model.wan22_vae",
 ]
 
 

@@ -139,21 +139,28 @@ def test_root_package_without_comfyui_registers_nothing():
 def loaded(comfy, tmp_path_factory):
     from tiny import make_whisper_folder
 
-    (model,) = comfy.OmniSyncModelLoader().load("tiny-omnisync.safetensors", "auto")
+    (model,) = comfy.OmniSyncModelLoader().load("tiny-omnisync.safetensors", "fp32")
     from omnisync_core.audio.whisper import load_whisper
 
     encoder = load_whisper(make_whisper_folder(str(tmp_path_factory.mktemp("whisper"))), device="cpu")
     return model, encoder
 
 
-def test_loader_uses_comfy_device_and_frees_memory(fresh, loaded):
+def test_loader_hands_the_network_to_comfy_model_management(fresh, loaded):
     import comfy.model_management as mm
+    import comfy.model_patcher
+
+    from omnisync_core.model.precision import auto_dtype
 
     model, _ = loaded
-    assert model.device == torch.device("cpu") and model.dtype == torch.float32  # auto on CPU
+    assert model.device == torch.device("cpu") and model.dtype == torch.float32
     assert model.codec_spec["type"] == "pixel"
     assert model.model.config.audio_dim == AUDIO_TOKEN_DIM
-    assert any(c[0] == "soft_empty_cache" for c in mm.calls)
+    # a ModelPatcher over the network: ComfyUI loads it for sampling and may offload it between runs
+    assert isinstance(model.patcher, comfy.model_patcher.ModelPatcher) and model.patcher.model is model.model
+    assert (model.patcher.load_device, model.patcher.offload_device) == (mm.get_torch_device(), mm.unet_offload_device())
+    (auto,) = fresh.OmniSyncModelLoader().load("tiny-omnisync.safetensors", "auto")
+    assert auto.dtype == auto_dtype("cpu")  # bf16 where this CPU computes it natively, else fp32
 
 
 def test_missing_model_names_folder_and_file(fresh):
@@ -180,7 +187,9 @@ def test_progress_per_step_and_cancel_stops_the_sampler(fresh, loaded):
 
     model, encoder = loaded
     _, oa, _, lat, args = _chain(fresh, model, encoder, steps=10)
+    mm.calls.clear()
     fresh.OmniSyncSampler().sample(model, lat, oa, **args)
+    assert ("load_models_gpu", ["ModelPatcher"]) in mm.calls  # model management loads the network to sample
     totals = {t for _, t in cu.UPDATES}
     assert len(totals) == 1
     total = totals.pop()

@@ -8,7 +8,8 @@ from torch import nn
 
 from omnisync_core.errors import Cancelled, OmniSyncError
 from omnisync_core.sampling.guidance import (
-    GuidanceConfig, ds_cfg_combine, guidance_weight, passes_needed, spatial_guidance_map, temporal_weight,
+    WEIGHT_TOLERANCE, GuidanceConfig, ds_cfg_combine, guidance_weight, passes_needed, spatial_guidance_map,
+    temporal_weight,
 )
 from omnisync_core.sampling.mouth import (
     DEFAULT_MOUTH_CENTRE, centres_from_guidance, centres_from_mask, centres_from_point, fill_missing,
@@ -113,12 +114,54 @@ def test_ds_cfg_combine_special_cases():
     assert torch.allclose(ds_cfg_combine(c, u, torch.ones(2, 4, 4)), c, atol=1e-6)  # u + (c − u) rounds
     assert torch.equal(ds_cfg_combine(c, u, torch.zeros(2, 4, 4)), u)
     # static CFG with scale s: ω_base = ω_peak = s, γ = 0
-    cfg = GuidanceConfig(omega_base=2.5, omega_peak=2.5, gamma=0.0)
+    cfg = GuidanceConfig(omega_base=2.5, omega_peak=2.5, gamma=0.0, cfg_cutoff=0.0)
     w = guidance_weight(spatial_guidance_map(torch.rand(2, 2), 4, 4, cfg), 0.37, cfg)
     assert torch.allclose(ds_cfg_combine(c, u, w), u + 2.5 * (c - u), atol=1e-6)
     assert passes_needed(torch.ones(2, 2, 2)) == "cond"
     assert passes_needed(torch.zeros(2, 2, 2)) == "uncond"
     assert passes_needed(w) == "both"
+
+
+def test_skipped_pass_is_within_the_tolerance_of_the_full_combination():
+    """Oracle: wherever ``passes_needed`` drops a pass, running it (Eq. 9 with both predictions) would
+    have moved the result by at most WEIGHT_TOLERANCE·|ε_c − ε_u|; below cfg_cutoff only ε_c runs."""
+    g = torch.Generator().manual_seed(1)
+    c, u = torch.randn(3, 4, 6, 6, generator=g), torch.randn(3, 4, 6, 6, generator=g)
+    cfg = GuidanceConfig(omega_base=1.0, omega_peak=12.0, gamma=1.5, cfg_cutoff=0.4)
+    spatial = spatial_guidance_map(torch.rand(4, 2, generator=g), 6, 6, cfg)
+    bound = WEIGHT_TOLERANCE * (c - u).abs() + 1e-6
+    near_one = 1.0 + (torch.rand(4, 6, 6, generator=g) * 2 - 1) * WEIGHT_TOLERANCE  # |w − 1| ≤ tolerance
+    near_zero = (torch.rand(4, 6, 6, generator=g) * 2 - 1) * WEIGHT_TOLERANCE
+    for weight, kept in ((near_one, c), (near_zero, u)):
+        assert passes_needed(weight) == ("cond" if kept is c else "uncond")
+        assert bool(((ds_cfg_combine(c, u, weight) - kept).abs() <= bound).all())
+    assert passes_needed(1.0 + 2 * WEIGHT_TOLERANCE * torch.ones(4, 6, 6)) == "both"  # just outside: both run
+    for sigma in (0.92, 0.6, 0.4):  # at and above the cutoff: DS-CFG as in Eqs. 7–9, both passes
+        w = guidance_weight(spatial, sigma, cfg)
+        assert torch.allclose(w, spatial * sigma ** 1.5) and passes_needed(w) == "both"
+    for sigma in (0.39, 0.125):  # below it: weight 1, the conditional pass alone
+        w = guidance_weight(spatial, sigma, cfg)
+        assert passes_needed(w) == "cond" and torch.allclose(ds_cfg_combine(c, u, w), c, atol=1e-6)
+    with pytest.raises(OmniSyncError, match="cfg_cutoff"):
+        GuidanceConfig(cfg_cutoff=1.5)
+
+
+def test_sampler_runs_one_pass_below_the_cutoff_and_auto_mouth_only_forces_both_without_a_point():
+    src, x0, audio = _setup()
+    sigmas = FlowMatchSchedule(10).truncate(0.9)  # σ 0.9, 0.8, ..., 0.1: 9 steps
+    x_init = progressive_noise_init(src, 0.9, seed=0)
+    point = torch.full((5, 2), 0.5)
+    model = Oracle(target, lambda s: 0 * s)
+    cut = GuidanceConfig(omega_peak=3.0, cfg_cutoff=0.55)  # σ 0.5 … 0.1 (5 steps): conditional only
+    _, info = denoise(model, x_init, src, audio, None, sigmas, cut, centres=point)
+    assert model.batches == [2] * 4 + [1] * 5 and info["forward_passes"] == 9
+    model = Oracle(target, lambda s: 0 * s)
+    off = GuidanceConfig(cfg_cutoff=1.0)  # guidance off: a given point never runs the unconditional pass
+    out, _ = denoise(model, x_init, src, audio, None, sigmas, off, centres=point)
+    assert model.batches == [1] * 9 and torch.allclose(out, x0, atol=1e-5)
+    model = Oracle(target, lambda s: 0 * s)
+    _, info = denoise(model, x_init, src, audio, None, sigmas, off, centres="auto")  # locating the mouth needs both once
+    assert model.batches == [2] + [1] * 8 and info["mouth"]["source"] == "auto"
 
 
 def test_guidance_config_rejects_bad_values():
@@ -170,10 +213,17 @@ def test_centres_from_guidance_finds_a_localised_response_and_rejects_flat_noise
 
 def test_plan_windows_and_blend_weights():
     assert plan_windows(10, 4, 1) == [(0, 4), (3, 7), (6, 10)]
-    assert plan_windows(11, 4, 1) == [(0, 4), (3, 7), (6, 10), (7, 11)]
+    # 11 items: 4 windows (lengths spread 4, 4, 3, 3), each sharing exactly 1: 11 + 3 items computed
+    assert plan_windows(11, 4, 1) == [(0, 4), (3, 7), (6, 9), (8, 11)]
     assert plan_windows(3, 4, 1) == [(0, 3)]
     wins = plan_windows(11, 4, 1)
-    assert [window_overlaps(wins, i) for i in range(4)] == [(0, 1), (1, 1), (1, 3), (3, 0)]
+    assert [window_overlaps(wins, i) for i in range(4)] == [(0, 1), (1, 1), (1, 1), (1, 0)]
+    # the computed frames are exactly length + (n − 1)·overlap: ≤ 1/15 over with the default 16 / 1
+    for length in (17, 108, 250, 1600, 15000):
+        wins = plan_windows(length, 16, 1)
+        computed = sum(e - s for s, e in wins)
+        assert computed == length + len(wins) - 1 and computed <= length * (1 + 1 / 15)
+        assert max(e - s for s, e in wins) <= 16 and wins[0][0] == 0 and wins[-1][1] == length
     w = blend_weights(5, 2, 1)
     assert w.tolist() == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 0.5])
     # neighbours' ramps sum to 1 over a shared overlap of 2
@@ -252,11 +302,11 @@ def test_guidance_zero_is_the_unconditional_pass_and_mixed_weights_batch_both():
     sigmas = FlowMatchSchedule(10).truncate(0.9)
     x_init = progressive_noise_init(src, 0.9, seed=0)
     model = Oracle(target, lambda s: 0 * s)
-    zero = GuidanceConfig(omega_base=0.0, omega_peak=0.0, gamma=0.0)
+    zero = GuidanceConfig(omega_base=0.0, omega_peak=0.0, gamma=0.0, cfg_cutoff=0.0)
     out, _ = denoise(model, x_init, src, audio, None, sigmas, zero, centres=torch.full((5, 2), 0.5))
     assert torch.allclose(out, x0_u, atol=1e-5) and set(model.batches) == {1}
     model = Oracle(target, lambda s: 0 * s)
-    ds = GuidanceConfig(omega_base=1.0, omega_peak=3.0, sigma_spatial=0.1, gamma=1.5)
+    ds = GuidanceConfig(omega_base=1.0, omega_peak=3.0, sigma_spatial=0.1, gamma=1.5, cfg_cutoff=0.0)
     out, info = denoise(model, x_init, src, audio, None, sigmas, ds, centres=torch.tensor([[0.3125, 0.6875]] * 5))
     assert set(model.batches) == {2} and info["forward_passes"] == 9  # cond + uncond in one batch of 2
     peak = info["guidance_map"][0].flatten().argmax()
@@ -289,7 +339,7 @@ def test_windowed_sampling_equals_whole_clip_for_a_per_frame_model_and_reports_p
     calls = []
     win, gmap, rep = sample_windowed(Oracle(target, lambda s: 0.5 * target(s)), x_init, src, audio, None, sigmas, cfg, centres,
                                      window=4, overlap=1, progress=lambda d, t, m: calls.append((d, t)))
-    assert rep["windows"] == [(0, 4), (3, 7), (6, 10), (7, 11)]
+    assert rep["windows"] == [(0, 4), (3, 7), (6, 9), (8, 11)]
     assert torch.allclose(win, whole, atol=1e-5) and torch.allclose(gmap, gmap_whole, atol=1e-6)
     steps = sigmas.numel() - 1
     assert calls[-1] == (4 * steps, 4 * steps) and len(calls) == 4 * steps
@@ -312,16 +362,17 @@ def test_resolve_options_user_then_checkpoint_then_default():
     from omnisync_core.sampling.options import SyncOptions, resolve_options
 
     d = SyncOptions()
-    assert (d.tau, d.num_steps, d.window, d.overlap) == (0.92, 50, 0, 2)  # the paper's τ and steps
+    assert (d.tau, d.num_steps, d.window, d.overlap) == (0.92, 50, 16, 1)  # the paper's τ and steps, windowed
     opts, rep = resolve_options(None)
     assert opts == d and set(rep["from"].values()) == {"default"}
     meta = {"sampling": {"num_steps": 8, "tau": 0.9, "window": 8, "overlap": 2, "omega_peak": 2.0,
-                         "cfg_cutoff": 0.3}}
+                         "cfg_cutoff": 0.3, "cfg_rescale": 0.7}}
     opts, rep = resolve_options(meta, num_steps="auto", window=None, tau=0.5, seed=4)
     assert (opts.num_steps, opts.window, opts.overlap, opts.tau, opts.seed) == (8, 8, 2, 0.5, 4)
     assert opts.guidance.omega_peak == 2.0 and opts.guidance.gamma == d.guidance.gamma
     assert rep["from"]["num_steps"] == "checkpoint" and rep["from"]["tau"] == "user"
-    assert rep["from"]["gamma"] == "default" and rep["ignored"] == ["cfg_cutoff"]  # a newer file's key: reported
+    assert opts.guidance.cfg_cutoff == 0.3 and rep["from"]["cfg_cutoff"] == "checkpoint"
+    assert rep["from"]["gamma"] == "default" and rep["ignored"] == ["cfg_rescale"]  # a newer file's key: reported
 
 
 def test_resolve_options_rejects_bad_recommendations_and_unknown_options():
@@ -360,4 +411,4 @@ def test_the_sampler_moves_only_the_window_to_the_models_device():
     x_init = progressive_noise_init(src, 0.8)
     out, _, rep = sample_windowed(Oracle(target), x_init, src, audio, None, sigmas, GuidanceConfig(),
                                   torch.full((6, 2), 0.5), window=3, overlap=1, device=torch.device("cpu"))
-    assert out.device.type == "cpu" and rep["windows"] == [(0, 3), (2, 5), (3, 6)]
+    assert out.device.type == "cpu" and rep["windows"] == [(0, 3), (2, 5), (4, 6)]

@@ -17,19 +17,24 @@ import pytest
 import torch
 
 from fakes import comfy_fakes
-from tiny import make_frames, make_model_checkpoint, make_speech_like, make_whisper_folder
+from fakes.comfy_vae import FakeComfyWan22VAE
+from tiny import (
+    make_frames, make_model_checkpoint, make_speech_like, make_wav2vec2_folder, make_whisper_folder, make_xdub_checkpoint,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOWS = os.path.join(ROOT, "workflows")
 CORE_SCHEMA = os.path.join(WORKFLOWS, "schemas", "core_nodes_0.3.64.json")
 FULL_SCHEMA = os.path.join(ROOT, "..", "shared", "comfyui", "object_info-0.3.64.json")
-NAMES = ["omnisync_lipsync_video", "omnisync_after_wan21_t2v"]
+NAMES = ["omnisync_lipsync_video", "omnisync_after_wan21_t2v", "xdub_lipsync_video"]
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 # Combos listing files on the user's disk: any file name is valid in a shared workflow.
-FILE_COMBOS = {"unet_name", "clip_name", "vae_name", "file", "audio", "model_name", "encoder_name"}
+FILE_COMBOS = {"unet_name", "clip_name", "vae_name", "file", "audio", "model_name", "encoder_name", "whisper",
+               "wav2vec2"}
 UI_EXTRA_WIDGETS = {"LoadVideo": 1, "LoadAudio": 2}  # upload button / audio preview values
 TITLE_H = 30  # LiteGraph's title bar, drawn above a node's pos
 TINY_MODEL = "tiny-omnisync.safetensors"
+XDUB = {}  # file widgets of the X-Dub workflow -> the tiny stand-ins the env fixture writes
 
 sys.path.insert(0, WORKFLOWS)
 import build_workflows  # noqa: E402
@@ -42,10 +47,13 @@ def in_ci() -> bool:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy")
-    os.makedirs(base / "models" / "omnisync")
-    os.makedirs(base / "models" / "audio_encoders")
+    for folder in ("omnisync", "audio_encoders", "diffusion_models"):
+        os.makedirs(base / "models" / folder)
     make_model_checkpoint(str(base / "models" / "omnisync"))
     whisper = make_whisper_folder(str(base / "models" / "audio_encoders"))
+    XDUB["model_name"] = os.path.basename(make_xdub_checkpoint(str(base / "models" / "diffusion_models")))
+    XDUB["whisper"] = os.path.basename(whisper)
+    XDUB["wav2vec2"] = os.path.basename(make_wav2vec2_folder(str(base / "models" / "audio_encoders")))
     with comfy_fakes(base):
         import nodes
 
@@ -273,7 +281,7 @@ class StandIns:
     """Minimal core nodes: synthetic media in, recorded media out."""
 
     def __init__(self, text_dim, size=(32, 32)):
-        self.saved, self.previews, self.text_dim, self.size = [], [], text_dim, size
+        self.saved, self.previews, self.text_dim, self.size, self.vaes = [], [], text_dim, size, []
 
     def classes(self):
         me = self
@@ -315,7 +323,10 @@ class StandIns:
             return ("umt5",)
 
         def VAELoader(vae_name):
-            return (None,)  # the tiny model works on pixels and ignores the VAE
+            if vae_name == build_workflows.XDUB_FILES["vae"]:
+                me.vaes.append(FakeComfyWan22VAE())
+                return (me.vaes[-1],)
+            return (None,)  # the tiny OmniSync model works on pixels and ignores the VAE
 
         def CLIPTextEncode(text, clip):
             return ([[torch.randn(1, 5, me.text_dim), {}]],)
@@ -423,6 +434,39 @@ def test_odd_sized_video_leaves_assemble_with_even_sizes(env):
     assert comps.images.shape[1:] == (16, 22, 3) and images.shape[1:] == (15, 21, 3)  # IMAGE keeps the exact size
     assert torch.equal(comps.images[:, -1], comps.images[:, -2]) and torch.equal(comps.images[:, :, -1], comps.images[:, :, -2])
     assert "21x15 -> 22x16" in json.loads(out["9"][4])["padded_to_even"]
+
+
+def test_xdub_workflow_says_where_its_missing_files_go():
+    ui = load("xdub_lipsync_video.json")
+    note, = [n for n in ui["nodes"] if n["type"] == build_workflows.NOTE]
+    text = note["widgets_values"][0]
+    assert "licence is their owner's" in text
+    files = build_workflows.XDUB_FILES
+    for folder, name in [("diffusion_models", files["diffusion_models"]), ("vae", files["vae"]),
+                         ("text_encoders", files["text_encoders"]), *(("audio_encoders", f) for f in files["audio_encoders"])]:
+        assert f"ComfyUI/models/{folder}/{name}" in text
+    widgets = {n["type"]: n["widgets_values"] for n in graph_nodes(ui)}
+    assert widgets["OmniSyncXDubModelLoader"][0] == files["diffusion_models"]
+    assert widgets["VAELoader"][0] == files["vae"] and widgets["CLIPLoader"][:2] == [files["text_encoders"], "wan"]
+    assert widgets["OmniSyncXDubAudioLoader"] == list(files["audio_encoders"])
+
+
+def test_xdub_workflow_runs_end_to_end(env):
+    """Load Video → Face Crop → X-Dub Encode / Sampler / Assemble → Face Paste Back → Create Video → Save Video, with
+    the tiny X-Dub stand-ins, a stand-in Wan 2.2 VAE and a stand-in umT5 CONDITIONING; steps and crop size cut."""
+    nodes, _ = env
+    api = fast(load("xdub_lipsync_video_api.json"), steps=2, size=64, dtype="fp32", **XDUB)
+    stand = StandIns(text_dim=16)
+    out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+    expected_T, expected_samples = follow_audio_length(SRC_FPS)  # X-Dub: as long as the speech, at 25 fps
+    (prefix, comps), = stand.saved
+    assert prefix == "video/xdub" and float(comps.frame_rate) == SRC_FPS
+    assert comps.images.shape == (expected_T, 32, 32, 3) and comps.audio["waveform"].shape[-1] == expected_samples
+    assert json.loads(out["11"][1])["text"] == "CONDITIONING"
+    (vae,) = stand.vaes
+    assert [shape for kind, shape in vae.calls if kind == "encode"] == [(77, 64, 64, 3)]  # one 77-frame clip
+    crops = out["12"][0]
+    assert crops.shape == (expected_T, 64, 64, 3)
 
 
 def test_samples_are_copied_to_the_input_folder_once_and_never_overwrite(env, tmp_path):

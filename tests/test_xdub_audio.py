@@ -20,6 +20,8 @@ from safetensors.torch import save_file
 from omnisync_core.audio.xdub_features import (
     XDUB_AUDIO_DIM,
     convert_openai_whisper,
+    openai_whisper_encoder_to_hf,
+    wav2vec2_encoder_tensors,
     extract_xdub_features,
     load_xdub_audio_encoders,
     xdub_audio_windows,
@@ -248,8 +250,47 @@ def test_total_video_frames(setup):
     assert setup["feats"]["long"].total_video_frames(25) == math.ceil(489_123 / 16000 * 25)
 
 
-def test_real_size_constants():
-    assert XDUB_AUDIO_DIM == 1280 + 768
+def test_real_size_key_sets_on_meta():
+    """Whisper large-v2 in openai-whisper's names (model.py's modules) and wav2vec2-base-960h as its CTC
+    checkpoint names it map onto transformers' modules exactly, with every shape right (no weights allocated)."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Model, WhisperConfig
+
+    from omnisync_core.audio.whisper import _encoder_from_state_dict
+
+    D, M, ctx, layers = 1280, 80, 1500, 32  # large-v2 dims
+    shapes = {"conv1.weight": (D, M, 3), "conv1.bias": (D,), "conv2.weight": (D, D, 3), "conv2.bias": (D,),
+              "positional_embedding": (ctx, D), "ln_post.weight": (D,), "ln_post.bias": (D,)}
+    for i in range(layers):
+        for name, shape in {"attn.query.weight": (D, D), "attn.query.bias": (D,), "attn.key.weight": (D, D),
+                            "attn.value.weight": (D, D), "attn.value.bias": (D,), "attn.out.weight": (D, D),
+                            "attn.out.bias": (D,), "attn_ln.weight": (D,), "attn_ln.bias": (D,),
+                            "mlp.0.weight": (4 * D, D), "mlp.0.bias": (4 * D,), "mlp.2.weight": (D, 4 * D),
+                            "mlp.2.bias": (D,), "mlp_ln.weight": (D,), "mlp_ln.bias": (D,)}.items():
+            shapes[f"blocks.{i}.{name}"] = shape
+    openai = {"encoder." + k: torch.empty(s, device="meta", dtype=torch.float16) for k, s in shapes.items()}
+    openai["decoder.token_embedding.weight"] = torch.empty(51865, D, device="meta")
+    hf, dropped = openai_whisper_encoder_to_hf(openai)
+    config = WhisperConfig(num_mel_bins=M, max_source_positions=ctx, d_model=D, encoder_attention_heads=20,
+                           encoder_layers=layers, encoder_ffn_dim=4 * D)
+    encoder = _encoder_from_state_dict(config, hf, "large-v2 key set")  # raises on a missing / extra key
+    assert dropped == 1 and len(hf) == 7 + 15 * layers
+    per_layer = 4 * D * D + 3 * D + 2 * 2 * D + (4 * D * D + 4 * D) + (4 * D * D + D)  # attn, 2 LN, fc1, fc2
+    by_hand = (D * M * 3 + D) + (D * D * 3 + D) + ctx * D + layers * per_layer + 2 * D
+    assert sum(p.numel() for p in encoder.parameters()) == by_hand == 636_784_640  # Whisper large-v2 encoder
+
+    with torch.device("meta"):
+        ctc = Wav2Vec2ForCTC(Wav2Vec2Config())  # transformers' defaults are wav2vec2-base-960h's config
+        base = Wav2Vec2Model(Wav2Vec2Config())
+    hub = {}
+    for k, v in ctc.state_dict().items():  # the hub file still uses the old weight-norm names
+        k = k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
+                                                                             "weight_v")
+        hub[k] = v
+    mapped = wav2vec2_encoder_tensors(hub)
+    expected = base.state_dict()
+    assert set(mapped) == set(expected)
+    assert all(mapped[k].shape == expected[k].shape for k in expected)
+    assert base.config.hidden_size + config.d_model == XDUB_AUDIO_DIM == 2048
 
 
 # -- bad inputs -------------------------------------------------------------------------------------

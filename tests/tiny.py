@@ -76,3 +76,83 @@ def make_speech_like(seconds: float, sr: int = 16000, seed: int = 0) -> np.ndarr
     voiced = sum(np.sin(2 * np.pi * k * np.cumsum(f0) / sr) / k for k in range(1, 6))
     envelope = 0.5 * (1 + np.sin(2 * np.pi * 4 * t + rng.uniform(0, 6)))
     return (0.3 * voiced * envelope + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# -- X-Dub stand-ins -----------------------------------------------------------------------------------
+
+XDUB_WAV2VEC_DIM = 8  # tiny wav2vec2 hidden size; with the tiny Whisper's 32: 40-wide audio tokens
+
+
+def make_wav2vec2_folder(root: str) -> str:
+    """A random tiny wav2vec2 (50 Hz output: the real conv strides, narrow channels) as a transformers folder."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(hidden_size=XDUB_WAV2VEC_DIM, num_hidden_layers=1, num_attention_heads=1, intermediate_size=16,
+                         conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2,
+                         vocab_size=8, do_stable_layer_norm=False, feat_extract_norm="group")
+    path = os.path.join(root, "wav2vec2-tiny-random")
+    Wav2Vec2Model(cfg).save_pretrained(path, safe_serialization=True)
+    return path
+
+
+def make_xdub_checkpoint(root: str, seed: int = 0) -> str:
+    """A random X-Dub DiT at test size with the published key names (dim 128 = 1 head of 128, the real head
+    width, so the loader's defaults apply; audio projection 64 wide = 1 head of 64; 40-wide audio tokens)."""
+    from safetensors.torch import save_file
+
+    from omnisync_core.model.config import AudioProjConfig, DiTConfig
+    from omnisync_core.model.dit import OmniSyncDiT
+
+    torch.manual_seed(seed)
+    cfg = DiTConfig(dim=128, ffn_dim=256, num_heads=1, num_layers=1, latent_channels=48, text_dim=16, freq_dim=32,
+                    audio_dim=WHISPER_D_MODEL + XDUB_WAV2VEC_DIM, source_layout="sequence",
+                    audio_proj=AudioProjConfig(input_dim=WHISPER_D_MODEL + XDUB_WAV2VEC_DIM, dim=64, num_layers=1,
+                                               num_heads=1))
+    model = OmniSyncDiT(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # no zero-initialised layer: every pass differs
+            if "head" in name or name.endswith(".o.weight") or name.endswith(".o.bias"):
+                p.copy_(torch.randn(p.shape) * 0.02)
+    path = os.path.join(root, "xdub-tiny-random.safetensors")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+class TinyWan22VAE:
+    """A weight-free stand-in for Wan 2.2's VAE with its raw-latent contract (what ComfyUI's VAE and the
+    diffusers adapter give): 16×16 average pooling, causal 4-frame groups, RGB repeated to 48 channels.
+
+    encode(frames (T, H, W, 3) [0, 1], T = 1 + 4k) -> (1, 48, F, H/16, W/16); decode inverts it up to the
+    pooling (nearest upsampling, each latent frame repeated over its frames)."""
+
+    def encode(self, frames):
+        x = frames.permute(3, 0, 1, 2)  # (3, T, H, W)
+        groups = [x[:, :1]] + [x[:, i:i + 4] for i in range(1, x.shape[1], 4)]
+        z = torch.stack([g.mean(1) for g in groups], 1)  # (3, F, H, W)
+        z = torch.nn.functional.avg_pool2d(z, 16)  # (3, F, h, w)
+        return (z * 2 - 1).repeat(16, 1, 1, 1)[None]  # (1, 48, F, h, w)
+
+    def decode(self, latents):
+        z = (latents[0, :3] + 1) / 2  # (3, F, h, w)
+        z = torch.cat([z[:, :1], z[:, 1:].repeat_interleave(4, 1)], 1)  # (3, T, h, w)
+        x = torch.nn.functional.interpolate(z, scale_factor=16, mode="nearest")  # (3, T, H, W)
+        return x.permute(1, 2, 3, 0)[None].clamp(0, 1)  # (1, T, H, W, 3)
+
+
+def make_umt5_folder(root: str, d_model: int = 16) -> str:
+    """A random tiny umT5 encoder with a word-level tokenizer that appends </s>, as a transformers folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    torch.manual_seed(0)
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate("a face that talks".split())}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    path = os.path.join(root, "umt5-tiny-random")
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>").save_pretrained(path)
+    cfg = UMT5Config(vocab_size=len(vocab), d_model=d_model, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                     relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    UMT5EncoderModel(cfg).save_pretrained(path, safe_serialization=True)
+    return path

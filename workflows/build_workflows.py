@@ -43,6 +43,7 @@ SLOT_H, WIDGET_H, BODY_PAD = 20, 24, 14
 MODEL_FILE = "omnisync_unet128.safetensors"  # in the plugin's models/ folder
 STEPS = 0  # 0 = auto: the checkpoint's recommended schedule (the bundled model: 8 steps)
 WINDOW = 0  # 0 = auto: the checkpoint's recommended window (the bundled model: 16 frames)
+OVERLAP = -1  # −1 = auto: the checkpoint's recommended overlap (the bundled model: 0)
 @dataclass
 class Node:
     id: int
@@ -241,7 +242,7 @@ def _topological(graph):
 # -- the graphs ----------------------------------------------------------------------------------
 
 SAMPLER_WIDGETS = dict(omega_base=0.0, omega_peak=0.0, sigma_spatial=0.15, gamma=1.5, mouth="auto",
-                       mouth_x=0.5, mouth_y=0.62, window=WINDOW, overlap=2)
+                       mouth_x=0.5, mouth_y=0.62, window=WINDOW, overlap=OVERLAP)
 WAN_REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
 WAN_FILES = {  # ComfyUI model folder -> file, as in ComfyUI's text_to_video_wan template
     "diffusion_models": "wan2.1_t2v_1.3B_fp16.safetensors",
@@ -334,7 +335,7 @@ def wan_t2v_graph():
                Node(63, "OmniSyncLipSync",
                     widgets={"fps": 16.0, "length_mode": "follow_audio_pingpong", "tau": 0.92, "steps": STEPS,
                              "seed": 0, "omega_peak": 0.0, "mouth": "auto", "mouth_x": 0.5, "mouth_y": 0.62,
-                             "window": WINDOW, "overlap": 2, "composite": False},
+                             "window": WINDOW, "overlap": OVERLAP, "composite": False},
                     links={"model": (61, 0), "audio_encoder": (62, 0), "images": (8, 0), "audio": (60, 0),
                            "vae": (39, 0), "conditioning": (6, 0)}, size=(340, 480))),
         *stack(2430, 0,
@@ -346,9 +347,95 @@ def wan_t2v_graph():
     ]
 
 
+XDUB_FILES = {  # ComfyUI model folder -> the files the X-Dub workflow names
+    "diffusion_models": "X-Dub_model.safetensors",
+    "vae": "Wan2.2_VAE.safetensors",
+    "text_encoders": WAN_FILES["text_encoders"],  # ComfyUI's layout of the same umT5-XXL (see the README)
+    "audio_encoders": ("whisper-large-v2-encoder.safetensors", "wav2vec2-base-960h"),
+}
+XDUB_HF = "https://huggingface.co/KlingTeam/X-Dub"
+XDUB_NOTE = "\n".join([
+    "X-Dub weights (not bundled; nothing is downloaded at run time; their licence is their owner's).",
+    "Put them here, then press R to refresh:",
+    "",
+    f"ComfyUI/models/diffusion_models/{XDUB_FILES['diffusion_models']}   ({XDUB_HF})",
+    f"ComfyUI/models/vae/{XDUB_FILES['vae']}   (same bundle)",
+    f"ComfyUI/models/text_encoders/{XDUB_FILES['text_encoders']}   (Comfy-Org/Wan_2.1_ComfyUI_repackaged)",
+    f"ComfyUI/models/audio_encoders/{XDUB_FILES['audio_encoders'][0]}   (the bundle's whisper/large-v2.pt,",
+    "    converted once: python -m omnisync_core convert-whisper whisper/large-v2.pt "
+    f"ComfyUI/models/audio_encoders/{XDUB_FILES['audio_encoders'][0]})",
+    f"ComfyUI/models/audio_encoders/{XDUB_FILES['audio_encoders'][1]}/   (the bundle's folder)",
+    "",
+    "GPU memory: offload = blocks on Load X-Dub Model for 12-16 GB cards (README).",
+])
+
+
+def widget_defaults(node_type: str, **overrides) -> Dict[str, object]:
+    """Every widget of ``node_type`` at its declared default (the first option of a list without one), then
+    ``overrides``: a graph states only what it changes. File lists are empty here, so a file widget needs an
+    override."""
+    values = {}
+    for name, spec, _ in ordered_inputs(node_definitions()[node_type]):
+        if input_kind(spec) in WIDGET_TYPES:
+            opts = spec[1] if len(spec) > 1 else {}
+            values[name] = opts["default"] if "default" in opts else (spec[0][0] if spec[0] else None)
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise KeyError(f"{node_type} has no widgets {sorted(unknown)}")
+    values.update(overrides)
+    unset = [name for name, value in values.items() if value is None]
+    if unset:
+        raise KeyError(f"{node_type}: give {unset} (no default, e.g. a file name)")
+    return values
+
+
+def xdub_graph():
+    video, speech = sample_inputs()
+    files = XDUB_FILES
+    return [
+        Node(30, NOTE, (0, -330), {"text": XDUB_NOTE}, size=(700, 280), title="X-Dub model files"),
+        *stack(0, 0,
+               Node(1, "LoadVideo", widgets={"file": video}, size=(300, 400)),
+               Node(2, "GetVideoComponents", links={"video": (1, 0)}, size=(260, 70)),
+               Node(3, "LoadAudio", widgets={"audio": speech}, size=(300, 140))),
+        *stack(360, 0,
+               Node(4, "OmniSyncFaceCrop", widgets=widget_defaults("OmniSyncFaceCrop", mode="point"),
+                    links={"images": (2, 0)}, size=(340, 300)),
+               Node(5, "VAELoader", widgets={"vae_name": files["vae"]}, size=(340, 60),
+                    models=[{"name": files["vae"], "url": f"{XDUB_HF}/resolve/main/{files['vae']}", "directory": "vae"}]),
+               Node(6, "OmniSyncXDubAudioLoader", widgets={"whisper": files["audio_encoders"][0],
+                                                           "wav2vec2": files["audio_encoders"][1]}, size=(340, 60))),
+        *stack(760, 0,
+               Node(7, "OmniSyncXDubModelLoader", widgets=widget_defaults("OmniSyncXDubModelLoader",
+                                                                          model_name=files["diffusion_models"]),
+                    size=(340, 90)),
+               Node(8, "CLIPLoader", widgets={"clip_name": files["text_encoders"], "type": "wan", "device": "default"},
+                    size=(340, 106), models=wan_model("text_encoders")),
+               Node(9, "CLIPTextEncode", widgets={"text": ""}, links={"clip": (8, 0)}, size=(340, 120),
+                    title="CLIP Text Encode (X-Dub prompt: empty, as the reference)"),
+               Node(10, "OmniSyncXDubEncode", widgets=widget_defaults("OmniSyncXDubEncode"),
+                    links={"model": (7, 0), "vae": (5, 0), "audio_encoders": (6, 0), "crops": (4, 0), "audio": (3, 0),
+                           "fps": (2, 2)}, size=(340, 150))),
+        *stack(1160, 0,
+               Node(11, "OmniSyncXDubSampler", widgets=widget_defaults("OmniSyncXDubSampler"),
+                    links={"model": (7, 0), "latent": (10, 0), "conditioning": (9, 0)}, size=(340, 400))),
+        *stack(1560, 0,
+               Node(12, "OmniSyncXDubAssemble", links={"latent": (11, 0), "images": (2, 0), "face_crop": (4, 1)},
+                    size=(340, 130)),
+               Node(13, "OmniSyncFacePasteBack", widgets=widget_defaults("OmniSyncFacePasteBack"),
+                    links={"images": (12, 1), "crops": (12, 0), "face_crop": (12, 2)}, size=(340, 100)),
+               Node(14, "CreateVideo", widgets={"fps": 25.0}, links={"images": (13, 0), "audio": (12, 3), "fps": (12, 4)},
+                    size=(340, 80))),
+        *stack(1960, 0,
+               Node(15, "SaveVideo", widgets={"filename_prefix": "video/xdub", "format": "auto", "codec": "auto"},
+                    links={"video": (14, 0)}, size=(420, 540))),
+    ]
+
+
 GRAPHS = {
     "omnisync_lipsync_video": lipsync_video_graph,
     "omnisync_after_wan21_t2v": wan_t2v_graph,
+    "xdub_lipsync_video": xdub_graph,
 }
 
 
@@ -397,7 +484,8 @@ def render_thumbnail(graph, defs, path: str, title: str) -> None:
 def main() -> None:
     defs = node_definitions()
     titles = {"omnisync_lipsync_video": "OmniSync: lip-sync a video to new speech",
-              "omnisync_after_wan21_t2v": "Wan 2.1 text-to-video, then OmniSync lip-sync"}
+              "omnisync_after_wan21_t2v": "Wan 2.1 text-to-video, then OmniSync lip-sync",
+              "xdub_lipsync_video": "X-Dub weights: lip-sync real footage (face crop, paste back)"}
     for name, make in GRAPHS.items():
         graph = make()
         with open(os.path.join(HERE, name + ".json"), "w", encoding="utf-8") as f:

@@ -144,6 +144,8 @@ def to_mono_16k(waveform, sample_rate: int) -> torch.Tensor:
             "rate the audio was recorded at (e.g. 16000, 44100, 48000)."
         )
     sample_rate = int(sample_rate)
+    if sample_rate == SAMPLE_RATE_HZ and x.shape[0] == 1 and x.dtype == np.float32:
+        return torch.from_numpy(np.ascontiguousarray(x[0]))  # already 16 kHz mono float32: exact, no copies
     mono = _as_float(x).mean(axis=0)  # (N,) float64; averaging first is exact (resampling is linear)
     if sample_rate != SAMPLE_RATE_HZ and mono.shape[0] > 0:
         mono = soxr.resample(mono, sample_rate, SAMPLE_RATE_HZ)
@@ -214,15 +216,7 @@ def align_features_to_frames(
             )
     rate = exact_fps(fps)
     p, q = rate.numerator, rate.denominator  # fps = p/q
-
-    # x_t = 50·(t + 0.5)·q/p − 0.5 = ((2t + 1)·50·q − p) / (2p), exactly, as a fraction num/den.
-    t = np.arange(num_frames, dtype=np.int64)
-    num = (2 * t + 1) * FEATURE_RATE_HZ * q - p
-    den = 2 * p
-    padded = (2 * t + 1) * FEATURE_RATE_HZ * q >= 2 * p * n_feat  # centre >= N_feat/50 s
-    k0 = np.clip(num // den, 0, max(n_feat - 1, 0))
-    frac = np.where(num < 0, 0.0, np.mod(num, den) / den)  # before feature 0's centre: feature 0 itself
-    k1 = np.minimum(k0 + 1, max(n_feat - 1, 0))
+    k0, k1, frac, padded = frame_feature_positions(rate, np.arange(num_frames, dtype=np.int64), n_feat)
 
     out = silence.reshape(1, L * D).repeat(num_frames, 1)  # (T, L·D)
     valid = np.nonzero(~padded)[0]
@@ -242,6 +236,25 @@ def align_features_to_frames(
     info = {"padded_frames": n_pad, "feature_frames": int(n_feat), "num_frames": num_frames,
             "fps": float(rate), "message": message}
     return out, info
+
+
+def frame_feature_positions(fps, frames: np.ndarray, n_feat: int):
+    """Where frames sit on the 50 Hz feature grid (the rule of :func:`align_features_to_frames`, exactly).
+
+    frames: (n,) int64 frame indices. Returns (k0, k1, frac, padded), each (n,): frame t's feature is
+    ``(1 − frac)·feat[k0] + frac·feat[k1]``, or silence where ``padded`` (its centre is past the audio).
+    """
+    rate = exact_fps(fps)
+    p, q = rate.numerator, rate.denominator  # fps = p/q
+    t = np.asarray(frames, dtype=np.int64)
+    # x_t = 50·(t + 0.5)·q/p − 0.5 = ((2t + 1)·50·q − p) / (2p), exactly, as a fraction num/den.
+    num = (2 * t + 1) * FEATURE_RATE_HZ * q - p
+    den = 2 * p
+    padded = (2 * t + 1) * FEATURE_RATE_HZ * q >= 2 * p * n_feat  # centre >= N_feat/50 s
+    k0 = np.clip(num // den, 0, max(n_feat - 1, 0))
+    frac = np.where(num < 0, 0.0, np.mod(num, den) / den)  # before feature 0's centre: feature 0 itself
+    k1 = np.minimum(k0 + 1, max(n_feat - 1, 0))
+    return k0, k1, frac, padded
 
 
 # -- per-frame features → tokens of each latent frame ----------------------------------------------

@@ -204,18 +204,10 @@ def _load_wav2vec2(path: str):
     if getattr(config, "model_type", "wav2vec2") != "wav2vec2":
         raise OmniSyncError(f"{path!r} holds a {config.model_type!r} model, not wav2vec2; pass {accepted}.")
 
-    sd = {}
-    for key, value in state_dict.items():
-        key = key[len(WAV2VEC2_PREFIX):] if key.startswith(WAV2VEC2_PREFIX) else key
-        if key.startswith(WAV2VEC2_HEAD_PREFIXES):
-            continue
-        for old, new in WEIGHT_NORM_RENAMES:
-            if key.endswith(old):
-                key = key[: -len(old)] + new
-        sd[key] = value
     with torch.device("meta"):  # no random init: every weight comes from the file
         model = Wav2Vec2Model(config)
     expected = model.state_dict()
+    sd = wav2vec2_encoder_tensors(state_dict)
     for key in WAV2VEC2_OPTIONAL:
         if key in expected and key not in sd:
             sd[key] = torch.zeros(expected[key].shape)
@@ -235,6 +227,21 @@ def _load_wav2vec2(path: str):
         with open(pre, encoding="utf-8") as f:
             normalize = bool(json.load(f).get("do_normalize", WAV2VEC2_NORM_DEFAULT))
     return model, normalize
+
+
+def wav2vec2_encoder_tensors(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """A wav2vec2 checkpoint's tensors under ``Wav2Vec2Model`` names: ``wav2vec2.`` prefix (CTC checkpoints) and
+    heads dropped, pre-2.1 weight-norm names (``weight_g`` / ``weight_v``) renamed to torch's parametrizations."""
+    sd = {}
+    for key, value in state_dict.items():
+        key = key[len(WAV2VEC2_PREFIX):] if key.startswith(WAV2VEC2_PREFIX) else key
+        if key.startswith(WAV2VEC2_HEAD_PREFIXES):
+            continue
+        for old, new in WEIGHT_NORM_RENAMES:
+            if key.endswith(old):
+                key = key[: -len(old)] + new
+        sd[key] = value
+    return sd
 
 
 def _mel_filters(n_mels: int) -> torch.Tensor:

@@ -103,7 +103,9 @@ def save_checkpoint(path: str, model: torch.nn.Module, codec: Union[CodecSpec, M
 
 def _looks_like_pickle(path: str) -> bool:
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    if head[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header (its low byte may be 0x80)
+        return False
     # torch.save zip archives start with "PK"; legacy pickles with protocol byte 0x80
     return head[:2] == b"PK" or head[:1] == b"\x80"
 

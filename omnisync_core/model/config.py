@@ -35,6 +35,53 @@ def _from_dict(cls, d: Mapping[str, Any], what: str):
 
 # -- the DiT ---------------------------------------------------------------------------------------
 
+# Where the source (reference) latents enter the DiT.
+#   "channels": OmniSync: concatenated to the noisy latents on the channel axis.
+#   "sequence": X-Dub: appended as a second set of latent frames, [reference, target] along the token
+#       sequence, with timestep 0, their RoPE shifted by (0, H', W'), and excluded from the text and audio
+#       cross-attention and from the output.
+SOURCE_LAYOUTS = ("channels", "sequence")
+
+
+@dataclass
+class AudioProjConfig:
+    """X-Dub's audio projection (``AudioProjModule``): raw per-frame audio windows -> DiT width.
+
+    input_dim: width of one raw audio token (Whisper large-v2 1280 + wav2vec2-base 768 = 2048).
+    dim: width inside the projection. num_heads: heads of its attention (X-Dub: 24 heads of 64 = 1536).
+    num_layers: layers of (pre-norm self-attention over the window, pre-norm GEGLU feed-forward).
+    ff_mult: feed-forward hidden width = ff_mult · dim.
+    max_window: audio tokens per frame the sinusoidal position table covers.
+    eps: epsilon of its LayerNorms (PyTorch's default 1e-5 there, unlike the DiT's 1e-6).
+    """
+
+    input_dim: int = 2048
+    dim: int = 1536
+    num_layers: int = 4
+    num_heads: int = 24
+    ff_mult: int = 4
+    max_window: int = 100
+    eps: float = 1e-5
+
+    def __post_init__(self):
+        if min(self.input_dim, self.dim, self.num_layers, self.num_heads, self.ff_mult, self.max_window) < 1:
+            raise OmniSyncError("bad audio projection config: every size must be >= 1.")
+        if self.dim % self.num_heads or self.dim % 2:
+            raise OmniSyncError(f"bad audio projection config: dim {self.dim} must be even and divisible by "
+                                f"num_heads {self.num_heads}.")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "AudioProjConfig":
+        return _from_dict(cls, d, "audio projection config")
+
+
 PREDICTIONS = ("velocity", "x0_residual")
 X0_MIN_SIGMA = 0.05  # x0_residual: v = (x − x̂₀)/max(σ, this), as JiT clamps t near the data end
 # Fields of DiT checkpoints saved before the training-only mouth probe was removed; every such file
@@ -54,7 +101,10 @@ class DiTConfig:
     freq_dim: width of the sinusoidal timestep features.
     patch_size: (t, h, w) patch of the 3D patch embedding.
     audio_dim: width of one audio token (Whisper hidden states stacked); 0 = no audio branch.
-    source_condition: the reference/source latents are concatenated to the input channels.
+    source_condition: the model is conditioned on reference/source latents.
+    source_layout: where they enter (see SOURCE_LAYOUTS): "channels" (OmniSync) or "sequence" (X-Dub).
+    audio_layers: indices of the blocks that have the audio cross-attention; None = every block.
+    audio_proj: the audio projection of X-Dub (AudioProjConfig); None = OmniSync's two-layer MLP.
     qk_norm: RMS-normalise queries and keys. cross_attn_norm: LayerNorm before text cross-attention.
     eps: epsilon of every norm.
     prediction: what the network's head outputs. "velocity" (Wan 2.1): v directly. "x0_residual":
@@ -81,9 +131,16 @@ class DiTConfig:
     cross_attn_norm: bool = True
     eps: float = 1e-6
     prediction: str = "velocity"
+    source_layout: str = "channels"
+    audio_layers: Optional[Tuple[int, ...]] = None
+    audio_proj: Optional[AudioProjConfig] = None
 
     def __post_init__(self):
         self.patch_size = tuple(int(p) for p in self.patch_size)
+        if self.audio_layers is not None:
+            self.audio_layers = tuple(int(i) for i in self.audio_layers)
+        if isinstance(self.audio_proj, Mapping):
+            self.audio_proj = AudioProjConfig.from_dict(self.audio_proj)
         # lazily evaluated, in order, so that a later check may assume the earlier ones hold
         checks = [
             (lambda: min(self.dim, self.ffn_dim, self.num_heads, self.num_layers, self.latent_channels) >= 1,
@@ -101,6 +158,19 @@ class DiTConfig:
             (lambda: self.prediction in PREDICTIONS, f"prediction must be one of {PREDICTIONS}"),
             (lambda: self.prediction == "velocity" or self.source_condition,
              "prediction 'x0_residual' needs source_condition=True (the residual is added to the source)"),
+            (lambda: self.source_layout in SOURCE_LAYOUTS, f"source_layout must be one of {SOURCE_LAYOUTS}"),
+            (lambda: self.source_layout == "channels" or (self.source_condition and self.prediction == "velocity"),
+             "source_layout 'sequence' needs source_condition=True and prediction 'velocity'"),
+            (lambda: self.source_layout == "channels" or self.patch_size[0] == 1,
+             "source_layout 'sequence' needs patch t = 1 (timesteps and audio windows are per latent frame)"),
+            (lambda: self.source_layout == "channels" or (self.head_dim // 3) % 2 == 0,
+             f"source_layout 'sequence' needs head_dim // 3 even, so that X-Dub's RoPE split (d − 2⌊d/3⌋, ⌊d/3⌋, "
+             f"⌊d/3⌋) is Wan's (got head_dim {self.dim // self.num_heads})"),
+            (lambda: self.audio_layers is None or all(0 <= i < self.num_layers for i in self.audio_layers),
+             f"audio_layers must be block indices in [0, {self.num_layers})"),
+            (lambda: self.audio_proj is None or (isinstance(self.audio_proj, AudioProjConfig)
+                                                 and self.audio_proj.input_dim == self.audio_dim),
+             "audio_proj.input_dim must equal audio_dim (the raw audio token width)"),
         ]
         for ok, message in checks:
             if not ok():
@@ -112,12 +182,18 @@ class DiTConfig:
 
     @property
     def in_channels(self) -> int:
-        """Channels entering the patch embedding: noisy latents, plus source latents when conditioned."""
-        return self.latent_channels * (2 if self.source_condition else 1)
+        """Channels entering the patch embedding: noisy latents, plus source latents when channel-concatenated."""
+        return self.latent_channels * (2 if self.source_condition and self.source_layout == "channels" else 1)
+
+    def has_audio(self, block: int) -> bool:
+        """Whether block ``block`` has the audio cross-attention."""
+        return bool(self.audio_dim) and (self.audio_layers is None or block in self.audio_layers)
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)
         d["patch_size"] = list(self.patch_size)
+        if self.audio_layers is not None:
+            d["audio_layers"] = list(self.audio_layers)
         return d
 
     @classmethod
@@ -138,6 +214,15 @@ PRESETS: Dict[str, DiTConfig] = {
     # For tests and CPU smoke runs: seconds per step.
     "tiny": DiTConfig(dim=64, ffn_dim=128, num_heads=2, num_layers=2, latent_channels=12, text_dim=32,
                       audio_dim=40),
+    # X-Dub (Kling, arXiv 2512.25066): Wan 2.2 TI2V-5B with the reference in the token sequence and
+    # Whisper large-v2 (1280) + wav2vec2-base-960h (768) audio windows in every block.
+    "xdub-5b": DiTConfig(dim=3072, ffn_dim=14336, num_heads=24, num_layers=30, latent_channels=48,
+                         text_dim=4096, freq_dim=256, audio_dim=2048, source_layout="sequence",
+                         audio_proj=AudioProjConfig()),
+    # X-Dub layout at test size: head_dim 32 splits into RoPE parts 12:10:10 as the reference's d − 2⌊d/3⌋, ⌊d/3⌋.
+    "tiny-xdub": DiTConfig(dim=64, ffn_dim=128, num_heads=2, num_layers=2, latent_channels=48, text_dim=16,
+                           freq_dim=32, audio_dim=40, source_layout="sequence",
+                           audio_proj=AudioProjConfig(input_dim=40, dim=32, num_layers=2, num_heads=2)),
 }
 
 

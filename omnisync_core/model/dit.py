@@ -16,6 +16,15 @@ model it was loaded from. Layout at the boundary::
     audio: (B, F, N_a, audio_dim) or None     text: (B, L, text_dim) or None
     returns the velocity v = ε − x_0: (B, C, F, H, W)
 
+``config.source_layout = "sequence"`` is X-Dub's variant of the same network (Wan 2.2 TI2V-5B;
+``diffsynth/models/wan_video_dit_lip_sync.py`` and ``model_fn_wan_video`` in
+``diffsynth/pipelines/lip_sync.py``), with X-Dub's parameter names: the reference latents are
+appended as F more latent frames, ``[reference, target]`` along the tokens; the reference tokens get
+timestep 0 (as may the first target frames, the motion frames carried from the previous window), so
+the time signal is per latent frame; the reference's RoPE is shifted by (0, H', W'); text and audio
+cross-attention act on the target tokens only, and only they reach the output. The audio windows are
+projected by :class:`~omnisync_core.model.audio_proj.AudioProjection`.
+
 Inside, ``D`` is the model width, ``n``/``d`` the heads and head width, and the patch grid is
 ``(F', H', W') = (F/pt, H/ph, W/pw)`` with ``S = H'·W'`` tokens per frame and ``L = F'·S`` in total.
 The residual stream and the adaLN modulation stay in float32 (as Wan runs them under autocast);
@@ -24,6 +33,7 @@ the linear layers run in the parameters' dtype.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Tuple
 
@@ -33,9 +43,11 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import OmniSyncError
+from .audio_proj import AudioProjection
 from .config import X0_MIN_SIGMA, DiTConfig
 
 ROPE_THETA = 10000.0
+ROPE_CACHE_SIZE = 16  # RoPE tables kept (one per window grid and device)
 SINUSOID_BASE = 10000.0
 MAX_TIMESTEP = 1000.0  # timestep = 1000·σ, σ ∈ [0, 1]
 
@@ -56,17 +68,20 @@ def rope_split(head_dim: int) -> Tuple[int, int, int]:
     return d - 4 * (d // 6), 2 * (d // 6), 2 * (d // 6)
 
 
-def rope_angles(grid: Tuple[int, int, int], head_dim: int, theta: float = ROPE_THETA) -> torch.Tensor:
+def rope_angles(grid: Tuple[int, int, int], head_dim: int, theta: float = ROPE_THETA,
+                offset: Tuple[int, int, int] = (0, 0, 0)) -> torch.Tensor:
     """Rotation angles of the 3D RoPE for every (f, h, w) grid position: (F'·H'·W', head_dim / 2) float64.
 
     Each axis uses the 1D RoPE frequencies ``theta^(−2i / axis_dim)`` of its own channel share; the
-    (f, h, w) angles are concatenated, exactly as Wan's ``rope_params`` + ``rope_apply``.
+    (f, h, w) angles are concatenated, exactly as Wan's ``rope_params`` + ``rope_apply``. Positions
+    start at ``offset`` (X-Dub places its reference frames at (0, H', W')).
     """
     f, h, w = grid
     per_axis = []
-    for n, axis_dim in zip(grid, rope_split(head_dim)):
+    for n, start, axis_dim in zip(grid, offset, rope_split(head_dim)):
         inv_freq = 1.0 / torch.pow(theta, torch.arange(0, axis_dim, 2, dtype=torch.float64) / axis_dim)
-        per_axis.append(torch.outer(torch.arange(n, dtype=torch.float64), inv_freq))  # (n, axis_dim / 2)
+        positions = torch.arange(start, start + n, dtype=torch.float64)
+        per_axis.append(torch.outer(positions, inv_freq))  # (n, axis_dim / 2)
     a_f, a_h, a_w = per_axis
     angles = torch.cat([
         a_f[:, None, None].expand(f, h, w, -1),
@@ -74,6 +89,15 @@ def rope_angles(grid: Tuple[int, int, int], head_dim: int, theta: float = ROPE_T
         a_w[None, None, :].expand(f, h, w, -1),
     ], dim=-1)  # (F', H', W', d / 2)
     return angles.reshape(f * h * w, head_dim // 2)
+
+
+@functools.lru_cache(maxsize=ROPE_CACHE_SIZE)
+def rope_tables(grid: Tuple[int, int, int], head_dim: int, device: torch.device,
+                offset: Tuple[int, int, int] = (0, 0, 0)) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) of :func:`rope_angles`, each (F'·H'·W', head_dim / 2) float32 on ``device``: computed in
+    float64 on the CPU once per grid, offset and device (every window of a clip has the same grid), then reused."""
+    angles = rope_angles(grid, head_dim, offset=offset)
+    return angles.cos().to(device, torch.float32), angles.sin().to(device, torch.float32)
 
 
 def rope_apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -92,10 +116,32 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale) + shift
 
 
+def modulate_groups(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN with one (shift, scale) per group of consecutive tokens.
+
+    x: (B, L, D); shift, scale: (B, G, D), G dividing L (G = 1: one per sample; the sequence layout:
+    one per latent frame). Returns (B, L, D).
+    """
+    B, L, D = x.shape
+    G = shift.shape[1]
+    return modulate(x.view(B, G, L // G, D), shift[:, :, None], scale[:, :, None]).view(B, L, D)
+
+
+def gate_groups(y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """y (B, L, D) times one gate (B, G, D) per group of consecutive tokens."""
+    B, L, D = y.shape
+    return (y.view(B, gate.shape[1], L // gate.shape[1], D) * gate[:, :, None]).view(B, L, D)
+
+
+def no_autocast(device: torch.device):
+    """Autocast off for ``device`` (the meta device, used to count FLOPs and memory, has no autocast)."""
+    return torch.autocast(device_type="cpu" if device.type == "meta" else device.type, enabled=False)
+
+
 def _fp32_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """Run a Linear/activation stack in float32 whatever the parameter dtype (Wan's autocast(float32))."""
     x = x.float()
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with no_autocast(x.device):
         for layer in seq:
             x = F.linear(x, layer.weight.float(), layer.bias.float()) if isinstance(layer, nn.Linear) else layer(x)
     return x
@@ -175,10 +221,18 @@ class AudioCrossAttention(SelfAttention):
 
 # -- the block -------------------------------------------------------------------------------------
 
-class DiTBlock(nn.Module):
-    """Wan's ``WanAttentionBlock`` (adaLN self-attn, text cross-attn, FFN) plus the audio cross-attn."""
+# Names of the audio cross-attention's norm and attention in a block, per source layout: OmniSync's own,
+# and X-Dub's (its checkpoint's keys blocks.N.norm4.*, blocks.N.audio_attn.*).
+AUDIO_BRANCH_NAMES = {"channels": ("norm_audio", "audio_cross_attn"), "sequence": ("norm4", "audio_attn")}
 
-    def __init__(self, cfg: DiTConfig, device=None, dtype=None):
+
+class DiTBlock(nn.Module):
+    """Wan's ``WanAttentionBlock`` (adaLN self-attn, text cross-attn, FFN) plus the audio cross-attn.
+
+    ``index`` is the block's position (``config.audio_layers`` may give audio to some blocks only).
+    """
+
+    def __init__(self, cfg: DiTConfig, index: int = 0, device=None, dtype=None):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         dim = cfg.dim
@@ -187,26 +241,34 @@ class DiTBlock(nn.Module):
         if cfg.use_text:
             self.norm3 = LayerNorm(dim, cfg.eps, elementwise_affine=True, **kw) if cfg.cross_attn_norm else nn.Identity()
             self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **kw)
-        if cfg.audio_dim:
-            self.norm_audio = LayerNorm(dim, cfg.eps, elementwise_affine=True, **kw)
-            self.audio_cross_attn = AudioCrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **kw)
+        self.audio_names = AUDIO_BRANCH_NAMES[cfg.source_layout] if cfg.has_audio(index) else None
+        if self.audio_names:
+            norm_name, attn_name = self.audio_names
+            self.add_module(norm_name, LayerNorm(dim, cfg.eps, elementwise_affine=True, **kw))
+            self.add_module(attn_name, AudioCrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **kw))
         self.norm2 = LayerNorm(dim, cfg.eps, elementwise_affine=False, **kw)
         self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim, **kw), nn.GELU(approximate="tanh"),
                                  nn.Linear(cfg.ffn_dim, dim, **kw))
         self.modulation = nn.Parameter(torch.empty(1, 6, dim, **kw))  # adaLN offsets, added to the time signal
 
-    def forward(self, x, e, rope, text: Optional[torch.Tensor], audio: Optional[torch.Tensor]) -> torch.Tensor:
-        # x: (B, L, D) float32; e: (B, 6, D) float32; text: (B, text_len, D); audio: (B, F', N, D)
+    def forward(self, x, e, rope, text: Optional[torch.Tensor], audio: Optional[torch.Tensor],
+                target_from: int = 0) -> torch.Tensor:
+        # x: (B, L, D) float32; e: (B, G, 6, D) float32, the time signal of G equal groups of consecutive
+        # tokens; text: (B, text_len, D); audio: (B, F', N, D). Text and audio act on x[:, target_from:].
         dt = self.modulation.dtype
-        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation.float() + e).chunk(6, dim=1)
-        y = self.self_attn(modulate(self.norm1(x), shift_sa, scale_sa).to(dt), rope)
-        x = x + y.float() * gate_sa  # (B, L, D)
-        if text is not None:
-            x = x + self.cross_attn(self.norm3(x).to(dt), text).float()
-        if audio is not None:
-            x = x + self.audio_cross_attn(self.norm_audio(x).to(dt), audio).float()
-        y = self.ffn(modulate(self.norm2(x), shift_ff, scale_ff).to(dt))
-        return x + y.float() * gate_ff  # (B, L, D)
+        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation.float() + e).unbind(2)  # 6 × (B, G, D)
+        y = self.self_attn(modulate_groups(self.norm1(x), shift_sa, scale_sa).to(dt), rope)
+        x = x + gate_groups(y.float(), gate_sa)  # (B, L, D)
+        if text is not None or (audio is not None and self.audio_names):
+            x_ref, x_tgt = x[:, :target_from], x[:, target_from:]
+            if text is not None:
+                x_tgt = x_tgt + self.cross_attn(self.norm3(x_tgt).to(dt), text).float()
+            if audio is not None and self.audio_names:
+                norm, attn = (getattr(self, name) for name in self.audio_names)
+                x_tgt = x_tgt + attn(norm(x_tgt).to(dt), audio).float()
+            x = torch.cat([x_ref, x_tgt], dim=1) if target_from else x_tgt
+        y = self.ffn(modulate_groups(self.norm2(x), shift_ff, scale_ff).to(dt))
+        return x + gate_groups(y.float(), gate_ff)  # (B, L, D)
 
 
 class Head(nn.Module):
@@ -220,10 +282,10 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.empty(1, 2, dim, **kw))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        # x: (B, L, D) float32; e: (B, D) float32 time embedding
-        with torch.autocast(device_type=x.device.type, enabled=False):  # float32, as Wan's head
-            shift, scale = (self.modulation.float() + e.unsqueeze(1)).chunk(2, dim=1)  # 2 × (B, 1, D)
-            h = modulate(self.norm(x), shift, scale)
+        # x: (B, L, D) float32; e: (B, G, D) float32 time embedding of G equal groups of consecutive tokens
+        with no_autocast(x.device):  # float32, as Wan's head
+            shift, scale = (self.modulation.float() + e.unsqueeze(2)).unbind(2)  # 2 × (B, G, D)
+            h = modulate_groups(self.norm(x), shift, scale)
             return F.linear(h, self.head.weight.float(), self.head.bias.float())  # (B, L, pt·ph·pw·C)
 
 
@@ -256,15 +318,18 @@ class OmniSyncDiT(nn.Module):
         if cfg.use_text:
             self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim, **kw), nn.GELU(approximate="tanh"),
                                                 nn.Linear(dim, dim, **kw))
-        if cfg.audio_dim:
+        if cfg.audio_proj is not None:
+            self.audio_embedding = AudioProjection(cfg.audio_proj, dim, **kw)
+        elif cfg.audio_dim:
             self.audio_embedding = nn.Sequential(nn.Linear(cfg.audio_dim, dim, **kw), nn.GELU(approximate="tanh"),
                                                  nn.Linear(dim, dim, **kw))
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim, **kw), nn.SiLU(), nn.Linear(dim, dim, **kw))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, **kw))
 
-        self.blocks = nn.ModuleList([DiTBlock(cfg, **kw) for _ in range(cfg.num_layers)])
+        self.blocks = nn.ModuleList([DiTBlock(cfg, i, **kw) for i in range(cfg.num_layers)])
         self.head = Head(dim, cfg.latent_channels, cfg.patch_size, cfg.eps, **kw)
-        self.init_weights()
+        if self.head.head.weight.device.type != "meta":  # a weightless skeleton has nothing to initialise
+            self.init_weights()
 
     def init_weights(self) -> None:
         """Wan 2.1's initialisation, plus the zero-inits that make the OmniSync additions no-ops."""
@@ -273,7 +338,8 @@ class OmniSyncDiT(nn.Module):
             for m in self.modules():
                 if isinstance(m, nn.Linear):
                     nn.init.xavier_uniform_(m.weight)
-                    nn.init.zeros_(m.bias)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
                 elif isinstance(m, (nn.LayerNorm, RMSNorm)) and m.weight is not None:
                     nn.init.ones_(m.weight)
                     if getattr(m, "bias", None) is not None:
@@ -299,9 +365,10 @@ class OmniSyncDiT(nn.Module):
                 block.modulation.copy_(torch.randn(block.modulation.shape) / cfg.dim ** 0.5)
                 # Audio output projection ZERO (weight and bias): x + audio_cross_attn(...) starts as the
                 # identity, so the audio branch is added to a working base model without disturbing it.
-                if cfg.audio_dim:
-                    nn.init.zeros_(block.audio_cross_attn.o.weight)
-                    nn.init.zeros_(block.audio_cross_attn.o.bias)
+                if block.audio_names:
+                    attn = getattr(block, block.audio_names[1])
+                    nn.init.zeros_(attn.o.weight)
+                    nn.init.zeros_(attn.o.bias)
             self.head.modulation.copy_(torch.randn(self.head.modulation.shape) / cfg.dim ** 0.5)
             # zero output layer (Wan): a fresh model predicts v = 0
             nn.init.zeros_(self.head.head.weight)
@@ -309,40 +376,60 @@ class OmniSyncDiT(nn.Module):
     # -- forward -----------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor, timestep, source: Optional[torch.Tensor] = None,
-                audio: Optional[torch.Tensor] = None, text: Optional[torch.Tensor] = None) -> torch.Tensor:
+                audio: Optional[torch.Tensor] = None, text: Optional[torch.Tensor] = None,
+                motion_frames: int = 0) -> torch.Tensor:
         """Velocity for noisy latents.
 
         Args:
             x: (B, C, F, H, W) noisy latents; F divisible by patch t, H and W by patch h and w.
-            timestep: (B,) (or a scalar / (1,), broadcast) in [0, 1000] = 1000·σ.
-            source: (B, C, F, H, W) source latents; required when ``config.source_condition``.
+            timestep: (B,) (or a scalar / (1,), broadcast) in [0, 1000] = 1000·σ. The sequence layout
+                also takes (B, F), one timestep per latent frame.
+            source: (B, C, F, H, W) source latents; required when ``config.source_condition``. In the
+                sequence layout (X-Dub) these are the reference latents, appended along the frames.
             audio: (B, F, N_a, audio_dim) tokens per latent frame, or None to skip the audio branch.
+                With ``config.audio_proj`` (X-Dub) these are the raw windows, N_a <= max_window.
             text: (B, L, text_dim), L <= text_len, or None to skip the text cross-attention. As in
                 Wan 2.1, the features are zero-padded to ``text_len`` tokens before embedding.
             source, audio and text with batch 1 are broadcast to B.
+            motion_frames: sequence layout only: the first ``motion_frames`` latent frames of x hold
+                clean latents carried over from the previous window and get timestep 0 (X-Dub's
+                motion frames; the caller writes them into x).
         Returns:
             (B, C, F, H, W) velocity in x's dtype.
         Raises:
             OmniSyncError for any input of the wrong shape, size or kind (checked before any compute).
         """
         cfg = self.config
-        t, source, audio, text = check_model_inputs(cfg, x, timestep, source, audio, text)
+        t, source, audio, text = check_model_inputs(cfg, x, timestep, source, audio, text, motion_frames)
         B = x.shape[0]
         pt, ph, pw = cfg.patch_size
         dt = self.patch_embedding.weight.dtype
         device = self.patch_embedding.weight.device
+        sequence = cfg.source_layout == "sequence"
 
         # embeddings
-        inp = torch.cat([x, source], dim=1) if cfg.source_condition else x  # (B, C_in, F, H, W)
-        h = self.patch_embedding(inp.to(dt))  # (B, D, F', H', W')
-        grid = tuple(h.shape[2:])
+        if sequence:
+            inp = torch.cat([source, x], dim=2)  # (B, C, 2F, H, W): [reference, target] frames
+        else:
+            inp = torch.cat([x, source], dim=1) if cfg.source_condition else x  # (B, C_in, F, H, W)
+        h = self.patch_embedding(inp.to(dt))  # (B, D, F' (2F' in sequence), H', W')
+        grid = (h.shape[2] // 2 if sequence else h.shape[2], h.shape[3], h.shape[4])  # the target's (F', H', W')
         h = h.flatten(2).transpose(1, 2).float()  # (B, L, D)
-        angles = rope_angles(grid, cfg.head_dim)  # (L, d/2) float64 on CPU
-        rope = (angles.cos().to(device, torch.float32), angles.sin().to(device, torch.float32))
+        tables = rope_tables.__wrapped__ if torch.compiler.is_compiling() else rope_tables  # compiled: traced once
+        cos, sin = tables(grid, cfg.head_dim, device)  # (F'·S, d/2) each, float32 on device
+        if sequence:  # the reference's positions are shifted by (0, H', W')
+            ref_cos, ref_sin = tables(grid, cfg.head_dim, device, (0, grid[1], grid[2]))
+            cos, sin = torch.cat([ref_cos, cos]), torch.cat([ref_sin, sin])  # (L, d/2)
+        rope = (cos, sin)
 
-        # float64 sinusoids on the CPU (not every accelerator has float64), then float32 on device
-        e = _fp32_sequential(self.time_embedding, sinusoidal_embedding_1d(cfg.freq_dim, t).float().to(device))  # (B, D)
-        e0 = _fp32_sequential(self.time_projection, e).unflatten(1, (6, cfg.dim))  # (B, 6, D)
+        # The time signal per group of tokens: one group per sample, or (sequence) one per latent frame,
+        # the reference frames at timestep 0. Float64 sinusoids on the CPU (not every accelerator has
+        # float64), then float32 on device.
+        t_groups = torch.cat([torch.zeros_like(t), t], dim=1) if sequence else t[:, None]  # (B, G)
+        G = t_groups.shape[1]
+        sinusoids = sinusoidal_embedding_1d(cfg.freq_dim, t_groups.flatten()).float().to(device)  # (B·G, freq_dim)
+        e = _fp32_sequential(self.time_embedding, sinusoids).view(B, G, cfg.dim)  # (B, G, D)
+        e0 = _fp32_sequential(self.time_projection, e).unflatten(-1, (6, cfg.dim))  # (B, G, 6, D)
 
         context = None
         if text is not None:
@@ -355,13 +442,15 @@ class OmniSyncDiT(nn.Module):
             tokens = tokens.reshape(tokens.shape[0], grid[0], pt * audio.shape[2], cfg.dim)  # (B, F', pt·N_a, D)
             tokens = tokens.expand(B, -1, -1, -1)
 
+        target_from = h.shape[1] // 2 if sequence else 0  # first target token
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, e0, rope, context, tokens, use_reentrant=False)
+                h = checkpoint(block, h, e0, rope, context, tokens, target_from, use_reentrant=False)
             else:
-                h = block(h, e0, rope, context, tokens)
+                h = block(h, e0, rope, context, tokens, target_from)
 
-        out = self.unpatchify(self.head(h, e), grid)  # (B, C, F, H, W)
+        e_target = e[:, G // 2:] if sequence else e  # (B, F', D) or (B, 1, D)
+        out = self.unpatchify(self.head(h[:, target_from:], e_target), grid)  # (B, C, F, H, W)
         if cfg.prediction == "x0_residual":
             x0 = source.float() + out.float()  # x̂₀ = source + residual
             sigma = (t.to(device, torch.float32) / MAX_TIMESTEP).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
@@ -376,12 +465,15 @@ class OmniSyncDiT(nn.Module):
         return x.reshape(x.shape[0], C, f * pt, h * ph, w * pw)
 
 
-def check_model_inputs(cfg, x, timestep, source, audio, text):
-    """Validate a denoiser's inputs where they enter; return (t (B,), source, audio, text) ready to use.
+def check_model_inputs(cfg, x, timestep, source, audio, text, motion_frames: int = 0):
+    """Validate a denoiser's inputs where they enter; return (t, source, audio, text) ready to use.
 
     ``cfg`` is the model's config (DiTConfig or UNetConfig): latent_channels, patch_size,
-    source_condition, audio_dim, use_text, text_len and text_dim are read.
+    source_condition, audio_dim, use_text, text_len and text_dim are read, and source_layout and
+    audio_proj where present. t is (B,) float64 on the CPU, or (B, F) (one per latent frame, the
+    first ``motion_frames`` set to 0) in the sequence layout.
     """
+    sequence = getattr(cfg, "source_layout", "channels") == "sequence"
     C, (pt, ph, pw) = cfg.latent_channels, cfg.patch_size
     if not torch.is_tensor(x) or x.ndim != 5:
         got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
@@ -402,10 +494,24 @@ def check_model_inputs(cfg, x, timestep, source, audio, text):
     t = torch.as_tensor(timestep).detach().to("cpu", torch.float64)
     if t.ndim == 0 or t.numel() == 1:
         t = t.reshape(1).expand(B)
-    if t.shape != (B,):
-        raise OmniSyncError(f"timestep must be (B,) = ({B},) or a scalar, got shape {tuple(t.shape)}.")
-    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t > MAX_TIMESTEP).any()):
+    per_frame = sequence and t.shape == (B, Fx)
+    if t.shape != (B,) and not per_frame:
+        also = f", or (B, F) = ({B}, {Fx}) per latent frame" if sequence else ""
+        raise OmniSyncError(f"timestep must be (B,) = ({B},) or a scalar{also}, got shape {tuple(t.shape)}.")
+    # value checks read the tensor (a graph break under torch.compile): they run eagerly, where input enters
+    if not torch.compiler.is_compiling() and (
+            not bool(torch.isfinite(t).all()) or bool((t < 0).any()) or bool((t > MAX_TIMESTEP).any())):
         raise OmniSyncError(f"timestep must be finite and in [0, {MAX_TIMESTEP:g}] (= 1000·σ), got {t.tolist()}.")
+    if not isinstance(motion_frames, int) or motion_frames < 0:
+        raise OmniSyncError(f"motion_frames must be an int >= 0, got {motion_frames!r}.")
+    if motion_frames and not sequence:
+        raise OmniSyncError("motion_frames needs a sequence-layout (X-Dub) model; this model takes motion_frames=0.")
+    if sequence:
+        if motion_frames >= Fx:
+            raise OmniSyncError(f"motion_frames={motion_frames} leaves no frame to generate in {Fx} latent frames; "
+                                f"pass fewer than {Fx}.")
+        t = (t if per_frame else t[:, None].expand(B, Fx)).clone()  # (B, F)
+        t[:, :motion_frames] = 0.0  # motion frames are clean
 
     def batch_ok(name, tensor):
         if tensor.shape[0] not in (1, B):
@@ -440,6 +546,11 @@ def check_model_inputs(cfg, x, timestep, source, audio, text):
         if audio.shape[3] != cfg.audio_dim:
             raise OmniSyncError(f"audio tokens have dim {audio.shape[3]} but this model expects {cfg.audio_dim}; "
                                 "use the Whisper model (and layers) the checkpoint was trained with.")
+        proj = getattr(cfg, "audio_proj", None)
+        if proj is not None and audio.shape[2] > proj.max_window:
+            raise OmniSyncError(f"audio has windows of {audio.shape[2]} tokens per frame, more than the "
+                                f"{proj.max_window} this model's audio projection has positions for; use the "
+                                "window size the model was trained with.")
 
     if text is not None:
         if not cfg.use_text:

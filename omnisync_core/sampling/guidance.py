@@ -15,6 +15,10 @@ Distances are measured in units of the frame's shorter side: the latent pixel (i
 ((j + 0.5)/w, (i + 0.5)/h) in frame fractions, and d² = (Δx·w/m)² + (Δy·h/m)² with m = min(h, w),
 so the Gaussian is round on screen for any aspect ratio and ``sigma_spatial`` is a fraction of the
 shorter side.
+
+Below ``cfg_cutoff`` (a σ) guidance is off: the weight is 1 everywhere, the conditional prediction
+alone, and the sampler skips the unconditional pass (:func:`passes_needed`). ω(t) = σ^γ decays
+towards 0, not 1, so without a cutoff every step needs both passes.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ import torch
 
 from ..errors import OmniSyncError
 
-WEIGHT_EPS = 1e-6  # a guidance weight this close to 0 or 1 everywhere makes one of the two passes irrelevant
+# A step runs one pass when the weight is within this of 1 (or 0) at every position: the skipped pass
+# would move the combined prediction by at most WEIGHT_TOLERANCE·|ε_c − ε_u| (Eq. 9 rewritten as
+# ε̂ = ε_c + (weight − 1)·(ε_u − ε_c)), 1% of the guidance difference.
+WEIGHT_TOLERANCE = 1e-2
+WEIGHT_EPS = 1e-6  # weights closer than this are equal (exact-equality checks, e.g. the X-Dub sampler's)
 
 
 @dataclass
@@ -37,9 +45,10 @@ class GuidanceConfig:
     omega_peak: float = 3.0  # ω_peak: scale at the mouth centre (times σ^γ)
     sigma_spatial: float = 0.15  # s: Gaussian width, fraction of the shorter frame side
     gamma: float = 1.5  # γ: temporal decay exponent
+    cfg_cutoff: float = 0.0  # σ below which guidance is off (weight 1: conditional pass only); 0 = every step
 
     def __post_init__(self):
-        for name in ("omega_base", "omega_peak", "sigma_spatial", "gamma"):
+        for name in ("omega_base", "omega_peak", "sigma_spatial", "gamma", "cfg_cutoff"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise OmniSyncError(f"{name} must be a finite number, got {value!r}.")
@@ -49,6 +58,9 @@ class GuidanceConfig:
             raise OmniSyncError(f"gamma must be ≥ 0 (0 = no decay over the steps), got {self.gamma}.")
         if self.omega_base < 0 or self.omega_peak < 0:
             raise OmniSyncError("omega_base and omega_peak are CFG scales and cannot be negative.")
+        if not 0.0 <= self.cfg_cutoff <= 1.0:
+            raise OmniSyncError(f"cfg_cutoff is a σ in [0, 1] (0 = guidance at every step, 1 = never), "
+                                f"got {self.cfg_cutoff}.")
 
     def to_dict(self):
         return asdict(self)
@@ -82,7 +94,9 @@ def temporal_weight(sigma: float, gamma: float) -> float:
 
 
 def guidance_weight(spatial: torch.Tensor, sigma: float, cfg: GuidanceConfig) -> torch.Tensor:
-    """G(x, y)·ω(t): (F, h, w) weight for the step at σ."""
+    """G(x, y)·ω(t): (F, h, w) weight for the step at σ; 1 everywhere (no guidance) below ``cfg.cfg_cutoff``."""
+    if float(sigma) < cfg.cfg_cutoff:
+        return torch.ones_like(spatial)
     return spatial * temporal_weight(sigma, cfg.gamma)
 
 
@@ -97,10 +111,12 @@ def ds_cfg_combine(eps_c: torch.Tensor, eps_u: torch.Tensor, weight: torch.Tenso
     return eps_u + weight * (eps_c - eps_u)
 
 
-def passes_needed(weight: torch.Tensor) -> str:
-    """Which forward passes a step needs: "cond" (weight ≡ 1), "uncond" (≡ 0) or "both"."""
-    if bool(((weight - 1.0).abs() < WEIGHT_EPS).all()):
+def passes_needed(weight: torch.Tensor, tolerance: float = WEIGHT_TOLERANCE) -> str:
+    """Which forward passes a step needs: "cond" (|weight − 1| ≤ tolerance everywhere), "uncond"
+    (|weight| ≤ tolerance everywhere) or "both". Skipping a pass changes the combined prediction by at
+    most ``tolerance·|ε_c − ε_u|`` at any position."""
+    if float((weight - 1.0).abs().max()) <= tolerance:
         return "cond"
-    if bool((weight.abs() < WEIGHT_EPS).all()):
+    if float(weight.abs().max()) <= tolerance:
         return "uncond"
     return "both"

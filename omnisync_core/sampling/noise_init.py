@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import OmniSyncError
+from .schedule import FlowMatchSchedule
 
 SEED_STRIDE = 1_000_003  # frame f of seed s draws from generator seed s·SEED_STRIDE + f (a prime: no overlaps for f < stride)
 SEED_MODULUS = 2 ** 63 - 1  # torch.Generator seeds are 64-bit signed
@@ -42,5 +43,14 @@ def progressive_noise_init(source_latents: torch.Tensor, tau: float, seed: int =
     if source_latents.ndim != 4:
         raise OmniSyncError(f"source latents must be (C, F, h, w), got shape {tuple(source_latents.shape)}.")
     eps = frame_noise(source_latents.shape, seed, frame_offset).to(source_latents.device)
-    x = (1.0 - tau) * source_latents.float() + tau * eps
-    return x.to(source_latents.dtype)
+    return FlowMatchSchedule.noisy(source_latents.float(), eps, tau).to(source_latents.dtype)
+
+
+def clip_noise(shape, seed: int) -> torch.Tensor:
+    """Standard normal noise (C, F, h, w) drawn in one piece from a CPU generator seeded with ``seed``.
+
+    This is X-Dub's draw (``torch.randn((1, C, F, h, w), generator=Generator("cpu").manual_seed(seed))``,
+    the same for every 77-frame clip of a take), so a seed gives the reference implementation's noise.
+    """
+    g = torch.Generator("cpu").manual_seed(int(seed))
+    return torch.randn((1, *shape), generator=g, dtype=torch.float32)[0]

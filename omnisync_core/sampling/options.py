@@ -27,6 +27,9 @@ from .guidance import GuidanceConfig
 from .windows import LENGTH_MODES
 
 AUTO = "auto"  # "use the checkpoint's recommendation, else the default"
+# OmniSync's default σ below which DS-CFG is off (GuidanceConfig.cfg_cutoff; the plain config keeps the paper's 0):
+# measured on the held-out suite (README, Performance); the bundled model's 8 steps run 4 of them with one pass
+DEFAULT_CFG_CUTOFF = 0.6
 GUIDANCE_FIELDS = tuple(f.name for f in dataclasses.fields(GuidanceConfig))
 # what a checkpoint's "sampling" metadata may recommend: the schedule, the windows and DS-CFG
 RECOMMENDABLE = ("tau", "num_steps", "shift", "window", "overlap") + GUIDANCE_FIELDS
@@ -44,11 +47,11 @@ class SyncOptions:
     num_steps: int = 50  # length of the full flow-matching schedule; only the steps with σ ≤ τ run
     shift: float = 1.0  # flow shift of the σ grid (1 = linear)
     seed: int = 0  # noise seed (noise is drawn per latent frame: windows do not change it)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)  # DS-CFG (Eqs. 7–9)
+    guidance: GuidanceConfig = field(default_factory=lambda: GuidanceConfig(cfg_cutoff=DEFAULT_CFG_CUTOFF))  # Eqs. 7–9
     mouth: Union[str, Tuple[float, float]] = "auto"  # "auto" (found by the model) or (x, y) frame fractions
     mouth_mask: Optional[torch.Tensor] = None
-    window: int = 0  # latent frames per window; 0 = the whole clip in one window
-    overlap: int = 2  # latent frames neighbouring windows share (cross-faded)
+    window: int = 16  # latent frames per window; 0 = the whole clip in one window (cost grows with its square)
+    overlap: int = 1  # latent frames neighbouring windows share (cross-faded): ≤ 1/15 more frames computed
     length_mode: str = "follow_audio_loop"  # one of LENGTH_MODES: who decides the output length
     composite: bool = False  # keep every pixel outside a feathered disc around the mouth from the source
     composite_radius: float = 0.2  # disc radius, fraction of the shorter frame side
@@ -155,5 +158,6 @@ def resolve_options(meta: Optional[Mapping[str, Any]] = None, **choices: Any) ->
 def _build(values: Dict[str, Any]) -> SyncOptions:
     guidance = values.pop("guidance", None)
     if guidance is None:
-        guidance = GuidanceConfig(**{k: values.pop(k) for k in GUIDANCE_FIELDS if k in values})
+        guidance = GuidanceConfig(**{"cfg_cutoff": DEFAULT_CFG_CUTOFF,
+                                     **{k: values.pop(k) for k in GUIDANCE_FIELDS if k in values}})
     return SyncOptions(guidance=guidance, **values)

@@ -101,7 +101,8 @@ def denoise(
     Returns:
         latents (C, F, h, w) float32 and info: ``guidance_map`` (F, h, w) the weight G·ω of the first
         step, ``centres`` (F, 2), ``fallback_frames`` (latent frames of this window where auto mode found
-        no mouth), ``forward_passes``, ``mouth`` (report of the centre search).
+        no mouth), ``forward_passes`` (model calls), ``uncond_passes`` (of them, the ones that also ran the
+        unconditional prediction), ``mouth`` (report of the centre search).
     """
     if x_init.shape != source.shape or x_init.ndim != 4:
         raise OmniSyncError(f"x_init {tuple(x_init.shape)} and source {tuple(source.shape)} must both be (C, F, h, w).")
@@ -112,7 +113,7 @@ def denoise(
     device = x_init.device
     x = x_init.float()
     steps = sigmas.numel() - 1
-    info: Dict = {"fallback_frames": [], "forward_passes": 0, "mouth": {}}
+    info: Dict = {"fallback_frames": [], "forward_passes": 0, "uncond_passes": 0, "mouth": {}}
     spatial = None
     if not isinstance(centres, str):
         centres = torch.as_tensor(centres, dtype=torch.float32).cpu()
@@ -129,6 +130,7 @@ def denoise(
         if spatial is None and audio_tokens is not None:  # auto: find the mouth from this first step
             v_c, v_u = _predict(model, x, s, source, audio_tokens, text, "both", cancel)
             info["forward_passes"] += 1
+            info["uncond_passes"] += 1
             found_c, found = centres_from_guidance((v_c - v_u).abs())
             centres, fill = fill_missing(found_c, found, DEFAULT_MOUTH_CENTRE)
             info["fallback_frames"] = [f for f in range(F_) if not bool(found[f])]
@@ -145,6 +147,7 @@ def denoise(
             which = passes_needed(weight) if audio_tokens is not None else "cond"
             v_c, v_u = _predict(model, x, s, source, audio_tokens, text, which, cancel)
             info["forward_passes"] += 1
+            info["uncond_passes"] += int(which != "cond" and audio_tokens is not None)
             v = v_c if which == "cond" else v_u if which == "uncond" else ds_cfg_combine(v_c, v_u, weight.to(device))
         if i == 0:
             info["guidance_map"] = weight.clone()
@@ -181,7 +184,7 @@ def sample_windowed(
 
     Returns latents (C, F, h, w) float32 on the CPU, guidance_map (F, h, w) (first-step weight G·ω,
     blended) and a report: ``windows`` (latent frames), ``centres`` (F, 2) (blended), ``fallback_frames``
-    (latent frames where some window found no mouth), ``forward_passes``.
+    (latent frames where some window found no mouth), ``forward_passes``, ``uncond_passes``.
     """
     C, F_, h, w = x_init.shape
     if device is None:
@@ -195,7 +198,7 @@ def sample_windowed(
     found_centres = torch.zeros(F_, 2)
     weight_sum = torch.zeros(F_)
     fallback: List[int] = []
-    passes = 0
+    passes = uncond = 0
     for k, (s, e) in enumerate(windows):
         check_cancel(cancel)
 
@@ -213,7 +216,9 @@ def sample_windowed(
         weight_sum[s:e] += wts
         fallback += [s + f for f in info["fallback_frames"]]
         passes += info["forward_passes"]
+        uncond += info["uncond_passes"]
     out = out / weight_sum.view(1, -1, 1, 1)
     report_ = {"windows": windows, "centres": found_centres / weight_sum[:, None],
-               "fallback_frames": sorted(set(fallback)), "forward_passes": passes}
+               "fallback_frames": sorted(set(fallback)), "forward_passes": passes,
+               "uncond_passes": uncond}
     return out, gmap / weight_sum.view(-1, 1, 1), report_

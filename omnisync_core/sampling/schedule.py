@@ -79,6 +79,11 @@ class FlowMatchSchedule:
         return torch.cat([torch.tensor([float(tau)], dtype=torch.float32), below])
 
     @staticmethod
+    def noisy(x0: torch.Tensor, eps: torch.Tensor, sigma: Number) -> torch.Tensor:
+        """The linear path at σ: ``x_σ = (1 − σ)·x₀ + σ·ε`` (σ a float or a tensor broadcast over x₀)."""
+        return (1.0 - sigma) * x0 + sigma * eps
+
+    @staticmethod
     def step(v: torch.Tensor, x: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
         """One Euler step of dx/dσ = v from ``sigma`` to ``sigma_next``: x + (σ' − σ)·v."""
         return x + (sigma_next - sigma) * v

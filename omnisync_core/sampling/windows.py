@@ -20,11 +20,12 @@ LENGTH_MODES = ("follow_audio_loop", "follow_audio_pingpong", "follow_video")
 
 
 def plan_windows(length: int, window: int, overlap: int) -> List[Tuple[int, int]]:
-    """Cover ``[0, length)`` with windows of ``window`` items sharing ``overlap`` items with the next.
+    """Cover ``[0, length)`` with windows of at most ``window`` items sharing ``overlap`` items with the next.
 
-    Windows start every ``window − overlap`` items; the last one is moved back to end exactly at
-    ``length`` (so every window is full length and the last overlap may be larger). A clip no longer
-    than the window is one window. Returns [(start, end), ...], end exclusive.
+    The fewest windows that fit, n = ⌈(length − overlap)/(window − overlap)⌉, with their lengths spread
+    as evenly as possible (they differ by at most one item, the longer ones first), so exactly
+    ``length + (n − 1)·overlap`` items are computed: at most ``overlap/(window − overlap)`` more than
+    the clip. A clip no longer than the window is one window. Returns [(start, end), ...], end exclusive.
     """
     if length < 1:
         raise OmniSyncError(f"nothing to cover: length {length}.")
@@ -32,9 +33,14 @@ def plan_windows(length: int, window: int, overlap: int) -> List[Tuple[int, int]
         raise OmniSyncError(f"need window ≥ 1 and 0 ≤ overlap < window, got window={window}, overlap={overlap}.")
     if length <= window:
         return [(0, length)]
-    stride = window - overlap
-    starts = list(range(0, length - window, stride)) + [length - window]
-    return [(s, s + window) for s in starts]
+    n = -(-(length - overlap) // (window - overlap))
+    size, extra = divmod(length + (n - 1) * overlap, n)  # the first `extra` windows get one more item
+    windows, start = [], 0
+    for i in range(n):
+        end = start + size + (i < extra)
+        windows.append((start, end))
+        start = end - overlap
+    return windows
 
 
 def window_overlaps(windows: List[Tuple[int, int]], i: int) -> Tuple[int, int]:
@@ -75,7 +81,8 @@ class LengthPlan:
     message: str
 
 
-def _pingpong(T: int, n: int) -> torch.Tensor:
+def pingpong_indices(T: int, n: int) -> torch.Tensor:
+    """(n,) long: frames 0..T−1, then back T−2..1, and again (period 2T − 2); T = 1 repeats frame 0."""
     if T == 1:
         return torch.zeros(n, dtype=torch.long)
     cycle = torch.cat([torch.arange(T), torch.arange(T - 2, 0, -1)])  # 0..T-1, T-2..1: period 2T-2
@@ -101,7 +108,7 @@ def match_lengths(num_frames: int, fps: float, num_samples: int, sample_rate: in
         indices = torch.arange(T_out)
     else:
         T_out = max(1, math.ceil(audio_s * fps - 1e-6))
-        indices = torch.arange(T_out) % num_frames if mode == "follow_audio_loop" else _pingpong(num_frames, T_out)
+        indices = torch.arange(T_out) % num_frames if mode == "follow_audio_loop" else pingpong_indices(num_frames, T_out)
     target = round(T_out * sample_rate / fps)
     if mode == "follow_video":
         if target < num_samples:

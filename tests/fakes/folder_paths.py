@@ -16,7 +16,10 @@ def set_base(path):
     models_dir = os.path.join(path, "models")
     input_directory = os.path.join(path, "input")
     folder_names_and_paths.clear()
-    folder_names_and_paths["audio_encoders"] = ([os.path.join(models_dir, "audio_encoders")], {".safetensors", ".pt"})
+    # the folders ComfyUI registers itself (folder_paths.py of 0.3.64), with their file extensions
+    exts = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
+    for name in ("audio_encoders", "diffusion_models", "vae", "text_encoders"):
+        folder_names_and_paths[name] = ([os.path.join(models_dir, name)], set(exts))
 
 
 def add_model_folder_path(folder_name, full_folder_path, is_default=False):

@@ -14,6 +14,17 @@ def get_torch_device():
     return torch.device("cpu")
 
 
+def unet_offload_device():
+    return torch.device("cpu")
+
+
+def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+                    force_full_load=False):
+    calls.append(("load_models_gpu", [type(m).__name__ for m in models]))
+    for m in models:
+        m.load()
+
+
 def should_use_bf16(device=None, model_params=0, prioritize_performance=True, manual_cast=False):
     return False
 

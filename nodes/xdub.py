@@ -1,0 +1,449 @@
+"""X-Dub nodes: load the public X-Dub weights (Wan 2.2 TI2V-5B lip-sync DiT, Whisper large-v2, wav2vec2-base-960h)
+and run the three stages of ``omnisync_core.xdub_pipeline.XDubPipeline`` on face crops, one node each.
+
+The graph: Get Video Components → Face Crop → X-Dub Encode (speech features, the take ping-ponged to the speech,
+reference latents through ComfyUI's Wan 2.2 VAE) → X-Dub Sampler → X-Dub Assemble (decoded crops, and the full
+frames and face boxes in the take's order) → Face Paste Back → Create Video. The VAE comes from core Load VAE,
+the text from core Load CLIP (type wan) + CLIP Text Encode. No maths here: every number is computed in
+``omnisync_core``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import torch
+
+from omnisync_core.errors import OmniSyncError
+
+from .bridge import (
+    AUDIO_ENCODER_FOLDER, CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, log,
+    missing_file_error, run_cancellable,
+)
+from .facecrop import FACE_CROP_TYPE
+
+DIFFUSION_FOLDER = "diffusion_models"  # ComfyUI/models/diffusion_models (and models/unet)
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+OFFLOAD_MODES = ("none", "blocks")  # none: the whole DiT on the GPU; blocks: weights in CPU memory, block by block
+MAX_BLOCKS = 64  # resident_blocks widget bound (X-Dub has 30)
+HF_FOLDER_MARKER = "config.json"  # a Hugging Face model folder
+COMFY_UMT5_FILE = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's layout of umT5-XXL (Comfy-Org/Wan_2.1_ComfyUI_repackaged)
+
+
+# -- objects passed between X-Dub nodes ------------------------------------------------------------
+
+
+@dataclass
+class XDubModel:
+    """XDUB_MODEL: the X-Dub DiT as loaded, where it computes and how its weights are held."""
+
+    model: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    offload: str
+    name: str = ""
+    swap: Any = None  # omnisync_core.model.offload.BlockSwap with offload = blocks (keeps its hooks alive)
+    report: dict = field(default_factory=dict)
+
+
+@dataclass
+class XDubLatent:
+    """XDUB_LATENT: a take after X-Dub Encode (``encoded``) and, after the Sampler, its ``sampled`` latents.
+
+    pipeline: the ``omnisync_core.xdub_pipeline.XDubPipeline`` that made it (model, Wan 2.2 codec);
+    options: the sampler's ``XDubOptions`` (Assemble's colour match and border blend follow them).
+    """
+
+    pipeline: Any
+    encoded: Any  # XDubEncoded
+    sampled: Any = None  # XDubSampled
+    options: Any = None
+    report: dict = field(default_factory=dict)
+
+
+# -- file lists ------------------------------------------------------------------------------------
+
+
+def diffusion_model_files() -> List[str]:
+    import folder_paths
+
+    return [f for f in folder_paths.get_filename_list(DIFFUSION_FOLDER) if f.lower().endswith(".safetensors")]
+
+
+def audio_encoder_choices() -> List[str]:
+    """Hugging Face folders (with config.json) and .safetensors files in models/audio_encoders; the weight files
+    inside such a folder are not listed on their own."""
+    import folder_paths
+
+    folders = set()
+    for root in folder_paths.get_folder_paths(AUDIO_ENCODER_FOLDER):
+        if os.path.isdir(root):
+            folders |= {name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, HF_FOLDER_MARKER))}
+    files = {f for f in folder_paths.get_filename_list(AUDIO_ENCODER_FOLDER)
+             if f.lower().endswith(".safetensors") and f.split("/")[0] not in folders}
+    return sorted(folders | files)
+
+
+def audio_encoder_path(name: str, what: str) -> str:
+    import folder_paths
+
+    for root in folder_paths.get_folder_paths(AUDIO_ENCODER_FOLDER):
+        candidate = os.path.join(root, name)
+        if os.path.exists(candidate):
+            return candidate
+    raise missing_file_error(AUDIO_ENCODER_FOLDER, name, what)
+
+
+# -- loaders ---------------------------------------------------------------------------------------
+
+
+class OmniSyncXDubModelLoader:
+    DESCRIPTION = (
+        "Loads the X-Dub lip-sync DiT (X-Dub_model.safetensors, Wan 2.2 TI2V-5B with the reference frames in its "
+        "token sequence) from models/diffusion_models; its size is read from the file. With offload = blocks the "
+        "weights stay in CPU memory and each transformer block visits the GPU in turn (block swap), so a 12–16 GB "
+        "card runs it."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("XDUB_MODEL",)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The X-Dub DiT, ready for the X-Dub Sampler.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model_name": (diffusion_model_files(), {
+                    "tooltip": "X-Dub_model.safetensors in ComfyUI/models/diffusion_models.",
+                }),
+                "dtype": (list(DTYPES), {
+                    "default": "bf16",
+                    "tooltip": "Precision of the weights and the computation: bf16 as published (11.72 GiB of "
+                               "weights); fp32 doubles that and is for CPU tests.",
+                }),
+                "offload": (list(OFFLOAD_MODES), {
+                    "default": "none",
+                    "tooltip": "none: the whole DiT in GPU memory (fastest). blocks: weights in CPU memory, the "
+                               "transformer blocks copied to the GPU one at a time (far less GPU memory, slower).",
+                }),
+                "resident_blocks": ("INT", {
+                    "default": 0, "min": 0, "max": MAX_BLOCKS,
+                    "tooltip": "With offload = blocks: how many of the first blocks stay on the GPU (0 = swap every "
+                               "block; more = faster, more GPU memory). Ignored with offload = none.",
+                }),
+            }
+        }
+
+    def load(self, model_name, dtype, offload, resident_blocks):
+        import comfy.model_management as mm
+        import folder_paths
+
+        from omnisync_core.model.offload import enable_block_swap
+        from omnisync_core.model.xdub_weights import load_xdub_model
+
+        path = folder_paths.get_full_path(DIFFUSION_FOLDER, model_name)
+        if path is None:
+            raise missing_file_error(DIFFUSION_FOLDER, model_name, "X-Dub model")
+        if offload not in OFFLOAD_MODES:
+            raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+        device, torch_dtype = mm.get_torch_device(), DTYPES[dtype]
+        if offload == "none":
+            mm.free_memory(os.path.getsize(path), device)
+        mm.soft_empty_cache()
+        model = run_cancellable(load_xdub_model, path, device=device if offload == "none" else "cpu",
+                                dtype=torch_dtype, progress=ComfyProgress(), cancel=comfy_cancel)
+        cfg = model.config
+        report = {"file": model_name, "dtype": dtype, "offload": offload, "dim": cfg.dim, "layers": cfg.num_layers,
+                  "parameters": sum(p.numel() for p in model.parameters())}
+        swap = None
+        if offload == "blocks":
+            resident = min(resident_blocks, len(model.blocks))
+            if resident < resident_blocks:
+                report["resident_blocks"] = f"{resident_blocks} asked, the model has {resident}: all stay on the device"
+                log.warning("Load X-Dub Model: %s", report["resident_blocks"])
+            swap = enable_block_swap(model, device, resident_blocks=resident)
+            report["swapped_blocks"] = len(swap.swapped)
+        return (XDubModel(model=model, device=device, dtype=torch_dtype, offload=offload, name=model_name,
+                          swap=swap, report=report),)
+
+
+class OmniSyncXDubAudioLoader:
+    DESCRIPTION = (
+        "Loads X-Dub's two speech encoders from models/audio_encoders: Whisper large-v2 (a Hugging Face folder or "
+        "the .safetensors that `python -m omnisync_core convert-whisper` makes from the bundle's .pt) and "
+        "wav2vec2-base-960h (a Hugging Face folder)."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("XDUB_AUDIO_ENCODERS",)
+    RETURN_NAMES = ("audio_encoders",)
+    OUTPUT_TOOLTIPS = ("Whisper + wav2vec2, for X-Dub Audio Encode.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        choices = audio_encoder_choices()
+        return {
+            "required": {
+                "whisper": (choices, {
+                    "tooltip": "Whisper large-v2: a Hugging Face folder or a converted .safetensors in "
+                               "models/audio_encoders.",
+                }),
+                "wav2vec2": (choices, {
+                    "tooltip": "wav2vec2-base-960h: a Hugging Face folder (config.json + model.safetensors) in "
+                               "models/audio_encoders.",
+                }),
+            }
+        }
+
+    def load(self, whisper, wav2vec2):
+        from omnisync_core.audio.xdub_features import load_xdub_audio_encoders
+
+        # in CPU memory until X-Dub Encode needs them (it moves them to the GPU and back, as the reference does)
+        return (load_xdub_audio_encoders(audio_encoder_path(whisper, "Whisper large-v2"),
+                                         audio_encoder_path(wav2vec2, "wav2vec2-base-960h"), device="cpu"),)
+
+
+# -- the take --------------------------------------------------------------------------------------
+
+
+def wan22_codec(vae):
+    """ComfyUI's VAE (core Load VAE on Wan2.2_VAE.safetensors: raw latents, (1, 48, F, h, w)) → the pipeline's
+    codec of X-Dub's normalised latents."""
+    from omnisync_core.model.wan22_vae import WAN22_LATENT_CHANNELS, wan22_codec as make
+
+    if vae is None or not hasattr(vae, "encode") or not hasattr(vae, "decode"):
+        raise OmniSyncError("connect a VAE: core Load VAE with Wan2.2_VAE.safetensors (models/vae).")
+    channels = getattr(vae, "latent_channels", WAN22_LATENT_CHANNELS)
+    if channels != WAN22_LATENT_CHANNELS:
+        raise OmniSyncError(f"this VAE has {channels} latent channels; X-Dub works in the Wan 2.2 VAE's "
+                            f"{WAN22_LATENT_CHANNELS} (Wan2.2_VAE.safetensors, not the Wan 2.1 VAE).")
+    return make(vae)
+
+
+class OmniSyncXDubEncode:
+    DESCRIPTION = (
+        "X-Dub stage 1: computes the speech's Whisper + wav2vec2 features, makes the take as long as the speech "
+        "(the face crops played back and forth, as the reference), cuts it into 77-frame clips and encodes each "
+        "with the Wan 2.2 VAE as X-Dub's reference frames. Video must be 25 fps, crops 512×512 for the published "
+        "weights (sides divisible by 32)."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("XDUB_LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The encoded take: reference latents and speech windows per clip (connect to X-Dub Sampler).",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("XDUB_MODEL", {"tooltip": "From Load X-Dub Model (its sizes decide the crop stride and "
+                                                    "the speech channels)."}),
+                "vae": ("VAE", {"tooltip": "Core Load VAE with Wan2.2_VAE.safetensors (48 channels, 4×16×16)."}),
+                "audio_encoders": ("XDUB_AUDIO_ENCODERS", {"tooltip": "From Load X-Dub Audio Encoders."}),
+                "crops": ("IMAGE", {"tooltip": "Face crops (T, S, S, 3) from Face Crop; S = 512 for the published "
+                                               "model."}),
+                "audio": ("AUDIO", {"tooltip": "The new speech (any sample rate, mono or stereo); the output is as "
+                                               "long as it."}),
+                "fps": ("FLOAT", {
+                    "default": 25.0, "min": 1.0, "max": 120.0, "step": 0.001,
+                    "tooltip": "Frame rate of the video: connect Get Video Components' fps. X-Dub needs 25 fps "
+                               "(convert other videos first).",
+                }),
+            }
+        }
+
+    def encode(self, model, vae, audio_encoders, crops, audio, fps):
+        import comfy.model_management as mm
+
+        from omnisync_core.xdub_pipeline import XDubPipeline
+
+        wave, sr, audio_report = audio_from_comfy(audio)
+        pipe = XDubPipeline(model.model, wan22_codec(vae), audio_encoders, device=model.device)
+        audio_encoders.to(device=mm.get_torch_device())  # the reference runs them on the GPU, then offloads them
+        try:
+            with torch.no_grad():  # ComfyUI runs nodes in inference mode; this keeps direct calls as lean
+                encoded = run_cancellable(pipe.encode, torch.as_tensor(crops), fps, wave, sr,
+                                          progress=ComfyProgress(), cancel=comfy_cancel)
+        finally:
+            audio_encoders.to(device="cpu")
+            mm.soft_empty_cache()
+        report = dict(encoded.report, audio_input=audio_report) if audio_report else dict(encoded.report)
+        log.info("X-Dub: %s", encoded.report.get("length", ""))
+        return (XDubLatent(pipeline=pipe, encoded=encoded, report=report),)
+
+
+def text_from_conditioning(conditioning, text_dim: int) -> Optional[torch.Tensor]:
+    """CONDITIONING [[cond (1, L, D), {...}], ...] → (L, D) of the first entry, or None when not connected."""
+    if conditioning is None:
+        return None
+    try:
+        cond = torch.as_tensor(conditioning[0][0])
+    except (IndexError, TypeError, ValueError) as e:
+        raise OmniSyncError("conditioning must be ComfyUI CONDITIONING: connect CLIP Text Encode (Load CLIP type "
+                            "wan, umt5-xxl).") from e
+    if cond.ndim != 3 or cond.shape[-1] != text_dim:
+        raise OmniSyncError(
+            f"the text conditioning has shape {tuple(cond.shape)} but X-Dub takes (1, L, {text_dim}): encode the "
+            f"prompt with umT5-XXL (Load CLIP, type wan, on {COMFY_UMT5_FILE} from Comfy-Org). Load CLIP does not "
+            "recognise the X-Dub bundle's models_t5_umt5-xxl-enc-bf16.safetensors (Wan's own key layout) and "
+            "silently builds a 768-wide CLIP-L from it."
+        )
+    return cond[0]
+
+
+class OmniSyncXDubSampler:
+    DESCRIPTION = (
+        "X-Dub stage 2: samples the take clip by clip as X-Dub does — three passes per step (nothing / reference / "
+        "reference + speech), the last frames of each clip carried into the next as motion latents, the crop's "
+        "border kept. OmniSync on top: progressive noise init (τ < 1) and DS-CFG on the speech term (ω_peak > "
+        "ω_base guides harder at the mouth). The defaults are the reference's."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("XDUB_LATENT", "STRING")
+    RETURN_NAMES = ("latent", "report")
+    OUTPUT_TOOLTIPS = ("The sampled take (connect to X-Dub Assemble).",
+                       "Run report (JSON): clips, network passes, steps, seconds.")
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from omnisync_core.sampling.xdub import XDubOptions
+
+        d = XDubOptions()
+        a = d.audio
+        return {
+            "required": {
+                "model": ("XDUB_MODEL", {"tooltip": "From Load X-Dub Model."}),
+                "latent": ("XDUB_LATENT", {"tooltip": "From X-Dub Encode."}),
+                "steps": ("INT", {"default": d.num_steps, "min": 1, "max": 1000,
+                                  "tooltip": f"Flow-matching steps of the full schedule ({d.num_steps} in the "
+                                             "reference); with τ < 1 only the steps with σ ≤ τ run."}),
+                "shift": ("FLOAT", {"default": d.shift, "min": 0.01, "max": 20.0, "step": 0.01,
+                                    "tooltip": f"Flow shift of the σ schedule ({d.shift} for Wan and X-Dub)."}),
+                "seed": ("INT", {"default": d.seed, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+                                 "tooltip": "Noise seed (the same noise for every clip, as the reference)."}),
+                "tau": ("FLOAT", {"default": d.tau, "min": 0.01, "max": 1.0, "step": 0.01,
+                                  "tooltip": "τ, OmniSync's progressive noise init: start from (1 − τ)·reference + "
+                                             "τ·noise and run only the steps with σ ≤ τ. 1 = pure noise, the "
+                                             "reference."}),
+                "ref_cfg_scale": ("FLOAT", {"default": d.ref_cfg_scale, "min": 0.0, "max": 20.0, "step": 0.05,
+                                            "tooltip": "Guidance towards the reference frames (identity, pose); "
+                                                       f"{d.ref_cfg_scale} in the reference."}),
+                "ref_cfg_schedule": ("BOOLEAN", {"default": d.ref_cfg_schedule,
+                                                 "tooltip": "Lower the reference guidance to 0.6× and then 0.3× of "
+                                                            "the scale over sampling (the reference's dynamic CFG)."}),
+                "omega_base": ("FLOAT", {"default": a.omega_base, "min": 0.0, "max": 30.0, "step": 0.05,
+                                         "tooltip": "ω_base: speech guidance far from the mouth (the reference's "
+                                                    f"audio_cfg_scale, {a.omega_base})."}),
+                "omega_peak": ("FLOAT", {"default": a.omega_peak, "min": 0.0, "max": 30.0, "step": 0.05,
+                                         "tooltip": "ω_peak: speech guidance at the mouth (DS-CFG's spatial "
+                                                    "Gaussian). Equal to ω_base: the same everywhere, as the "
+                                                    "reference."}),
+                "sigma_spatial": ("FLOAT", {"default": a.sigma_spatial, "min": 0.01, "max": 2.0, "step": 0.01,
+                                            "tooltip": "Width of DS-CFG's Gaussian around the mouth, as a fraction "
+                                                       "of the crop (used when ω_peak ≠ ω_base)."}),
+                "gamma": ("FLOAT", {"default": a.gamma, "min": 0.0, "max": 10.0, "step": 0.05,
+                                    "tooltip": f"γ: the speech guidance decays as σ^γ over sampling ({a.gamma} in "
+                                               "the reference's dynamic CFG)."}),
+                "border_width": ("INT", {"default": d.border_width, "min": 0, "max": 16,
+                                         "tooltip": "Latent pixels along the crop's edges replaced by the reference "
+                                                    "(16 px each), so the crop pastes back without seams; 0 = off."}),
+                "color_correction": ("BOOLEAN", {"default": d.color_correction,
+                                                 "tooltip": "Match each clip's colours to its reference frames, as "
+                                                            "the reference does."}),
+            },
+            "optional": {
+                "conditioning": ("CONDITIONING", {
+                    "tooltip": "Prompt from CLIP Text Encode (Load CLIP type wan, umT5-XXL); the reference uses an "
+                               "empty prompt. Not connected: a zero text condition, close to but not exactly the "
+                               "encoded empty prompt.",
+                }),
+            },
+        }
+
+    def sample(self, model, latent, steps, shift, seed, tau, ref_cfg_scale, ref_cfg_schedule, omega_base, omega_peak,
+               sigma_spatial, gamma, border_width, color_correction, conditioning=None):
+        import comfy.model_management as mm
+
+        from omnisync_core.sampling.guidance import GuidanceConfig
+        from omnisync_core.sampling.xdub import XDubOptions
+        from omnisync_core.xdub_pipeline import XDubPipeline
+
+        if latent.sampled is not None:
+            raise OmniSyncError("this latent was already sampled: connect the output of X-Dub Encode.")
+        options = XDubOptions(tau=tau, num_steps=steps, shift=shift, seed=seed, ref_cfg_scale=ref_cfg_scale,
+                              ref_cfg_schedule=ref_cfg_schedule, border_width=border_width,
+                              color_correction=color_correction,
+                              audio=GuidanceConfig(omega_base=omega_base, omega_peak=omega_peak,
+                                                   sigma_spatial=sigma_spatial, gamma=gamma))
+        text = text_from_conditioning(conditioning, model.model.config.text_dim)
+        pipe = XDubPipeline(model.model, latent.pipeline.codec, device=model.device)
+        mm.soft_empty_cache()
+        with torch.no_grad():
+            sampled = run_cancellable(pipe.sample, latent.encoded, text, options, progress=ComfyProgress(),
+                                      cancel=comfy_cancel)
+        report = {"model": model.report, "encode": latent.report, **sampled.report,
+                  "text": "CONDITIONING" if text is not None else "none: zero text condition"}
+        out = XDubLatent(pipeline=pipe, encoded=latent.encoded, sampled=sampled, options=options, report=report)
+        return (out, format_report(report))
+
+
+class OmniSyncXDubAssemble:
+    DESCRIPTION = (
+        "X-Dub stage 3: decodes the sampled take with the Wan 2.2 VAE into face crops as long as the speech, "
+        "colour-matched and with the crop's border faded into the reference. Connect the full frames and Face "
+        "Crop's face_crop too: they leave in the take's order (played back and forth like the crops) for Face "
+        "Paste Back."
+    )
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE", "IMAGE", FACE_CROP_TYPE, "AUDIO", "FLOAT", "STRING")
+    RETURN_NAMES = ("crops", "images", "face_crop", "audio", "fps", "report")
+    OUTPUT_TOOLTIPS = (
+        "Lip-synced face crops (T, S, S, 3), T = the speech's length in frames.",
+        "The full frames in the take's order (T, H, W, 3), for Face Paste Back (None when images is not connected).",
+        "The face boxes in the take's order, for Face Paste Back (None when face_crop is not connected).",
+        "The speech, 16 kHz mono, exactly T frames long.",
+        "Frame rate of the output (25).",
+        "Run report (JSON).",
+    )
+    FUNCTION = "assemble"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"latent": ("XDUB_LATENT", {"tooltip": "From X-Dub Sampler."})},
+            "optional": {
+                "images": ("IMAGE", {"tooltip": "The full frames Face Crop cut the crops from."}),
+                "face_crop": (FACE_CROP_TYPE, {"tooltip": "The face_crop output of Face Crop."}),
+            },
+        }
+
+    def assemble(self, latent, images=None, face_crop=None):
+        from omnisync_core.audio.features import SAMPLE_RATE_HZ
+        from omnisync_core.sampling.xdub import XDUB_FPS
+
+        if latent.sampled is None:
+            raise OmniSyncError("this latent has not been sampled yet: connect the output of X-Dub Sampler.")
+        enc = latent.encoded
+        with torch.no_grad():
+            crops = run_cancellable(latent.pipeline.assemble, latent.sampled, enc, latent.options)
+        indices = enc.frame_indices[:enc.num_frames]  # (T,) the input frame each output frame was made from
+        source_frames = int(enc.frame_indices.max()) + 1
+        if images is not None:
+            images = torch.as_tensor(images)
+            if images.shape[0] < source_frames:
+                raise OmniSyncError(f"images has {images.shape[0]} frames but the crops came from {source_frames}: "
+                                    "connect the frames Face Crop cut the crops from.")
+            images = images[indices.to(images.device)].contiguous()
+        if face_crop is not None:
+            if face_crop.num_frames < source_frames:
+                raise OmniSyncError(f"face_crop has {face_crop.num_frames} boxes but the crops came from "
+                                    f"{source_frames} frames: connect the Face Crop that made the crops.")
+            face_crop = face_crop.take(indices)
+        report = {"frames": int(crops.shape[0]), "sampler": latent.report}
+        audio = audio_to_comfy(enc.waveform, SAMPLE_RATE_HZ)
+        return (crops, images, face_crop, audio, float(XDUB_FPS), format_report(report))

@@ -1,0 +1,183 @@
+"""The ``xdub`` command: lip-sync a face video to speech with X-Dub's published weights.
+
+    python -m omnisync_core xdub --model X-Dub_model.safetensors --whisper whisper-large-v2.safetensors \\
+        --wav2vec wav2vec2-base-960h --vae Wan2.2-TI2V-5B-Diffusers/vae --video face.mp4 --audio speech.wav \\
+        -o dubbed.mp4
+
+Every sampling flag defaults to :class:`~omnisync_core.sampling.xdub.XDubOptions` (the reference's
+settings). The Wan 2.2 VAE is read through diffusers, which the plugin does not require: without it
+the command stops at once with what to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from .errors import OmniSyncError
+from .sampling.xdub import XDubOptions
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _point(value: str):
+    if value == "auto":
+        return "auto"
+    try:
+        x, y = (float(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--mouth takes 'auto' or 'x,y' in frame fractions, got {value!r}")
+    return (x, y)
+
+
+def _numbers(n: int):
+    def parse(value: str):
+        try:
+            values = tuple(float(v) for v in value.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != n:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {value!r}")
+        return values
+
+    parse.__name__ = f"{n} numbers"
+    return parse
+
+
+def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
+    d = XDubOptions()
+    a = d.audio
+    p.add_argument("--model", required=True, help="X-Dub DiT weights (X-Dub_model.safetensors)")
+    p.add_argument("--whisper", required=True, help="Whisper large-v2: HF folder or .safetensors (convert the "
+                   "bundle's large-v2.pt once with `python -m omnisync_core convert-whisper`)")
+    p.add_argument("--wav2vec", required=True, help="wav2vec2-base-960h: HF folder (or .safetensors)")
+    p.add_argument("--vae", required=True, help="Wan 2.2 VAE as a diffusers AutoencoderKLWan folder (e.g. the 'vae' "
+                   "folder of Wan2.2-TI2V-5B-Diffusers); needs `pip install diffusers`")
+    p.add_argument("--t5", help="umT5-XXL encoder folder (transformers format, with its tokenizer); default: no "
+                   "text encoder, zero text features (close to the reference's empty prompt)")
+    p.add_argument("--prompt", default="", help="video description for --t5 (the reference uses the empty prompt)")
+    p.add_argument("--video", required=True, help="video at 25 fps: a face crop (H, W multiples of 32; 512×512 for "
+                   "the published weights), or any video with --crop")
+    p.add_argument("--crop", choices=("none", "box", "point", "auto"), default="none",
+                   help="crop the face from --video and paste the result back: 'box' (--box), 'point' (--point, "
+                   "--scale), 'auto' (needs mediapipe); default none: --video is already the face crop")
+    p.add_argument("--box", type=_numbers(4), help="face box x,y,w,h in pixels (--crop box)")
+    p.add_argument("--point", type=_numbers(2), help="face centre x,y in frame fractions (--crop point)")
+    p.add_argument("--scale", type=float, help="crop side as a fraction of the frame's shorter side (--crop point)")
+    p.add_argument("--crop-size", type=int, default=512, help="side of the face crop the model sees (default 512)")
+    p.add_argument("--feather", type=float, help="soft edge of the paste-back, pixels of the frame")
+    p.add_argument("--audio", required=True, help="speech (wav; mp3/m4a/mp4 through ffmpeg)")
+    p.add_argument("-o", "--output", default="xdub.mp4", help="output mp4 (speech muxed in)")
+    p.add_argument("--tau", type=float, default=d.tau, help=f"progressive noise init τ (1 = the reference; default {d.tau})")
+    p.add_argument("--steps", type=int, default=d.num_steps, help=f"flow-matching steps (default {d.num_steps})")
+    p.add_argument("--shift", type=float, default=d.shift, help=f"schedule shift (default {d.shift})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"noise seed (default {d.seed})")
+    p.add_argument("--ref-cfg-scale", type=float, default=d.ref_cfg_scale,
+                   help=f"reference guidance scale (default {d.ref_cfg_scale})")
+    p.add_argument("--no-ref-schedule", action="store_true",
+                   help="keep the reference scale constant (default: falls to 0.6× and 0.3× over sampling)")
+    p.add_argument("--audio-cfg-scale", type=float, default=a.omega_base,
+                   help=f"audio guidance scale ω_base, everywhere (default {a.omega_base})")
+    p.add_argument("--omega-peak", type=float, help="DS-CFG: audio guidance at the mouth (default: = --audio-cfg-scale, "
+                   "uniform as the reference)")
+    p.add_argument("--sigma-spatial", type=float, default=a.sigma_spatial,
+                   help=f"DS-CFG: Gaussian width around the mouth, fraction of the frame (default {a.sigma_spatial})")
+    p.add_argument("--gamma", type=float, default=a.gamma,
+                   help=f"DS-CFG: audio guidance decays as σ^γ (default {a.gamma}; 0 = constant)")
+    p.add_argument("--mouth", type=_point, default=d.mouth, help="'auto' or 'x,y': where --omega-peak applies")
+    p.add_argument("--border-width", type=int, default=d.border_width,
+                   help=f"latent pixels along the crop's edge kept from the source (default {d.border_width}; 0 = off)")
+    p.add_argument("--no-color-correction", action="store_true", help="do not match colours to the source")
+    p.add_argument("--sequential-passes", action="store_true",
+                   help="run the three guidance passes one at a time (less memory, slower)")
+    p.add_argument("--offload", action="store_true",
+                   help="keep the DiT's weights in CPU memory and move them to the GPU block by block")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), help="DiT precision (default: bf16 on a GPU, fp32 on the CPU)")
+    p.add_argument("--report", help="write the run report (JSON) here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def options_from_args(args) -> XDubOptions:
+    from .sampling.guidance import GuidanceConfig
+
+    audio = GuidanceConfig(omega_base=args.audio_cfg_scale,
+                           omega_peak=args.audio_cfg_scale if args.omega_peak is None else args.omega_peak,
+                           sigma_spatial=args.sigma_spatial, gamma=args.gamma)
+    return XDubOptions(tau=args.tau, num_steps=args.steps, shift=args.shift, seed=args.seed,
+                       ref_cfg_scale=args.ref_cfg_scale, ref_cfg_schedule=not args.no_ref_schedule, audio=audio,
+                       mouth=args.mouth, border_width=args.border_width,
+                       color_correction=not args.no_color_correction, batch_passes=not args.sequential_passes)
+
+
+def run_xdub(args) -> int:
+    from tqdm import tqdm
+
+    from .media import read_audio, read_video, write_video
+    from .model.wan22_vae import load_wan22_vae
+
+    options = options_from_args(args)  # bad flags fail before anything is loaded
+    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
+    codec = load_wan22_vae(args.vae, device=args.device)  # first: a missing diffusers is found in a second
+
+    from .audio.xdub_features import load_xdub_audio_encoders
+    from .model.xdub_weights import load_xdub_model
+    from .xdub_pipeline import XDubPipeline
+
+    frames, fps = read_video(args.video)
+    wave, sr = read_audio(args.audio)
+    encoders = load_xdub_audio_encoders(args.whisper, args.wav2vec, device=args.device)
+    text = None
+    if args.t5:
+        from .text import load_t5_encoder
+
+        text = load_t5_encoder(args.t5, device=args.device).encode(args.prompt).float().cpu()  # "" → one EOS token
+    elif args.prompt.strip():
+        raise OmniSyncError("a --prompt needs its text encoder: pass --t5 FOLDER (umT5-XXL), or drop the prompt.")
+    model = load_xdub_model(args.model, device="cpu" if args.offload else args.device, dtype=dtype)
+    if args.offload:
+        from .model.offload import enable_block_swap
+
+        enable_block_swap(model, args.device)
+    pipe = XDubPipeline(model, codec, encoders, device=args.device)
+    bar = None if args.quiet else tqdm(total=1, unit="step", desc="x-dub")
+
+    def progress(done, total, message):
+        if bar is not None:
+            bar.total, bar.n = total, done
+            bar.set_postfix_str(message, refresh=False)
+            bar.refresh()
+
+    track = None
+    if args.crop != "none":
+        from .facecrop import crop_faces, face_track
+
+        kw = {k: v for k, v in (("box", args.box), ("point", args.point), ("scale", args.scale)) if v is not None}
+        track = face_track(frames, args.crop, **kw)
+        crops = crop_faces(frames, track, size=args.crop_size)
+    else:
+        crops = frames
+    try:
+        result = pipe(crops, fps, wave, sr, text=text, options=options, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    out = result.frames
+    if track is not None:  # back into the full frames, in the take's order (the video may be ping-ponged)
+        from .facecrop import paste_back
+
+        idx = result.frame_indices
+        kw = {} if args.feather is None else {"feather_px": args.feather}
+        out = paste_back(frames[idx], out, track.take(idx.tolist()), **kw)
+        result.report["face_crop"] = track.report.to_dict()
+    write_video(args.output, out, result.fps, result.waveform, result.sample_rate)
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(result.report, f, indent=2, default=str)
+    print(f"wrote {args.output} ({result.frames.shape[0]} frames at {result.fps:g} fps, {result.report['clips']} "
+          f"clip(s), {result.report['steps']} steps, {result.report['seconds']:.1f} s)")
+    if track is not None and result.report["face_crop"].get("no_face"):
+        print(f"note: {result.report['face_crop']['no_face']}")
+    return 0
