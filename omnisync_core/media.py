@@ -460,7 +460,9 @@ class VideoWriter:
                 wav_info = write_wav(wav, self.waveform, self.sample_rate, bits=16)
                 info["audio_seconds"] = wav_info["seconds"]
                 info["audio_clipped_samples"] = wav_info["clipped_samples"]
-                info["warnings"] += wav_info["warnings"]
+                if wav_info["clipped_samples"]:  # named by this video, not the temporary WAV
+                    info["warnings"].append(f"{os.path.basename(self.path)}: {wav_info['clipped_samples']} audio "
+                                            "samples outside [−1, 1] clipped (lower the volume to avoid it).")
                 result = os.path.join(self._tmp.name, "muxed.mp4")
                 _run_ffmpeg(["-i", self._silent, "-i", wav, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
                              "-c:a", AUDIO_CODEC, "-b:a", AUDIO_BITRATE, "-movflags", "+faststart", result],
