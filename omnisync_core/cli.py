@@ -37,7 +37,7 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 BUNDLED_READER = os.path.join(PACKAGE_ROOT, "models", "mouth_reader.safetensors")
 
 
-def _mouth(value: str):
+def mouth_arg(value: str):
     if value == "auto":
         return "auto"
     try:
@@ -105,7 +105,7 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help=auto_help("temporal decay exponent of ω(σ) = ω_peak·σ^γ", g.gamma))
     p.add_argument("--cfg-cutoff", type=auto_or(float), default=AUTO,
                    help=auto_help("σ below which guidance is off (one forward pass per step there)", g.cfg_cutoff))
-    p.add_argument("--mouth", type=_mouth, default=d.mouth, help="'auto' or 'x,y' mouth point in frame fractions")
+    p.add_argument("--mouth", type=mouth_arg, default=d.mouth, help="'auto' or 'x,y' mouth point in frame fractions")
     p.add_argument("--window", type=auto_or(int), default=AUTO,
                    help=auto_help("latent frames per window, 0 = the whole clip", d.window))
     p.add_argument("--overlap", type=auto_or(int), default=AUTO,
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=auto_or(float), default=AUTO)
     p.add_argument("--cfg-cutoff", type=auto_or(float), default=AUTO,
                    help="as for sync (auto: the checkpoint's, else %g)" % SyncOptions().guidance.cfg_cutoff)
-    p.add_argument("--mouth", type=_mouth, default="auto")
+    p.add_argument("--mouth", type=mouth_arg, default="auto")
     p.add_argument("--window", type=auto_or(int), default=AUTO)
     p.add_argument("--overlap", type=auto_or(int), default=AUTO)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -16,20 +16,10 @@ import json
 
 import torch
 
+from .cli import mouth_arg
 from .errors import OmniSyncError
+from .model.precision import DTYPES
 from .sampling.xdub import XDubOptions
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _point(value: str):
-    if value == "auto":
-        return "auto"
-    try:
-        x, y = (float(v) for v in value.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--mouth takes 'auto' or 'x,y' in frame fractions, got {value!r}")
-    return (x, y)
 
 
 def _numbers(n: int):
@@ -86,7 +76,7 @@ def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"DS-CFG: Gaussian width around the mouth, fraction of the frame (default {a.sigma_spatial})")
     p.add_argument("--gamma", type=float, default=a.gamma,
                    help=f"DS-CFG: audio guidance decays as σ^γ (default {a.gamma}; 0 = constant)")
-    p.add_argument("--mouth", type=_point, default=d.mouth, help="'auto' or 'x,y': where --omega-peak applies")
+    p.add_argument("--mouth", type=mouth_arg, default=d.mouth, help="'auto' or 'x,y': where --omega-peak applies")
     p.add_argument("--border-width", type=int, default=d.border_width,
                    help=f"latent pixels along the crop's edge kept from the source (default {d.border_width}; 0 = off)")
     p.add_argument("--no-color-correction", action="store_true", help="do not match colours to the source")

@@ -12,7 +12,7 @@ import importlib.util
 import json
 import math
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -261,6 +261,23 @@ def _mel_extractor(folder: Optional[str], config):
     return MelExtractor(feature_size=config.num_mel_bins)  # Whisper defaults: 16 kHz, hop 160, 30 s
 
 
+def read_whisper_encoder(path: str) -> Tuple[str, "torch.nn.Module"]:
+    """(format, WhisperEncoder with every weight from the file) of a Hugging Face folder ("hf"), a single
+    ``.safetensors`` ("safetensors") or a CTranslate2 folder ("ct2", converted on load); no pickles."""
+    fmt = _format_of(path)
+    if fmt == "hf":
+        config, files = _hf_folder_files(path)
+        state_dict = _encoder_tensors(files)
+    elif fmt == "safetensors":
+        config = _single_file_config(path)
+        state_dict = _encoder_tensors([path])
+    else:
+        from .ct2 import load_ct2_whisper
+
+        config, state_dict, _ = load_ct2_whisper(path)
+    return fmt, _encoder_from_state_dict(config, state_dict, repr(path))
+
+
 def load_whisper(path: str, device="cpu", dtype=torch.float32,
                  spec: Optional[AudioFeatureSpec] = None) -> WhisperFeatureExtractor:
     """Load a Whisper encoder for OmniSync features; no network, no pickles.
@@ -275,24 +292,16 @@ def load_whisper(path: str, device="cpu", dtype=torch.float32,
         state (``encoder_layers + 1``), named after the file or folder.
     """
     path = os.fspath(path)
-    fmt = _format_of(path)
+    fmt, encoder = read_whisper_encoder(path)
+    config = encoder.config
     folder: Optional[str] = path
     name = os.path.basename(os.path.normpath(path))
-    if fmt == "hf":
-        config, files = _hf_folder_files(path)
-        state_dict = _encoder_tensors(files)
-    elif fmt == "safetensors":
-        config = _single_file_config(path)
-        state_dict = _encoder_tensors([path])
+    if fmt == "safetensors":
         folder, name = None, os.path.splitext(name)[0]
-    else:
-        from .ct2 import load_ct2_whisper
-
-        config, state_dict, _ = load_ct2_whisper(path)
+    elif fmt == "ct2":
         bundled = find_bundled_whisper()
         if bundled is not None and os.path.samefile(bundled, path):
             name = BUNDLED_ENCODER_NAME
-    encoder = _encoder_from_state_dict(config, state_dict, repr(path))
     if spec is None:
         spec = AudioFeatureSpec(encoder=name, num_layers=config.encoder_layers + 1, dim=config.d_model)
     else:

@@ -138,8 +138,7 @@ def load_xdub_audio_encoders(whisper_path: str, wav2vec_path: str, device="cpu",
 
 
 def _load_whisper_encoder(path: str):
-    from .whisper import (_encoder_from_state_dict, _encoder_tensors, _format_of, _hf_folder_files,
-                          _single_file_config)
+    from .whisper import read_whisper_encoder
 
     if os.path.isfile(path) and path.lower().endswith(PICKLE_SUFFIXES):
         raise OmniSyncError(
@@ -151,18 +150,7 @@ def _load_whisper_encoder(path: str):
             f"Whisper path {path!r} does not exist; pass a Hugging Face Whisper folder (config.json + "
             f"model.safetensors) or the .safetensors written by: {CONVERT_HINT}."
         )
-    fmt = _format_of(path)
-    if fmt == "hf":
-        config, files = _hf_folder_files(path)
-        state_dict = _encoder_tensors(files)
-    elif fmt == "safetensors":
-        config = _single_file_config(path)
-        state_dict = _encoder_tensors([path])
-    else:
-        from .ct2 import load_ct2_whisper
-
-        config, state_dict, _ = load_ct2_whisper(path)
-    return _encoder_from_state_dict(config, state_dict, repr(path))
+    return read_whisper_encoder(path)[1]
 
 
 def _load_wav2vec2(path: str):
