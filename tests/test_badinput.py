@@ -852,15 +852,11 @@ def comfy(corpus, tmp_path_factory):
 
 @pytest.fixture
 def comfy_fresh(comfy):
-    import comfy.model_management as mm
-    import comfy.utils as cu
+    from fakes import reset_fake_state
 
-    cu.UPDATES.clear()
-    cu.HOOK = None
-    mm.interrupt_processing = False
+    reset_fake_state()
     yield comfy
-    cu.HOOK = None
-    mm.interrupt_processing = False
+    reset_fake_state()
 
 
 def _audio(seconds=0.24, sr=16000, channels=1, wave=None):

@@ -29,15 +29,11 @@ def comfy(tmp_path_factory):
 
 @pytest.fixture
 def fresh(comfy):
-    import comfy.model_management as mm
-    import comfy.utils as cu
+    from fakes import reset_fake_state
 
-    cu.UPDATES.clear()
-    cu.HOOK = None
-    mm.interrupt_processing = False
+    reset_fake_state()
     yield comfy
-    cu.HOOK = None
-    mm.interrupt_processing = False
+    reset_fake_state()
 
 
 def comfy_audio(seconds, sr=22050, channels=2, seed=0):

@@ -31,3 +31,13 @@ def comfy_fakes(base_dir):
     finally:
         sys.path.remove(FAKES)
         _drop_modules()
+
+
+def reset_fake_state():
+    """Clear what the fakes record across calls: progress updates, the progress hook, the interrupt flag."""
+    import comfy.model_management as mm
+    import comfy.utils as cu
+
+    cu.UPDATES.clear()
+    cu.HOOK = None
+    mm.interrupt_processing = False
