@@ -349,8 +349,9 @@ def _as_waveform(waveform: Any) -> torch.Tensor:
         raise OmniSyncError("waveform is empty (0 samples); pass audio with samples in it.")
     if not w.is_floating_point():
         raise OmniSyncError(f"waveform must be float in [−1, 1], got dtype {w.dtype}.")
-    if not bool(torch.isfinite(w).all()):
-        raise OmniSyncError("waveform contains NaN or infinite samples; fix the audio source.")
+    for start in range(0, w.shape[1], WAV_BLOCK_SAMPLES):  # in blocks: no temporaries as long as the speech
+        if not bool(torch.isfinite(w[:, start:start + WAV_BLOCK_SAMPLES]).all()):
+            raise OmniSyncError("waveform contains NaN or infinite samples; fix the audio source.")
     return w.float()
 
 
@@ -496,7 +497,7 @@ class VideoWriter:
 # -- audio -----------------------------------------------------------------------------------------
 
 
-WAV_BLOCK_SAMPLES = 1 << 20  # samples converted to PCM at a time
+WAV_BLOCK_SAMPLES = 1 << 16  # samples converted to or from PCM at a time (small: temporaries stay well under 1 MB)
 
 
 def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dict[str, Any]:
@@ -536,14 +537,15 @@ def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dic
     return {"seconds": w.shape[1] / sample_rate, "clipped_samples": clipped, "warnings": warnings}
 
 
-def _read_pcm_wav(path: str) -> Tuple[torch.Tensor, int]:
-    with wave.open(path, "rb") as f:
-        C, width, sr, N = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
-        raw = f.readframes(N)
+def _pcm_to_float(raw: bytes, width: int) -> np.ndarray:
+    """Interleaved PCM bytes → float32 in [−1, 1] (the scales are powers of two: exact)."""
     if width == 1:
-        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
+        x = np.frombuffer(raw, np.uint8).astype(np.float32)
+        x -= 128
+        x *= 1 / 128
     elif width == 2:
-        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768
+        x = np.frombuffer(raw, "<i2").astype(np.float32)
+        x *= 1 / 32768
     elif width == 3:
         b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
@@ -552,7 +554,25 @@ def _read_pcm_wav(path: str) -> Tuple[torch.Tensor, int]:
         x = (np.frombuffer(raw, "<i4").astype(np.float64) / 2.0 ** 31).astype(np.float32)
     else:
         raise wave.Error(f"unsupported sample width {width}")
-    return torch.from_numpy(x.reshape(-1, C).T.copy()), sr  # (C, N)
+    return x
+
+
+def _read_pcm_wav(path: str) -> Tuple[torch.Tensor, int]:
+    """(C, N) float32 read block by block into one array: no whole-file temporaries beside the result."""
+    with wave.open(path, "rb") as f:
+        C, width, sr, N = f.getnchannels(), f.getsampwidth(), f.getframerate(), f.getnframes()
+        if width not in (1, 2, 3, 4):
+            raise wave.Error(f"unsupported sample width {width}")
+        out = np.empty((C, N), np.float32)
+        pos = 0
+        while pos < N:
+            raw = f.readframes(min(WAV_BLOCK_SAMPLES, N - pos))
+            n = len(raw) // (C * width)
+            if n == 0:
+                break
+            out[:, pos:pos + n] = _pcm_to_float(raw[:n * C * width], width).reshape(n, C).T
+            pos += n
+    return torch.from_numpy(np.ascontiguousarray(out[:, :pos]) if pos < N else out), sr  # (C, N); a short file ends there
 
 
 def _parse_float_wav(data: bytes) -> Tuple[np.ndarray, int]:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from .audio.features import (
     SAMPLE_RATE_HZ, AudioFeatureSpec, align_features_to_frames, latent_audio_tokens, latent_frame_groups,
-    to_mono_16k, validate_audio,
+    to_mono_16k, validate_audio, wave_stats,
 )
 from .composite import composite_outside_mouth, mouth_region_mask
 from .errors import OmniSyncError
@@ -148,10 +148,11 @@ def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int, lengt
     say = on_warning or (lambda message: None)
     for message in audio_conversion_warnings(waveform, sample_rate):
         say(message)
-    full = int((wave.abs() >= CLIPPED_LEVEL).sum())
+    stats = wave_stats(wave, CLIPPED_LEVEL)  # block by block: no second copy of a long speech
+    full = stats["at_level"]
     if full > CLIPPED_FRACTION * wave.shape[0]:
         say(f"the speech is clipped: {full} of {wave.shape[0]} samples at or beyond full scale "
-            f"(peak {float(wave.abs().max()):.2f}); features may be off: lower its gain before the clipping stage.")
+            f"(peak {stats['peak']:.2f}); features may be off: lower its gain before the clipping stage.")
     plan = match_lengths(num_frames, fps, wave.shape[0], SAMPLE_RATE_HZ, length_mode)
     frame_samples = SAMPLE_RATE_HZ / float(fps_exact)
     if plan.frame_indices.shape[0] != num_frames or abs(plan.num_samples - wave.shape[0]) >= frame_samples:

@@ -92,6 +92,9 @@ class AudioFeatureSpec:
 
 # -- waveform in -----------------------------------------------------------------------------------
 
+RESAMPLE_BLOCK_SAMPLES = 1 << 18  # to_mono_16k converts this many input samples at a time
+
+
 def _as_float(x: np.ndarray) -> np.ndarray:
     """PCM integers → float in [−1, 1]; floats → float64 unchanged."""
     if x.dtype == np.bool_:
@@ -146,10 +149,41 @@ def to_mono_16k(waveform, sample_rate: int) -> torch.Tensor:
     sample_rate = int(sample_rate)
     if sample_rate == SAMPLE_RATE_HZ and x.shape[0] == 1 and x.dtype == np.float32:
         return torch.from_numpy(np.ascontiguousarray(x[0]))  # already 16 kHz mono float32: exact, no copies
-    mono = _as_float(x).mean(axis=0)  # (N,) float64; averaging first is exact (resampling is linear)
-    if sample_rate != SAMPLE_RATE_HZ and mono.shape[0] > 0:
-        mono = soxr.resample(mono, sample_rate, SAMPLE_RATE_HZ)
-    return torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    # block by block (averaging first is exact: resampling is linear; soxr's stream gives exactly its one-shot
+    # result), so the float64 temporaries stay one block long whatever the length of the speech
+    n = x.shape[1]
+    stream = soxr.ResampleStream(sample_rate, SAMPLE_RATE_HZ, 1, dtype="float64") \
+        if sample_rate != SAMPLE_RATE_HZ and n > 0 else None
+    parts, total = [], 0
+    for start in range(0, max(n, 1), RESAMPLE_BLOCK_SAMPLES):
+        mono = _as_float(x[:, start:start + RESAMPLE_BLOCK_SAMPLES]).mean(axis=0)  # (n,) float64
+        if stream is not None:
+            mono = stream.resample_chunk(mono, last=start + RESAMPLE_BLOCK_SAMPLES >= n)
+        parts.append(mono.astype(np.float32))
+        total += parts[-1].shape[0]
+    out = np.empty(total, np.float32)
+    pos = 0
+    while parts:
+        part = parts.pop(0)
+        out[pos:pos + part.shape[0]] = part
+        pos += part.shape[0]
+    return torch.from_numpy(out)
+
+
+def wave_stats(wave: torch.Tensor, level: float = 1.0) -> Dict[str, Any]:
+    """{"non_finite", "peak" (of the finite samples), "at_level" (finite samples with |x| >= level)} of a
+    waveform, block by block: no temporary as long as the speech (a 10-minute clip holds 9.6 M samples)."""
+    flat = torch.as_tensor(wave).reshape(-1)
+    bad, peak, at = 0, 0.0, 0
+    for start in range(0, flat.numel(), RESAMPLE_BLOCK_SAMPLES):
+        a = flat[start:start + RESAMPLE_BLOCK_SAMPLES].abs()
+        finite = torch.isfinite(a)
+        bad += int(a.numel() - int(finite.sum()))
+        a = a[finite]
+        if a.numel():
+            peak = max(peak, float(a.max()))
+            at += int((a >= level).sum())
+    return {"non_finite": bad, "peak": peak, "at_level": at}
 
 
 def validate_audio(wave16k: torch.Tensor) -> None:
@@ -160,13 +194,13 @@ def validate_audio(wave16k: torch.Tensor) -> None:
     wave16k = torch.as_tensor(wave16k)
     if wave16k.numel() == 0:
         raise OmniSyncError("the audio is empty (0 samples); pass a clip with speech in it.")
-    if not bool(torch.isfinite(wave16k).all()):
-        bad = int((~torch.isfinite(wave16k)).sum())
+    stats = wave_stats(wave16k)
+    if stats["non_finite"]:
         raise OmniSyncError(
-            f"the audio contains NaN or infinite values ({bad} of {wave16k.numel()} samples); re-export or "
-            "re-decode the audio file."
+            f"the audio contains NaN or infinite values ({stats['non_finite']} of {wave16k.numel()} samples); "
+            "re-export or re-decode the audio file."
         )
-    peak = float(wave16k.abs().max())
+    peak = stats["peak"]
     if peak < SILENT_PEAK:
         raise OmniSyncError(
             f"the audio is silent (peak amplitude {peak:.2g} < {SILENT_PEAK:g}); pass a clip with speech in it, "
