@@ -44,6 +44,7 @@ class OmniSyncModel:
     dtype: torch.dtype
     name: str = ""
     patcher: Any = None  # comfy.model_patcher.ModelPatcher over ``model``: ComfyUI's memory management
+    swap: Any = None  # omnisync_core.model.offload.BlockSwap with offload = blocks (then no patcher)
 
 
 @dataclass

@@ -103,6 +103,7 @@ class OmniSyncLipSync:
         import comfy.model_management as mm
 
         from omnisync_core.model.codec import codec_from_spec
+        from omnisync_core.stream import sync_frames
 
         if mouth == "mask" and mouth_mask is None:
             raise OmniSyncError("mouth = mask needs a MASK connected to mouth_mask (or choose auto / point).")
@@ -122,8 +123,13 @@ class OmniSyncLipSync:
             on_warning(warning)
         if "batch" in audio_report:
             on_warning(audio_report["batch"] + ".")
-        result = run_cancellable(pipe, images, fps, wave, sr, opts, progress=ComfyProgress(), cancel=comfy_cancel,
-                                 on_warning=on_warning)
+        # window by window when the codec maps frames one by one (the bundled pixel codec) and no per-frame mask is
+        # given: beside the IMAGE batch only the output frames are held whole; otherwise the in-memory stages
+        call = dict(progress=ComfyProgress(), cancel=comfy_cancel, on_warning=on_warning)
+        if pipe.codec.temporal_factor == 1 and opts.mouth_mask is None:
+            result = run_cancellable(sync_frames, pipe, images, fps, wave, sr, opts, **call)
+        else:
+            result = run_cancellable(pipe, images, fps, wave, sr, opts, **call)
         report.update({k: v for k, v in result.report.items() if k != "warnings"}, audio_input=audio_report,
                       options=chosen)
         frames = result.frames.float().cpu().contiguous()

@@ -13,7 +13,10 @@ from .bridge import (
     register_model_folders,
 )
 
+from omnisync_core.model.offload import OFFLOAD_MODES
+
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+MAX_RESIDENT_BLOCKS = 64  # resident_blocks widget bound (a Wan-1.3B-size OmniSync DiT has 30 blocks)
 BUNDLED_WHISPER = "bundled: whisper tiny.en"
 WHISPER_FOLDER_MARKERS = ("config.json", "model.bin")  # Hugging Face folder / CTranslate2 folder
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
@@ -91,10 +94,25 @@ class OmniSyncModelLoader:
                     "tooltip": "Precision of the network. auto: bf16 where the GPU supports it, else fp16; on a CPU bf16 "
                                "where it computes bf16 natively (AVX-512 BF16 / AMX), else fp32.",
                 }),
-            }
+            },
+            "optional": {
+                "offload": (list(OFFLOAD_MODES), {
+                    "default": "none",
+                    "tooltip": "none: ComfyUI's model management loads the whole network on the GPU and offloads it "
+                               "when another model needs the memory. blocks: the weights stay in CPU memory and the "
+                               "network's blocks visit the GPU one at a time (block swap: for models larger than the "
+                               "GPU's memory; slower).",
+                }),
+                "resident_blocks": ("INT", {
+                    "default": 0, "min": 0, "max": MAX_RESIDENT_BLOCKS,
+                    "tooltip": "With offload = blocks: how many of the first blocks stay on the GPU (0 = swap every "
+                               "block; more = faster, more GPU memory). Ignored with offload = none.",
+                }),
+            },
         }
 
-    def load(self, model_name, dtype):
+    def load(self, model_name, dtype, offload="none", resident_blocks=0):
+        offload_mode = offload
         import comfy.model_management as mm
         import folder_paths
 
@@ -103,6 +121,7 @@ class OmniSyncModelLoader:
             raise missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint")
         from omnisync_core.audio.features import AudioFeatureSpec
         from omnisync_core.model.checkpoint import load_checkpoint
+        from omnisync_core.model.offload import place_model, swappable_blocks
         from omnisync_core.model.precision import prepare_for_inference
 
         import comfy.model_patcher
@@ -114,13 +133,22 @@ class OmniSyncModelLoader:
         check_model_path(path)  # a folder, a pickle, no OmniSync metadata: one line before any weights are read
         for message in dtype_warnings(device, torch_dtype):
             log.warning("Load OmniSync Model: %s", message)
-        # weights wait on the offload device; the sampler nodes ask model management to load them
-        model, meta = load_checkpoint(path, device=offload, dtype=torch_dtype)
+        if offload_mode not in OFFLOAD_MODES:
+            raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload_mode!r}.")
+        # weights wait on the offload device; the sampler nodes ask model management to load them (offload none),
+        # or stay in CPU memory with the blocks visiting the device in turn (offload blocks)
+        model, meta = load_checkpoint(path, device=offload if offload_mode == "none" else "cpu", dtype=torch_dtype)
         prepare_for_inference(model.eval(), device)
-        patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
+        patcher = swap = None
+        if offload_mode == "none":
+            patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
+        else:
+            swap = place_model(model, device, "blocks", resident_blocks)
+            log.info("Load OmniSync Model: %d of %d blocks swapped onto %s per forward", len(swap.swapped),
+                     len(swappable_blocks(model)), device)
         spec = AudioFeatureSpec.from_dict(meta["audio"]) if meta.get("audio") else None
         return (OmniSyncModel(model=model, codec_spec=meta["codec"], audio_spec=spec, meta=meta, device=device,
-                              dtype=torch_dtype, name=model_name, patcher=patcher),)
+                              dtype=torch_dtype, name=model_name, patcher=patcher, swap=swap),)
 
 
 def _whisper_choices():

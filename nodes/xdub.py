@@ -17,6 +17,7 @@ from typing import Any, List, Optional
 import torch
 
 from omnisync_core.errors import OmniSyncError
+from omnisync_core.model.offload import OFFLOAD_MODES
 
 from .bridge import (
     AUDIO_ENCODER_FOLDER, CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, log,
@@ -26,7 +27,6 @@ from .facecrop import FACE_CROP_TYPE
 
 DIFFUSION_FOLDER = "diffusion_models"  # ComfyUI/models/diffusion_models (and models/unet)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-OFFLOAD_MODES = ("none", "blocks")  # none: the whole DiT on the GPU; blocks: weights in CPU memory, block by block
 MAX_BLOCKS = 64  # resident_blocks widget bound (X-Dub has 30)
 HF_FOLDER_MARKER = "config.json"  # a Hugging Face model folder
 COMFY_UMT5_FILE = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's layout of umT5-XXL (Comfy-Org/Wan_2.1_ComfyUI_repackaged)

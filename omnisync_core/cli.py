@@ -117,8 +117,27 @@ def add_sync_arguments(p: argparse.ArgumentParser, demo: bool = False) -> None:
                    help="weights precision (default auto: bf16 where the device computes it natively, else fp32)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (slower first window, faster after it; no graph breaks)")
+    add_offload_arguments(p)
     p.add_argument("--report", help="write the run report (JSON) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_offload_arguments(p: argparse.ArgumentParser) -> None:
+    """--offload / --resident-blocks: block swap for a model larger than the GPU's memory (sync, demo, xdub)."""
+    p.add_argument("--offload", action="store_true",
+                   help="keep the network's weights in CPU memory and move its blocks to --device one at a time "
+                        "(block swap: far less GPU memory, slower)")
+    p.add_argument("--resident-blocks", type=int, default=0, metavar="N",
+                   help="with --offload: the first N blocks stay on the device (default 0; more = faster)")
+
+
+def check_offload_args(args, on_warning) -> None:
+    """--resident-blocks: a whole number >= 0, and said to do nothing without --offload."""
+    if args.resident_blocks < 0:
+        raise OmniSyncError(f"--resident-blocks must be >= 0 (blocks kept on the device), got {args.resident_blocks}.")
+    if args.resident_blocks and not args.offload:
+        on_warning(f"--resident-blocks {args.resident_blocks} does nothing without --offload (every block is on "
+                   "the device already).")
 
 
 def _warner(warnings: list, bar_holder: list):
@@ -172,6 +191,7 @@ def check_sync_args(args, on_warning) -> tuple:
     if inputs & set(outputs):
         raise OmniSyncError("an output would overwrite an input file; give the output another name.")
     check_device(args.device)
+    check_offload_args(args, on_warning)
     for message in dtype_warnings(args.device, resolve_dtype(args.dtype, args.device)):
         on_warning(message)
     opts, chosen = resolve_options(
@@ -228,7 +248,9 @@ def run_sync(args) -> int:
         on_warning(message)
     wave, sr = to_mono_16k(wave, sr), SAMPLE_RATE_HZ  # the file's own samples are not kept for the whole run
     dtype = resolve_dtype(args.dtype, args.device)
-    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype)
+    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype,
+                                               offload="blocks" if args.offload else "none",
+                                               resident_blocks=args.resident_blocks)
     text_encoder = load_t5_encoder(args.text_encoder, device=args.device) if args.text_encoder else None
     text = encode_prompt(text_encoder, args.prompt, model.config.text_dim, model.config.use_text)
     opts = dataclasses.replace(opts, text=text)
@@ -357,7 +379,9 @@ def run_eval(args) -> int:
                             f"`python -m omnisync_core make-data --out {args.data} --split {args.split}`.")
     reader, reader_meta = load_reader(args.reader)  # before the model: a bad path fails in a second
     dtype = resolve_dtype(args.dtype, args.device)
-    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype)
+    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype,
+                                               offload="blocks" if args.offload else "none",
+                                               resident_blocks=args.resident_blocks)
     pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=dtype)
     opts, chosen = resolve_options(
         meta, tau=args.tau, num_steps=args.steps, seed=args.seed, omega_base=args.omega_base,

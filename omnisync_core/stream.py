@@ -41,7 +41,8 @@ PIXEL_LEVELS = 255  # uint8 frames: value / 255 in [0, 1]
 
 
 class FrameSource(Protocol):
-    """Source frames on demand: ``num_frames``, ``size`` (H, W) and ``read(indices (n,) long) -> (n, H, W, 3) uint8``."""
+    """Source frames on demand: ``num_frames``, ``size`` (H, W) and ``read(indices (n,) long) -> (n, H, W, 3)``,
+    uint8 (a decoder) or float in [0, 1] (frames already in memory, :class:`TensorFrames`)."""
 
     num_frames: int
     size: tuple
@@ -49,9 +50,27 @@ class FrameSource(Protocol):
     def read(self, indices: torch.Tensor) -> torch.Tensor: ...
 
 
-# write(output (n, H, W, 3) uint8, source (n, H, W, 3) uint8, guidance (n, H, W) float in [0, 1],
-#       mouth centres (n, 2)) — called in frame order, each output frame once
+# write(output (n, H, W, 3), source (n, H, W, 3), guidance (n, H, W), mouth centres (n, 2)) — called in frame
+# order, each output frame once; output and source are uint8 for a uint8 source, float32 in [0, 1] for a float one
 FrameSink = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+class TensorFrames:
+    """A :class:`FrameSource` over frames already in memory ((T, H, W, 3) float in [0, 1], e.g. a ComfyUI IMAGE
+    batch): windows are indexed out of it, never copied whole."""
+
+    def __init__(self, frames: torch.Tensor):
+        self.frames = frames
+        self.num_frames = int(frames.shape[0])
+        self.size = (int(frames.shape[1]), int(frames.shape[2]))
+
+    def read(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.frames[indices]
+
+
+def as_unit(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 → float32 / 255; float → float32 (frames in [0, 1])."""
+    return frames.float() / PIXEL_LEVELS if frames.dtype == torch.uint8 else frames.float()
 
 
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:
@@ -107,17 +126,21 @@ class ChunkedFrameFeatures:
 def stream_sync(pipe, source: FrameSource, fps: float, waveform, sample_rate: int, write: FrameSink,
                 options: Optional[SyncOptions] = None, progress: Optional[ProgressCallback] = None,
                 cancel: Optional[CancelCheck] = None, start: Optional[Callable[[int, torch.Tensor], None]] = None,
-                on_warning: Optional[WarningCallback] = None) -> Dict:
+                on_warning: Optional[WarningCallback] = None, raw_guidance: bool = False) -> Dict:
     """Lip-sync ``source`` to the speech window by window; finished frames go to ``write`` in order.
 
     Args:
         pipe: an :class:`.pipeline.OmniSyncPipeline` (its model, codec, audio encoder and device).
         source: the source frames (:class:`FrameSource`, e.g. ``media.VideoReader``).
         fps: frame rate of the source; waveform, sample_rate: the speech (any layout ``prepare_audio`` takes).
-        write: receives (output uint8, source uint8, guidance map, mouth centres) for each finished run of frames.
+        write: receives (output, source, guidance map, mouth centres) for each finished run of frames (output and
+            source in the source's kind: uint8, or float32 in [0, 1]).
         start: called once before sampling with (T_out, wave16k): the output length and the speech as planned.
         on_warning: receives each warning line as it arises (as in ``OmniSyncPipeline.__call__``); the lines are
             also in the report's ``"warnings"``.
+        raw_guidance: pass the DS-CFG weight map itself to ``write`` (for a caller that holds the whole map and
+            normalises it by its observed range, as ``pipeline.normalise_map``), instead of scaling it by its
+            theoretical range at the first step.
 
     Returns the run report (as ``SyncResult.report``) with ``wave16k``: the speech as written beside the frames.
     """
@@ -178,7 +201,7 @@ def stream_sync(pipe, source: FrameSource, fps: float, waveform, sample_rate: in
         have = 0 if src_u8 is None else src_u8.shape[0] - (s - done)
         new = source.read(plan.frame_indices[s + have:e])
         win_u8 = torch.cat([src_u8[s - done:], new]) if have else new
-        frames_p, pads = pad_to_stride(win_u8.float() / PIXEL_LEVELS, stride)
+        frames_p, pads = pad_to_stride(as_unit(win_u8), stride)
         src_lat = codec.encode(frames_p).float().cpu()  # (C, n, h, w)
         x_init = progressive_noise_init(src_lat, opts.tau, seed=opts.seed, frame_offset=s)
         tokens = None
@@ -217,7 +240,7 @@ def stream_sync(pipe, source: FrameSource, fps: float, waveform, sample_rate: in
         if m > 0:
             lat_m = acc[:, :m] / wsum[:m].view(1, -1, 1, 1)
             out = crop_back(codec.decode(lat_m)[:m], pads)  # (m, H, W, 3)
-            src_f = src_u8[:m].float() / PIXEL_LEVELS
+            src_f = as_unit(src_u8[:m])
             fallback = [t for t in range(m) if done + t in lost]
             if fallback:
                 out[fallback] = src_f[fallback].to(out.dtype)
@@ -229,8 +252,10 @@ def stream_sync(pipe, source: FrameSource, fps: float, waveform, sample_rate: in
             gmap = gacc[:m] / wsum[:m].view(-1, 1, 1)
             gmap = F.interpolate(gmap[:, None], size=(H + pads[0], W + pads[1]), mode="bilinear",
                                  align_corners=False)[:, 0, :H, :W]
-            gmap = ((gmap - lo_w) / (hi_w - lo_w)).clamp(0, 1) if hi_w - lo_w > 1e-8 else torch.zeros_like(gmap)
-            write(to_uint8(out.float().cpu()), src_u8[:m], gmap, centres_m)
+            if not raw_guidance:
+                gmap = ((gmap - lo_w) / (hi_w - lo_w)).clamp(0, 1) if hi_w - lo_w > 1e-8 else torch.zeros_like(gmap)
+            out = out.float().cpu()
+            write(to_uint8(out) if src_u8.dtype == torch.uint8 else out.clamp(0, 1), src_u8[:m], gmap, centres_m)
             acc, gacc, cacc, wsum, src_u8 = acc[:, m:], gacc[m:], cacc[m:], wsum[m:], src_u8[m:]
             done = end
     mouth = {"source": mouth_source}
@@ -242,3 +267,54 @@ def stream_sync(pipe, source: FrameSource, fps: float, waveform, sample_rate: in
              "source; give the mouth as a point (--mouth x,y) or a mask to edit them.")
     return {"warnings": rep["warnings"], "length": plan.message, "frames": T, "mouth": mouth, "windows": windows, "steps": steps * len(windows),
             "forward_passes": passes, "uncond_passes": uncond, "streamed": True, "wave16k": wave16k}
+
+
+@torch.no_grad()
+def sync_frames(pipe, frames, fps: float, waveform, sample_rate: int, options: Optional[SyncOptions] = None,
+                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None,
+                on_warning: Optional[WarningCallback] = None):
+    """``pipe(frames, ...)`` for frames already in memory, window by window: beside the input, only the output
+    frames and the guidance map are held whole (no whole-clip copies of the source, its latents, the noise or
+    the samples). Same frames, guidance map and speech as the in-memory call (``OmniSyncPipeline.__call__``);
+    needs a frame-by-frame codec and no per-frame mouth mask (see :func:`stream_sync`). Returns a
+    ``pipeline.SyncResult``."""
+    import time
+
+    from .media import validate_frames
+    from .pipeline import SyncResult, conversion_warnings
+
+    t0 = time.perf_counter()
+    warnings: Dict = {"warnings": []}
+
+    def note(message: str) -> None:
+        warn(warnings, on_warning, message)
+
+    frames, frame_info = validate_frames(frames)  # float32 frames are used as they are (no copy)
+    for message in conversion_warnings(frame_info):
+        note(message)
+    H, W = frames.shape[1:3]
+    held: Dict[str, torch.Tensor] = {}
+    done = [0]
+
+    def start(T: int, _wave16k: torch.Tensor) -> None:
+        held["frames"] = torch.empty(T, H, W, 3)
+        held["guidance"] = torch.empty(T, H, W)
+        held["centres"] = torch.empty(T, 2)
+
+    def write(out, _src, gmap, centres) -> None:
+        n = out.shape[0]
+        held["frames"][done[0]:done[0] + n] = out
+        held["guidance"][done[0]:done[0] + n] = gmap
+        held["centres"][done[0]:done[0] + n] = centres
+        done[0] += n
+
+    report = stream_sync(pipe, TensorFrames(frames), fps, waveform, sample_rate, write, options, progress=progress,
+                         cancel=cancel, start=start, on_warning=note, raw_guidance=True)
+    wave16k = report.pop("wave16k")
+    report["warnings"] = warnings["warnings"]  # the conversions' and, through note, the run's
+    gmap = held["guidance"]  # normalised in place as pipeline.normalise_map does: by the clip's observed range
+    lo, hi = gmap.amin(), gmap.amax()
+    gmap.sub_(lo).div_(hi - lo) if float(hi - lo) >= 1e-8 else gmap.zero_()
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    return SyncResult(frames=held["frames"], fps=fps, waveform=wave16k, sample_rate=SAMPLE_RATE_HZ,
+                      guidance_map=gmap, mouth_centres=held["centres"], report=report)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
-from .cli import mouth_arg
+from .cli import add_offload_arguments, check_offload_args, mouth_arg
 from .errors import OmniSyncError
 from .model.precision import DTYPES
 from .sampling.xdub import XDubOptions
@@ -82,10 +83,9 @@ def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-color-correction", action="store_true", help="do not match colours to the source")
     p.add_argument("--sequential-passes", action="store_true",
                    help="run the three guidance passes one at a time (less memory, slower)")
-    p.add_argument("--offload", action="store_true",
-                   help="keep the DiT's weights in CPU memory and move them to the GPU block by block")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(DTYPES), help="DiT precision (default: bf16 on a GPU, fp32 on the CPU)")
+    add_offload_arguments(p)
     p.add_argument("--report", help="write the run report (JSON) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -109,6 +109,7 @@ def run_xdub(args) -> int:
     from .model.wan22_vae import load_wan22_vae
 
     options = options_from_args(args)  # bad flags fail before anything is loaded
+    check_offload_args(args, lambda message: print(f"warning: {message}", file=sys.stderr))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
     codec = load_wan22_vae(args.vae, device=args.device)  # first: a missing diffusers is found in a second
 
@@ -128,9 +129,9 @@ def run_xdub(args) -> int:
         raise OmniSyncError("a --prompt needs its text encoder: pass --t5 FOLDER (umT5-XXL), or drop the prompt.")
     model = load_xdub_model(args.model, device="cpu" if args.offload else args.device, dtype=dtype)
     if args.offload:
-        from .model.offload import enable_block_swap
+        from .model.offload import place_model
 
-        enable_block_swap(model, args.device)
+        place_model(model, args.device, "blocks", args.resident_blocks)
     pipe = XDubPipeline(model, codec, encoders, device=args.device)
     bar = None if args.quiet else tqdm(total=1, unit="step", desc="x-dub")
 

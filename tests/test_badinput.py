@@ -422,10 +422,10 @@ def loaded_once():
 
     cache = {}
 
-    def load(model, whisper=None, device="cpu", dtype=torch.float32, vae=None):
-        key = (model, whisper, str(device), dtype)
+    def load(model, whisper=None, device="cpu", dtype=torch.float32, vae=None, offload="none", resident_blocks=0):
+        key = (model, whisper, str(device), dtype, offload, resident_blocks)
         if key not in cache:
-            cache[key] = load_runtime(model, whisper, device, dtype, vae)
+            cache[key] = load_runtime(model, whisper, device, dtype, vae, offload, resident_blocks)
         return cache[key]
 
     return load

@@ -1,7 +1,8 @@
 """Block swap: run a transformer whose weights do not fit on the accelerator.
 
-For any module with a ``.blocks`` ``nn.ModuleList`` (OmniSyncDiT, X-Dub): the first ``resident_blocks``
-blocks and everything outside ``.blocks`` (embeddings, head) live on the compute device; the weights of
+For any module with a ``.blocks`` ``nn.ModuleList`` (OmniSyncDiT, X-Dub) or a ``swap_blocks()`` method
+listing its blocks in the order they run (the OmniSync U-Net: down, middle, up): the first
+``resident_blocks`` blocks and everything outside them (embeddings, head) live on the compute device; the weights of
 the other blocks stay in CPU memory (pinned, when the device is CUDA) and each such block gets a
 device copy of its weights just before its forward, dropped right after. On CUDA the copy of the next
 swapped block starts on a side stream while the current one computes, so at most two swapped blocks
@@ -30,6 +31,21 @@ import torch.nn as nn
 from ..errors import OmniSyncError
 
 
+OFFLOAD_MODES = ("none", "blocks")  # none: every weight on the device; blocks: block swap (weights in CPU memory)
+
+
+def swappable_blocks(model: nn.Module) -> List[nn.Module]:
+    """The blocks block swap moves, in the order a forward runs them: ``model.blocks`` (a transformer) or
+    ``model.swap_blocks()``; a model with neither is refused with one line."""
+    blocks = getattr(model, "blocks", None)
+    if isinstance(blocks, nn.ModuleList):
+        return list(blocks)
+    if callable(getattr(model, "swap_blocks", None)):
+        return list(model.swap_blocks())
+    raise OmniSyncError(f"block swap needs a model made of blocks (.blocks or swap_blocks()); {type(model).__name__} "
+                        "has none: load it with offload none.")
+
+
 def _tensors(module: nn.Module) -> List[Tuple[nn.Module, str, torch.Tensor]]:
     """(owner, attribute name, tensor) of every parameter and buffer under ``module``."""
     out = []
@@ -49,9 +65,7 @@ class BlockSwap:
     """
 
     def __init__(self, model: nn.Module, device, resident_blocks: int = 0, pin_memory: Optional[bool] = None):
-        blocks = getattr(model, "blocks", None)
-        if not isinstance(blocks, nn.ModuleList):
-            raise OmniSyncError(f"block swap needs a model with a .blocks ModuleList; {type(model).__name__} has none.")
+        blocks = swappable_blocks(model)
         if not isinstance(resident_blocks, int) or not 0 <= resident_blocks <= len(blocks):
             raise OmniSyncError(f"resident_blocks must be an int in [0, {len(blocks)}] (blocks that stay on the "
                                 f"device), got {resident_blocks!r}.")
@@ -150,8 +164,24 @@ def enable_block_swap(model: nn.Module, device, resident_blocks: int = 0,
     """Move ``model`` to ``device`` except blocks ``resident_blocks:``, which are swapped in per forward.
 
     resident_blocks: how many of the first blocks stay on the device (0 = swap every block,
-        ``len(model.blocks)`` = nothing swapped). More resident blocks: fewer copies per step, more memory.
+        ``len(swappable_blocks(model))`` = nothing swapped). More resident blocks: fewer copies per step, more memory.
     pin_memory: page-lock the CPU weights for faster, asynchronous copies (default: when ``device`` is CUDA).
     Returns the :class:`BlockSwap`; its ``remove()`` takes the hooks off.
     """
     return BlockSwap(model, device, resident_blocks, pin_memory)
+
+
+def place_model(model: nn.Module, device, offload: str = "none", resident_blocks: int = 0) -> Optional[BlockSwap]:
+    """Put a model loaded in CPU memory where it computes: ``offload`` "none" moves every weight to ``device``;
+    "blocks" keeps the blocks after the first ``resident_blocks`` in CPU memory (:func:`enable_block_swap`;
+    more than the model has = all resident). Returns the swap (None with "none"). One rule for the CLI, the
+    Python API and the nodes."""
+    if offload not in OFFLOAD_MODES:
+        raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    if isinstance(resident_blocks, bool) or not isinstance(resident_blocks, int) or resident_blocks < 0:
+        raise OmniSyncError(f"resident_blocks must be a whole number >= 0, got {resident_blocks!r}.")
+    if offload == "none":
+        model.to(device)
+        return None
+    n = len(swappable_blocks(model))
+    return enable_block_swap(model, device, resident_blocks=min(resident_blocks, n))

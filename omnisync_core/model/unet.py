@@ -173,9 +173,15 @@ class OmniSyncUNet(nn.Module):
         self.out_norm = _norm(ch[0])
         self.out = nn.Conv2d(ch[0], cfg.latent_channels, 3, padding=1)
         self.gradient_checkpointing = False  # the trainer sets it; nothing to checkpoint at this size
+
         # ZERO output convolution: a fresh model returns x̂₀ = source, the identity edit.
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+
+    def swap_blocks(self) -> list:
+        """The residual blocks in the order forward runs them (down, middle, up from the deepest): the unit of
+        block swap (``model.offload``)."""
+        return [*self.down, self.middle, *reversed(self.up)]
 
     def forward(self, x: torch.Tensor, timestep, source: Optional[torch.Tensor] = None,
                 audio: Optional[torch.Tensor] = None, text: Optional[torch.Tensor] = None,
