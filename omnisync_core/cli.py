@@ -379,9 +379,7 @@ def run_eval(args) -> int:
                             f"`python -m omnisync_core make-data --out {args.data} --split {args.split}`.")
     reader, reader_meta = load_reader(args.reader)  # before the model: a bad path fails in a second
     dtype = resolve_dtype(args.dtype, args.device)
-    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype,
-                                               offload="blocks" if args.offload else "none",
-                                               resident_blocks=args.resident_blocks)
+    model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype)
     pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=dtype)
     opts, chosen = resolve_options(
         meta, tau=args.tau, num_steps=args.steps, seed=args.seed, omega_base=args.omega_base,
