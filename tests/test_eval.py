@@ -169,3 +169,18 @@ def test_eval_cli_errors_are_one_line(heldout_pairs, tmp_path, capsys):
         assert main(["eval", "--model", str(tmp_path / "no_model.safetensors"), "--quiet"] + args) == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and message in err and err.count("\n") == 1, err
+
+
+def test_eval_cli_runs_and_reports(heldout_pairs, tmp_path, capsys):
+    """The whole eval command on one held-out character with the bundled model and reader."""
+    import json
+
+    from omnisync_core.cli import main
+
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--data", heldout_pairs, "--limit", "1", "--steps", "2", "--quiet",
+                 "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "| all | 1 |" in out
+    data = json.loads(report.read_text())
+    assert data["summary"]["all"]["clips"] == 1 and data["options"]["steps"] == 2
