@@ -55,8 +55,10 @@ def _predict(model, x, sigma, source, audio, text, which: str,
 def _predict_frames(model, x, sigma, source, audio, text, which: str) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """:func:`_predict` in one forward call."""
     dtype = _model_dtype(model)
-    xin = x.to(dtype)[None]
-    src = source.to(dtype)[None]
+    # the state and the source stay float32 (fp32 islands): the network casts them for its body and builds
+    # x̂₀ = source + residual and the velocity in float32, so a bf16 network does not round the source's pixels
+    xin = x.float()[None]
+    src = source.float()[None]
     txt = text.to(dtype)[None] if text is not None else None
     t = torch.tensor([float(sigma_to_timestep(sigma))])
     if audio is None:  # no audio branch: nothing to guide
