@@ -48,6 +48,29 @@ def test_auto_dtype_is_bf16_only_where_native():
     assert auto_dtype("meta") == torch.float32
 
 
+def test_bf16_network_keeps_the_source_pixels_in_float32():
+    """fp32 islands: a bf16 network gets the state and the source in float32 and builds x̂₀ = source + residual in
+    float32, so with a zero residual (a fresh U-Net, the identity edit) every step keeps the float32 source."""
+    from omnisync_core.model.unet import OmniSyncUNet, UNetConfig
+    from omnisync_core.sampling.guidance import GuidanceConfig
+    from omnisync_core.sampling.sampler import denoise
+    from omnisync_core.sampling.schedule import FlowMatchSchedule
+
+    torch.manual_seed(0)
+    model = OmniSyncUNet(UNetConfig(latent_channels=12, channels=(8,), audio_dim=64, audio_layers=2, audio_tokens=3,
+                                    adapter_dim=8, freq_dim=8, mouth_params=0)).eval().to(torch.bfloat16)
+    seen = []
+    model.register_forward_pre_hook(lambda m, args, kwargs: seen.append((args[0].dtype, kwargs["source"].dtype)),
+                                    with_kwargs=True)
+    source = torch.rand(12, 3, 8, 8) * 2 - 1  # values bf16 cannot hold exactly
+    assert not torch.equal(source.bfloat16().float(), source)
+    sigmas = FlowMatchSchedule(4).truncate(1.0)
+    x, _ = denoise(model, torch.randn(12, 3, 8, 8), source, torch.randn(3, 3, 64), None, sigmas,
+                   GuidanceConfig(omega_peak=3.0), torch.tensor([[0.5, 0.5]] * 3))
+    assert seen and all(d == (torch.float32, torch.float32) for d in seen)
+    assert float((x - source).abs().max()) < 1e-5  # the last step lands on x̂₀ = source, not its bf16 rounding
+
+
 class MemoryFrames:
     """A FrameSource over frames in memory (uint8), counting what was read."""
 
