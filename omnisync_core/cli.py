@@ -210,7 +210,7 @@ def run_sync(args) -> int:
 
     from .api import sync_video_file
     from .audio.features import SAMPLE_RATE_HZ, to_mono_16k
-    from .media import VideoReader, atomic_output, read_audio
+    from .media import SpeechFile, VideoReader, atomic_output, read_audio
     from .pipeline import OmniSyncPipeline, audio_conversion_warnings
     from .text import encode_prompt, load_t5_encoder
     from .validate import check_clip_length, check_frame_size
@@ -246,7 +246,9 @@ def run_sync(args) -> int:
     check_clip_length(fps, num_frames, torch.as_tensor(wave).shape[-1] / sr)
     for message in audio_conversion_warnings(wave, sr):  # said here: the run gets the speech at 16 kHz mono
         on_warning(message)
-    wave, sr = to_mono_16k(wave, sr), SAMPLE_RATE_HZ  # the file's own samples are not kept for the whole run
+    # the file's own samples are not kept for the whole run, and the 16 kHz speech waits in a temporary file
+    # (read a Whisper chunk at a time): memory does not grow with the length of the speech
+    wave, sr = SpeechFile.from_waveform(to_mono_16k(wave, sr)), SAMPLE_RATE_HZ
     dtype = resolve_dtype(args.dtype, args.device)
     model, codec, encoder, meta = load_runtime(args.model, args.whisper, args.device, dtype,
                                                offload="blocks" if args.offload else "none",
@@ -277,6 +279,7 @@ def run_sync(args) -> int:
         if bar is not None:
             bar.close()
         bar_holder[:] = [None]
+        wave.close()
     report["options"] = chosen
     report["warnings"] = warnings  # the CLI's own and the run's, in the order printed
     if args.report:

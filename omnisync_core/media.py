@@ -509,6 +509,70 @@ class VideoWriter:
 WAV_BLOCK_SAMPLES = 1 << 16  # samples converted to or from PCM at a time (small: temporaries stay well under 1 MB)
 
 
+class SpeechFile:
+    """Mono speech kept in a temporary float32 file instead of memory (10 minutes at 16 kHz is 38 MB), for
+    streaming runs whose memory must not grow with length.
+
+    ``shape`` (N,) and ``len``; ``speech[a:b]`` reads those samples as a float32 tensor (silence past the
+    recorded end, when :meth:`with_length` padded it); :meth:`with_length` trims or pads without copying;
+    ``write_wav`` and ``VideoWriter`` take it in place of a waveform. The file is removed by :meth:`close`
+    (or when the last object using it is garbage-collected).
+    """
+
+    def __init__(self, path: str, recorded: int, length: Optional[int] = None, owner: Optional["SpeechFile"] = None):
+        self.path, self.recorded = path, int(recorded)
+        self.length = self.recorded if length is None else int(length)
+        self._owner = owner  # a trimmed/padded view keeps the file's owner alive
+
+    @classmethod
+    def from_waveform(cls, wave: torch.Tensor, folder: Optional[str] = None) -> "SpeechFile":
+        """(N,) float samples → a SpeechFile (written block by block)."""
+        wave = torch.as_tensor(wave).reshape(-1)
+        fd, path = tempfile.mkstemp(prefix="omnisync-speech-", suffix=".f32", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for start in range(0, wave.shape[0], WAV_BLOCK_SAMPLES):
+                    f.write(wave[start:start + WAV_BLOCK_SAMPLES].float().numpy().astype("<f4").tobytes())
+        except OSError as exc:
+            os.remove(path)
+            raise OmniSyncError(f"cannot write the speech to a temporary file ({exc}); free some disk space in "
+                                f"{os.path.dirname(path)!r}.") from exc
+        return cls(path, wave.shape[0])
+
+    @property
+    def shape(self) -> Tuple[int]:
+        return (self.length,)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise OmniSyncError("a SpeechFile is read by contiguous slices, speech[a:b].")
+        a, b, _ = key.indices(self.length)
+        out = np.zeros(max(0, b - a), np.float32)
+        n = max(0, min(b, self.recorded) - a)
+        if n:
+            with open(self.path, "rb") as f:
+                f.seek(4 * a)
+                out[:n] = np.fromfile(f, "<f4", count=n)
+        return torch.from_numpy(out)
+
+    def with_length(self, n: int) -> "SpeechFile":
+        """The first n samples (trimmed, or padded with silence), sharing the file."""
+        return SpeechFile(self.path, min(self.recorded, int(n)), int(n), owner=self._owner or self)
+
+    def close(self) -> None:
+        if self._owner is None and os.path.exists(self.path):
+            os.remove(self.path)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing to report
+            pass
+
+
 def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dict[str, Any]:
     """Write PCM WAV. waveform: (N,), (C, N) or (1, C, N) float in [−1, 1]; bits: 8, 16, 24 or 32.
 
@@ -519,15 +583,17 @@ def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dic
         raise OmniSyncError(f"WAV bits must be 8, 16, 24 or 32, got {bits!r}.")
     if not (isinstance(sample_rate, int) and sample_rate > 0):
         raise OmniSyncError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}.")
-    w = _as_waveform(waveform)  # (C, N) float32
+    w = waveform if isinstance(waveform, SpeechFile) else _as_waveform(waveform)  # (C, N) float32 or a file
     scale = 2.0 ** (bits - 1)
     clipped = 0
     with atomic_output(path) as part, wave.open(part, "wb") as f:
-        f.setnchannels(w.shape[0])
+        channels, n = (1, len(w)) if isinstance(w, SpeechFile) else w.shape
+        f.setnchannels(channels)
         f.setsampwidth(bits // 8)
         f.setframerate(sample_rate)
-        for start in range(0, w.shape[1], WAV_BLOCK_SAMPLES):  # in blocks: float64 temporaries stay small
-            block = w[:, start:start + WAV_BLOCK_SAMPLES].double().numpy()
+        for start in range(0, n, WAV_BLOCK_SAMPLES):  # in blocks: float64 temporaries stay small
+            block = (w[start:start + WAV_BLOCK_SAMPLES][None] if isinstance(w, SpeechFile)
+                     else w[:, start:start + WAV_BLOCK_SAMPLES]).double().numpy()
             clipped += int((np.abs(block) > 1).sum())
             q = np.ascontiguousarray(np.clip(np.round(block * scale), -scale, scale - 1).T)  # (n, C) interleaved
             if bits == 8:
@@ -543,7 +609,7 @@ def write_wav(path: str, waveform: Any, sample_rate: int, bits: int = 16) -> Dic
     if clipped:
         warnings.append(f"{os.path.basename(os.fspath(path))}: {clipped} audio samples outside [−1, 1] clipped "
                         "(lower the volume to avoid it).")
-    return {"seconds": w.shape[1] / sample_rate, "clipped_samples": clipped, "warnings": warnings}
+    return {"seconds": n / sample_rate, "clipped_samples": clipped, "warnings": warnings}
 
 
 def _pcm_to_float(raw: bytes, width: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from .audio.features import (
 from .composite import composite_outside_mouth, mouth_region_mask
 from .errors import OmniSyncError
 from .fps import exact_fps
-from .media import validate_frames
+from .media import SpeechFile, validate_frames
 from .validate import WarningCallback, check_clip_length, check_frame_size, training_warnings, warn
 from .model.codec import crop_back, pad_frames_to_valid, pad_to_stride
 from .progress import CancelCheck, ProgressCallback
@@ -120,7 +120,7 @@ CLIPPED_FRACTION = 1e-3  # more full-scale samples than this fraction: the speec
 
 def audio_conversion_warnings(waveform, sample_rate: int) -> List[str]:
     """What ``to_mono_16k`` changes about a waveform ((N,), (C, N) or (B, C, N) at ``sample_rate``): one line each."""
-    shape = tuple(torch.as_tensor(waveform).shape) if not isinstance(waveform, torch.Tensor) else tuple(waveform.shape)
+    shape = tuple(waveform.shape) if hasattr(waveform, "shape") else tuple(torch.as_tensor(waveform).shape)
     channels = shape[-2] if len(shape) >= 2 else 1
     out = []
     if len(shape) == 3 and shape[0] > 1:
@@ -142,7 +142,12 @@ def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int, lengt
     resampling, averaging channels, clipping and a length change of a frame or more are warned.
     """
     fps_exact = exact_fps(fps)
-    wave = to_mono_16k(waveform, sample_rate)
+    if isinstance(waveform, SpeechFile):  # 16 kHz mono on disk (streaming runs): used where it lies
+        if int(sample_rate) != SAMPLE_RATE_HZ:
+            raise OmniSyncError(f"a SpeechFile holds {SAMPLE_RATE_HZ} Hz mono speech; got sample_rate {sample_rate}.")
+        wave = waveform
+    else:
+        wave = to_mono_16k(waveform, sample_rate)
     validate_audio(wave)
     check_clip_length(fps_exact, num_frames=num_frames, audio_seconds=wave.shape[0] / SAMPLE_RATE_HZ)
     say = on_warning or (lambda message: None)
@@ -157,6 +162,8 @@ def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int, lengt
     frame_samples = SAMPLE_RATE_HZ / float(fps_exact)
     if plan.frame_indices.shape[0] != num_frames or abs(plan.num_samples - wave.shape[0]) >= frame_samples:
         say(plan.message + ".")
+    if isinstance(wave, SpeechFile):
+        return plan, wave.with_length(plan.num_samples)
     return plan, apply_audio_plan(wave, plan)
 
 
@@ -168,6 +175,8 @@ def encode_speech(encoder, wave16k: torch.Tensor, fps: float, num_frames: int) -
     if encoder is None:
         raise OmniSyncError("this model listens to speech: load a Whisper encoder (omnisync_core.audio.whisper."
                             "load_whisper, or the model's own via omnisync_core.api.load_runtime).")
+    if isinstance(wave16k, SpeechFile):  # the in-memory stages encode the whole clip at once
+        wave16k = wave16k[0:len(wave16k)]
     feats = encoder.encode(wave16k)  # (N_feat, L, D) at 50 Hz
     return align_features_to_frames(feats, fps, num_frames, silence_feature=encoder.silence_feature())
 

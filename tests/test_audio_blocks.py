@@ -83,3 +83,31 @@ def test_read_pcm_wav_truncated_data(tmp_path):
     got, sr = read_audio(path)
     assert sr == 16000 and got.shape == (1, 800) and torch.allclose(got, torch.full((1, 800), 0.5))
 
+
+
+def test_speech_file_reads_trims_pads_and_writes_like_the_tensor(tmp_path):
+    import os
+
+    from omnisync_core.media import SpeechFile
+    from omnisync_core.pipeline import prepare_audio
+
+    wave = torch.from_numpy(np.random.default_rng(5).uniform(-0.5, 0.5, 40_000).astype(np.float32))
+    speech = SpeechFile.from_waveform(wave, folder=str(tmp_path))
+    assert speech.shape == (40_000,) and torch.equal(speech[0:40_000], wave) and torch.equal(speech[123:4567], wave[123:4567])
+    longer, shorter = speech.with_length(50_000), speech.with_length(10_000)
+    assert torch.equal(longer[39_990:50_000][:10], wave[39_990:]) and not longer[40_000:50_000].any()
+    assert len(shorter) == 10_000 and torch.equal(shorter[0:20_000], wave[:10_000])
+    # the same length plan and samples as the in-memory speech, both ways (trim and pad)
+    for frames in (30, 70):  # 1.2 s and 2.8 s of video at 25 fps against 2.5 s of speech
+        plan_t, w_t = prepare_audio(frames, 25.0, wave, 16000, "follow_video")
+        plan_f, w_f = prepare_audio(frames, 25.0, speech, 16000, "follow_video")
+        assert torch.equal(plan_t.frame_indices, plan_f.frame_indices) and torch.equal(w_f[0:len(w_f)], w_t)
+    a, b = str(tmp_path / "a.wav"), str(tmp_path / "b.wav")
+    write_wav(a, wave, 16000)
+    info = write_wav(b, speech, 16000)
+    assert open(a, "rb").read() == open(b, "rb").read() and info["seconds"] == 2.5
+    del longer, shorter
+    speech.close()
+    assert not os.path.exists(speech.path)
+    with pytest.raises(OmniSyncError, match="SpeechFile holds 16000 Hz"):
+        prepare_audio(30, 25.0, SpeechFile.from_waveform(wave, folder=str(tmp_path)), 22050, "follow_video")

@@ -107,6 +107,15 @@ def test_streaming_gives_the_frames_of_the_in_memory_path(tiny, mouth, mode, com
     assert torch.allclose(torch.cat([c[3] for c in chunks]), whole.mouth_centres, atol=1e-6)
     assert rep["forward_passes"] == whole.report["forward_passes"] and rep["windows"] == whole.report["windows"]
     assert source.reads == out.shape[0]  # every source frame read once: the overlap is kept, not re-read
+    # the speech waiting in a file (what the CLI does) gives the same frames as the speech in memory
+    from omnisync_core.audio.features import to_mono_16k
+    from omnisync_core.media import SpeechFile
+
+    on_disk = []
+    speech = SpeechFile.from_waveform(to_mono_16k(wave, 16000))
+    stream_sync(pipe, MemoryFrames(src), FPS, speech, 16000, lambda o, s, g, c: on_disk.append(o), opts)
+    assert torch.equal(torch.cat(on_disk), out)
+    speech.close()
 
 
 def test_chunked_speech_features_equal_the_whole_clips_across_whisper_chunks(tiny):

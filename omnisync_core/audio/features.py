@@ -173,10 +173,10 @@ def to_mono_16k(waveform, sample_rate: int) -> torch.Tensor:
 def wave_stats(wave: torch.Tensor, level: float = 1.0) -> Dict[str, Any]:
     """{"non_finite", "peak" (of the finite samples), "at_level" (finite samples with |x| >= level)} of a
     waveform, block by block: no temporary as long as the speech (a 10-minute clip holds 9.6 M samples)."""
-    flat = torch.as_tensor(wave).reshape(-1)
+    flat = wave if hasattr(wave, "with_length") else torch.as_tensor(wave).reshape(-1)  # a media.SpeechFile as it is
     bad, peak, at = 0, 0.0, 0
-    for start in range(0, flat.numel(), RESAMPLE_BLOCK_SAMPLES):
-        a = flat[start:start + RESAMPLE_BLOCK_SAMPLES].abs()
+    for start in range(0, flat.shape[0], RESAMPLE_BLOCK_SAMPLES):
+        a = torch.as_tensor(flat[start:start + RESAMPLE_BLOCK_SAMPLES]).abs()
         finite = torch.isfinite(a)
         bad += int(a.numel() - int(finite.sum()))
         a = a[finite]
@@ -191,13 +191,14 @@ def validate_audio(wave16k: torch.Tensor) -> None:
 
     wave16k: ``(N,)`` float at 16 kHz (from :func:`to_mono_16k`). Raises :class:`OmniSyncError`.
     """
-    wave16k = torch.as_tensor(wave16k)
-    if wave16k.numel() == 0:
+    if not hasattr(wave16k, "with_length"):  # a media.SpeechFile is checked where it lies
+        wave16k = torch.as_tensor(wave16k)
+    if wave16k.shape[0] == 0:
         raise OmniSyncError("the audio is empty (0 samples); pass a clip with speech in it.")
     stats = wave_stats(wave16k)
     if stats["non_finite"]:
         raise OmniSyncError(
-            f"the audio contains NaN or infinite values ({stats['non_finite']} of {wave16k.numel()} samples); "
+            f"the audio contains NaN or infinite values ({stats['non_finite']} of {wave16k.shape[0]} samples); "
             "re-export or re-decode the audio file."
         )
     peak = stats["peak"]
