@@ -112,7 +112,6 @@ class OmniSyncModelLoader:
         }
 
     def load(self, model_name, dtype, offload="none", resident_blocks=0):
-        offload_mode = offload
         import comfy.model_management as mm
         import folder_paths
 
@@ -121,27 +120,26 @@ class OmniSyncModelLoader:
             raise missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint")
         from omnisync_core.audio.features import AudioFeatureSpec
         from omnisync_core.model.checkpoint import load_checkpoint
-        from omnisync_core.model.offload import place_model, swappable_blocks
+        from omnisync_core.model.offload import check_offload, place_model, swappable_blocks
         from omnisync_core.model.precision import prepare_for_inference
 
         import comfy.model_patcher
 
-        device, offload = mm.get_torch_device(), mm.unet_offload_device()
+        device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
         torch_dtype = _auto_dtype(device) if dtype == "auto" else DTYPES[dtype]
         from omnisync_core.validate import check_model_path, dtype_warnings
 
         check_model_path(path)  # a folder, a pickle, no OmniSync metadata: one line before any weights are read
         for message in dtype_warnings(device, torch_dtype):
             log.warning("Load OmniSync Model: %s", message)
-        if offload_mode not in OFFLOAD_MODES:
-            raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload_mode!r}.")
+        check_offload(offload, resident_blocks)
         # weights wait on the offload device; the sampler nodes ask model management to load them (offload none),
         # or stay in CPU memory with the blocks visiting the device in turn (offload blocks)
-        model, meta = load_checkpoint(path, device=offload if offload_mode == "none" else "cpu", dtype=torch_dtype)
+        model, meta = load_checkpoint(path, device=offload_device if offload == "none" else "cpu", dtype=torch_dtype)
         prepare_for_inference(model.eval(), device)
         patcher = swap = None
-        if offload_mode == "none":
-            patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload)
+        if offload == "none":
+            patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload_device)
         else:
             swap = place_model(model, device, "blocks", resident_blocks)
             log.info("Load OmniSync Model: %d of %d blocks swapped onto %s per forward", len(swap.swapped),

@@ -141,14 +141,13 @@ class OmniSyncXDubModelLoader:
         import comfy.model_management as mm
         import folder_paths
 
-        from omnisync_core.model.offload import enable_block_swap
+        from omnisync_core.model.offload import check_offload, place_model
         from omnisync_core.model.xdub_weights import load_xdub_model
 
         path = folder_paths.get_full_path(DIFFUSION_FOLDER, model_name)
         if path is None:
             raise missing_file_error(DIFFUSION_FOLDER, model_name, "X-Dub model")
-        if offload not in OFFLOAD_MODES:
-            raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+        check_offload(offload, resident_blocks)
         device, torch_dtype = mm.get_torch_device(), DTYPES[dtype]
         if offload == "none":
             mm.free_memory(os.path.getsize(path), device)
@@ -160,11 +159,11 @@ class OmniSyncXDubModelLoader:
                   "parameters": sum(p.numel() for p in model.parameters())}
         swap = None
         if offload == "blocks":
-            resident = min(resident_blocks, len(model.blocks))
-            if resident < resident_blocks:
-                report["resident_blocks"] = f"{resident_blocks} asked, the model has {resident}: all stay on the device"
+            if resident_blocks > len(model.blocks):
+                report["resident_blocks"] = (f"{resident_blocks} asked, the model has {len(model.blocks)}: all stay on "
+                                             "the device")
                 log.warning("Load X-Dub Model: %s", report["resident_blocks"])
-            swap = enable_block_swap(model, device, resident_blocks=resident)
+            swap = place_model(model, device, "blocks", resident_blocks)  # the resident count clamped to the model
             report["swapped_blocks"] = len(swap.swapped)
         return (XDubModel(model=model, device=device, dtype=torch_dtype, offload=offload, name=model_name,
                           swap=swap, report=report),)

@@ -60,10 +60,9 @@ def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cp
 
     check_device(device)  # a CPU build asked for CUDA, a folder or a pickle as the model: one line, before loading
     check_model_path(model_path)
-    from .model.offload import OFFLOAD_MODES, place_model
+    from .model.offload import check_offload, place_model
 
-    if offload not in OFFLOAD_MODES:
-        raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    check_offload(offload, resident_blocks)
     model, meta = load_checkpoint(model_path, device="cpu" if offload == "blocks" else device,
                                   dtype=resolve_dtype(dtype, device))
     prepare_for_inference(model, device)

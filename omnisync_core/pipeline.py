@@ -162,8 +162,6 @@ def prepare_audio(num_frames: int, fps: float, waveform, sample_rate: int, lengt
     frame_samples = SAMPLE_RATE_HZ / float(fps_exact)
     if plan.frame_indices.shape[0] != num_frames or abs(plan.num_samples - wave.shape[0]) >= frame_samples:
         say(plan.message + ".")
-    if isinstance(wave, SpeechFile):
-        return plan, wave.with_length(plan.num_samples)
     return plan, apply_audio_plan(wave, plan)
 
 

@@ -171,15 +171,20 @@ def enable_block_swap(model: nn.Module, device, resident_blocks: int = 0,
     return BlockSwap(model, device, resident_blocks, pin_memory)
 
 
+def check_offload(offload: str, resident_blocks: int = 0) -> None:
+    """The offload choice, checked before any weights are read (callers load to the CPU for "blocks")."""
+    if offload not in OFFLOAD_MODES:
+        raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    if isinstance(resident_blocks, bool) or not isinstance(resident_blocks, int) or resident_blocks < 0:
+        raise OmniSyncError(f"resident_blocks must be a whole number >= 0, got {resident_blocks!r}.")
+
+
 def place_model(model: nn.Module, device, offload: str = "none", resident_blocks: int = 0) -> Optional[BlockSwap]:
     """Put a model loaded in CPU memory where it computes: ``offload`` "none" moves every weight to ``device``;
     "blocks" keeps the blocks after the first ``resident_blocks`` in CPU memory (:func:`enable_block_swap`;
     more than the model has = all resident). Returns the swap (None with "none"). One rule for the CLI, the
     Python API and the nodes."""
-    if offload not in OFFLOAD_MODES:
-        raise OmniSyncError(f"offload must be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
-    if isinstance(resident_blocks, bool) or not isinstance(resident_blocks, int) or resident_blocks < 0:
-        raise OmniSyncError(f"resident_blocks must be a whole number >= 0, got {resident_blocks!r}.")
+    check_offload(offload, resident_blocks)
     if offload == "none":
         model.to(device)
         return None

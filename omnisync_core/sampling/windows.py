@@ -130,8 +130,11 @@ def match_lengths(num_frames: int, fps: float, num_samples: int, sample_rate: in
 
 
 def apply_audio_plan(wave: torch.Tensor, plan: LengthPlan) -> torch.Tensor:
-    """(N,) → (plan.num_samples,): trimmed, or zero-padded (silence) at the end."""
+    """(N,) → (plan.num_samples,): trimmed, or zero-padded (silence) at the end. A ``media.SpeechFile`` is trimmed
+    or padded where it lies (no copy)."""
     n = plan.num_samples
+    if hasattr(wave, "with_length"):
+        return wave.with_length(n)
     if wave.shape[0] >= n:
         return wave[:n]
     return torch.cat([wave, wave.new_zeros(n - wave.shape[0])])
