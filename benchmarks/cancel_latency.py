@@ -16,10 +16,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from omnisync_core.api import BUNDLED_MODEL  # noqa: E402
-from omnisync_core.model.checkpoint import load_checkpoint  # noqa: E402
-from omnisync_core.sampling import sampler  # noqa: E402
-from omnisync_core.sampling.guidance import GuidanceConfig  # noqa: E402
+from omnisync_core.api import BUNDLED_MODEL
+from omnisync_core.model.checkpoint import load_checkpoint
+from omnisync_core.sampling import sampler
+from omnisync_core.sampling.guidance import GuidanceConfig
 
 
 def longest_gap(model, frames: int, chunk_pixels: int) -> float:

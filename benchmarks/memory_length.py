@@ -46,7 +46,8 @@ def make_tiny_checkpoint(path: str) -> str:
 
 def make_clip(folder: str, frames: int) -> tuple:
     from omnisync_core.api import BUNDLED_SPEECH
-    from omnisync_core.media import VideoWriter, read_audio, write_wav
+    from omnisync_core.io.video import VideoWriter
+    from omnisync_core.io.audio import read_audio, write_wav
 
     video, audio = os.path.join(folder, f"clip{frames}.mp4"), os.path.join(folder, f"speech{frames}.wav")
     if not os.path.exists(video):

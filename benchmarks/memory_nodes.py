@@ -34,8 +34,8 @@ def status_mb(key: str) -> float:
 
 def one(path: str, model: str, frames_n: int, size: int) -> None:
     from omnisync_core.api import BUNDLED_SPEECH, OmniSyncPipeline, load_runtime, resolve_options
-    from omnisync_core.media import read_audio
-    from omnisync_core.stream import sync_frames
+    from omnisync_core.io.audio import read_audio
+    from omnisync_core.pipelines.stream import sync_frames
 
     net, codec, enc, meta = load_runtime(model, dtype="fp32")
     pipe = OmniSyncPipeline(net, codec, enc, meta=meta)

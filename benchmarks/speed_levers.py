@@ -37,8 +37,16 @@ ROWS = ("naive", "before", "+bf16", "+channels_last", "+cfg_cutoff", "all")
 
 
 def main() -> None:
-    from omnisync_core.api import BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_VIDEO, OmniSyncPipeline, load_runtime, resolve_options
-    from omnisync_core.media import read_audio, read_video
+    from omnisync_core.api import (
+        BUNDLED_MODEL,
+        BUNDLED_SPEECH,
+        BUNDLED_VIDEO,
+        OmniSyncPipeline,
+        load_runtime,
+        resolve_options,
+    )
+    from omnisync_core.io.audio import read_audio
+    from omnisync_core.io.video import read_video
     from omnisync_core.model.checkpoint import load_checkpoint
     from omnisync_core.model.precision import auto_dtype, prepare_for_inference
     from omnisync_core.sampling.guidance import GuidanceConfig

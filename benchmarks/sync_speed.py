@@ -26,10 +26,17 @@ sys.path.insert(0, ROOT)
 
 def main() -> None:
     from omnisync_core.api import (
-        AUTO, BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_VIDEO, OmniSyncPipeline, load_runtime, resolve_options,
+        AUTO,
+        BUNDLED_MODEL,
+        BUNDLED_SPEECH,
+        BUNDLED_VIDEO,
+        OmniSyncPipeline,
+        load_runtime,
+        resolve_options,
     )
     from omnisync_core.cli import auto_or
-    from omnisync_core.media import read_audio, read_video
+    from omnisync_core.io.audio import read_audio
+    from omnisync_core.io.video import read_video
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=BUNDLED_MODEL, help="checkpoint (default: the bundled model)")

@@ -35,9 +35,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from omnisync_core.model.config import preset  # noqa: E402
-from omnisync_core.model.dit import OmniSyncDiT  # noqa: E402
-from omnisync_core.model.offload import enable_block_swap  # noqa: E402
+from omnisync_core.model.config import preset
+from omnisync_core.model.dit import OmniSyncDiT
+from omnisync_core.model.offload import enable_block_swap
 
 VAE_TEMPORAL, VAE_SPATIAL = 4, 16   # Wan 2.2 VAE: 4 video frames (after the first) and 16×16 pixels per latent
 AUDIO_WINDOW = 8                    # audio tokens per latent frame: 2 features per video frame (50/s at 25 fps) × 4

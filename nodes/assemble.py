@@ -52,7 +52,7 @@ class OmniSyncVideoAssemble:
         }
 
     def assemble(self, latent, omnisync_audio, composite, composite_radius, feather_px):
-        from omnisync_core.pipeline import assemble
+        from omnisync_core.pipelines.omnisync import assemble
 
         if not latent.denoised:
             raise OmniSyncError("this latent has not been sampled yet; connect the output of OmniSync DS-CFG Sampler.")

@@ -7,7 +7,7 @@ import math
 import torch
 
 from omnisync_core.errors import OmniSyncError
-from omnisync_core.media import MIN_VIDEO_FRAMES
+from omnisync_core.io.frames import MIN_VIDEO_FRAMES
 
 from .bridge import CATEGORY, OmniSyncAudio, audio_from_comfy, audio_to_comfy, log, node_warner
 
@@ -63,7 +63,7 @@ class OmniSyncAudioEncode:
     @classmethod
     def INPUT_TYPES(cls):
         from omnisync_core.sampling.options import SyncOptions
-        from omnisync_core.sampling.windows import LENGTH_MODES
+        from omnisync_core.length import LENGTH_MODES
 
         return {
             "required": {
@@ -97,7 +97,7 @@ class OmniSyncAudioEncode:
 
     def encode(self, audio, fps, num_frames, length_mode, audio_encoder=None, images=None, encoded_audio=None):
         from omnisync_core.audio.features import SAMPLE_RATE_HZ, align_features_to_frames
-        from omnisync_core.pipeline import encode_speech, prepare_audio
+        from omnisync_core.pipelines.omnisync import encode_speech, prepare_audio
 
         if (audio_encoder is None) == (encoded_audio is None):
             raise OmniSyncError(

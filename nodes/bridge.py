@@ -77,7 +77,7 @@ class OmniSyncLatent:
 
     latents: (C, F, h, w) — x_init after Noise Init, the denoised latents after the sampler.
     sigmas: (S + 1,) the truncated flow-matching schedule, starting at τ.
-    video: ``omnisync_core.pipeline.EncodedVideo``: the source latents (the model's source condition),
+    video: ``omnisync_core.pipelines.omnisync.EncodedVideo``: the source latents (the model's source condition),
         the source frames after the frame plan, unpadded (for fallback frames and compositing), padding.
     """
 
@@ -128,7 +128,7 @@ def load_for_sampling(model: OmniSyncModel) -> None:
 
 def pipeline_for(model: OmniSyncModel, codec: Any, audio_encoder: Any = None):
     """The core pipeline of a loaded model: its device, precision and the audio window of its checkpoint."""
-    from omnisync_core.pipeline import OmniSyncPipeline
+    from omnisync_core.pipelines.omnisync import OmniSyncPipeline
 
     frame_window = getattr(model.audio_spec, "frame_window", None)
     return OmniSyncPipeline(model.model, codec, audio_encoder, device=model.device, dtype=model.dtype,
@@ -138,7 +138,7 @@ def pipeline_for(model: OmniSyncModel, codec: Any, audio_encoder: Any = None):
 def node_warner(report: dict, node: str):
     """on_warning for a node: the line goes to the console (logging) and into ``report["warnings"]``, which the
     node's report output shows (``validate.warn``)."""
-    from omnisync_core.validate import warn
+    from omnisync_core.pipelines.checks import warn
 
     def on_warning(message: str) -> None:
         warn(report, lambda m: log.warning("%s: %s", node, m), message)

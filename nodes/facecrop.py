@@ -1,20 +1,27 @@
 """Face Crop / Face Paste Back: square face crops at the model's size, and the processed crops blended back.
 
-Thin adapters over ``omnisync_core.facecrop`` (the box track, the crop, the paste-back and their report).
+Thin adapters over ``omnisync_core.image.facecrop`` (the box track, the crop, the paste-back and their report).
 """
 
 from __future__ import annotations
 
 import os
 
-from omnisync_core.facecrop import (
-    BORDERS, DEFAULT_CROP_SIZE, DEFAULT_EXPAND, DEFAULT_FEATHER_PX, DEFAULT_POINT, DEFAULT_SCALE, DEFAULT_SMOOTHING,
-    MODES, RESAMPLE,
+from omnisync_core.image.facecrop import (
+    BORDERS,
+    DEFAULT_CROP_SIZE,
+    DEFAULT_EXPAND,
+    DEFAULT_FEATHER_PX,
+    DEFAULT_POINT,
+    DEFAULT_SCALE,
+    DEFAULT_SMOOTHING,
+    MODES,
+    RESAMPLE,
 )
 
 from .bridge import CATEGORY, ComfyProgress, comfy_cancel, format_report, log, run_cancellable
 
-FACE_CROP_TYPE = "OMNISYNC_FACE_CROP"  # omnisync_core.facecrop.FaceCropTrack
+FACE_CROP_TYPE = "OMNISYNC_FACE_CROP"  # omnisync_core.image.facecrop.FaceCropTrack
 FACE_DETECTOR_FOLDER = "face_detection"  # ComfyUI/models/face_detection
 FACE_DETECTOR_FILE = "blaze_face_short_range.tflite"  # MediaPipe's face detector model, for mediapipe ≥ 0.10.30
 MAX_BOX_PX = 16384
@@ -99,7 +106,7 @@ class OmniSyncFaceCrop:
 
     def crop(self, images, mode, size, expand, smoothing, border, box_x, box_y, box_w, box_h, point_x, point_y, scale,
              mask=None):
-        from omnisync_core.facecrop import crop_faces, face_track
+        from omnisync_core.image.facecrop import crop_faces, face_track
 
         track = run_cancellable(
             face_track, images, mode, mask=mask, box=(box_x, box_y, box_w, box_h), point=(point_x, point_y),
@@ -146,7 +153,7 @@ class OmniSyncFacePasteBack:
         }
 
     def paste(self, images, crops, face_crop, feather_px):
-        from omnisync_core.facecrop import paste_back
+        from omnisync_core.image.facecrop import paste_back
 
         out = run_cancellable(paste_back, images, crops, face_crop, feather_px, progress=ComfyProgress(),
                               cancel=comfy_cancel)

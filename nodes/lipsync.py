@@ -1,4 +1,4 @@
-"""OmniSync Lip Sync (all-in-one): one node over ``omnisync_core.pipeline.OmniSyncPipeline``: the same
+"""OmniSync Lip Sync (all-in-one): one node over ``omnisync_core.pipelines.omnisync.OmniSyncPipeline``: the same
 stages, in the same order, as the split nodes."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.sampling.mouth import DEFAULT_MOUTH_CENTRE
 from omnisync_core.sampling.options import SyncOptions
-from omnisync_core.sampling.windows import LENGTH_MODES
+from omnisync_core.length import LENGTH_MODES
 
 from .bridge import (
     CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, load_for_sampling,
@@ -103,7 +103,7 @@ class OmniSyncLipSync:
         import comfy.model_management as mm
 
         from omnisync_core.model.codec import codec_from_spec
-        from omnisync_core.stream import sync_frames
+        from omnisync_core.pipelines.stream import sync_frames
 
         if mouth == "mask" and mouth_mask is None:
             raise OmniSyncError("mouth = mask needs a MASK connected to mouth_mask (or choose auto / point).")

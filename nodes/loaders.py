@@ -127,7 +127,7 @@ class OmniSyncModelLoader:
 
         device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
         torch_dtype = _auto_dtype(device) if dtype == "auto" else DTYPES[dtype]
-        from omnisync_core.validate import check_model_path, dtype_warnings
+        from omnisync_core.pipelines.checks import check_model_path, dtype_warnings
 
         check_model_path(path)  # a folder, a pickle, no OmniSync metadata: one line before any weights are read
         for message in dtype_warnings(device, torch_dtype):

@@ -1,5 +1,5 @@
 """OmniSync Noise Init (Eq. 5) and OmniSync DS-CFG Sampler (Eqs. 7–9): adapters over the pipeline's
-``encode_video`` + ``init`` and ``sample`` stages (``omnisync_core.pipeline``)."""
+``encode_video`` + ``init`` and ``sample`` stages (``omnisync_core.pipelines.omnisync``)."""
 
 from __future__ import annotations
 

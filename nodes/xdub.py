@@ -1,5 +1,5 @@
 """X-Dub nodes: load the public X-Dub weights (Wan 2.2 TI2V-5B lip-sync DiT, Whisper large-v2, wav2vec2-base-960h)
-and run the three stages of ``omnisync_core.xdub_pipeline.XDubPipeline`` on face crops, one node each.
+and run the three stages of ``omnisync_core.pipelines.xdub.XDubPipeline`` on face crops, one node each.
 
 The graph: Get Video Components → Face Crop → X-Dub Encode (speech features, the take ping-ponged to the speech,
 reference latents through ComfyUI's Wan 2.2 VAE) → X-Dub Sampler → X-Dub Assemble (decoded crops, and the full
@@ -52,7 +52,7 @@ class XDubModel:
 class XDubLatent:
     """XDUB_LATENT: a take after X-Dub Encode (``encoded``) and, after the Sampler, its ``sampled`` latents.
 
-    pipeline: the ``omnisync_core.xdub_pipeline.XDubPipeline`` that made it (model, Wan 2.2 codec);
+    pipeline: the ``omnisync_core.pipelines.xdub.XDubPipeline`` that made it (model, Wan 2.2 codec);
     options: the sampler's ``XDubOptions`` (Assemble's colour match and border blend follow them).
     """
 
@@ -258,7 +258,7 @@ class OmniSyncXDubEncode:
     def encode(self, model, vae, audio_encoders, crops, audio, fps):
         import comfy.model_management as mm
 
-        from omnisync_core.xdub_pipeline import XDubPipeline
+        from omnisync_core.pipelines.xdub import XDubPipeline
 
         wave, sr, audio_report = audio_from_comfy(audio)
         pipe = XDubPipeline(model.model, wan22_codec(vae), audio_encoders, device=model.device)
@@ -370,7 +370,7 @@ class OmniSyncXDubSampler:
 
         from omnisync_core.sampling.guidance import GuidanceConfig
         from omnisync_core.sampling.xdub import XDubOptions
-        from omnisync_core.xdub_pipeline import XDubPipeline
+        from omnisync_core.pipelines.xdub import XDubPipeline
 
         if latent.sampled is not None:
             raise OmniSyncError("this latent was already sampled: connect the output of X-Dub Encode.")

@@ -2,7 +2,8 @@
 
     import torch
     from omnisync_core.api import load_runtime, resolve_options, OmniSyncPipeline
-    from omnisync_core.media import read_audio, read_video
+    from omnisync_core.io.audio import read_audio
+    from omnisync_core.io.video import read_video
 
     model, codec, encoder, meta = load_runtime("models/omnisync_unet128.safetensors")
     pipe = OmniSyncPipeline(model, codec, encoder)
@@ -22,7 +23,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from .errors import OmniSyncError
-from .pipeline import OmniSyncPipeline, SyncResult
+from .pipelines.omnisync import OmniSyncPipeline, SyncResult
 from .sampling.options import AUTO, SyncOptions, resolve_options
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,7 +57,7 @@ def load_runtime(model_path: str, whisper_path: Optional[str] = None, device="cp
     from .model.codec import codec_from_spec
     from .model.precision import prepare_for_inference, resolve_dtype
 
-    from .validate import check_device, check_model_path
+    from .pipelines.checks import check_device, check_model_path
 
     check_device(device)  # a CPU build asked for CUDA, a folder or a pickle as the model: one line, before loading
     check_model_path(model_path)
@@ -97,9 +98,10 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
 
     import numpy as np
 
-    from .media import CONTACT_COLUMNS, VideoReader, VideoWriter, mouth_contact_sheet, side_by_side as sbs, write_png
-    from .stream import stream_sync
-    from .validate import warn
+    from .image.pictures import CONTACT_COLUMNS, mouth_contact_sheet, side_by_side as sbs, write_png
+    from .io.video import VideoReader, VideoWriter
+    from .pipelines.stream import stream_sync
+    from .pipelines.checks import warn
 
     opts = options or SyncOptions()
     warnings: Dict[str, Any] = {"warnings": []}

@@ -10,7 +10,7 @@ import torch
 
 from omnisync_core.audio.features import RESAMPLE_BLOCK_SAMPLES, to_mono_16k, validate_audio, wave_stats
 from omnisync_core.errors import OmniSyncError
-from omnisync_core.media import WAV_BLOCK_SAMPLES, read_audio, write_wav
+from omnisync_core.io.audio import WAV_BLOCK_SAMPLES, read_audio, write_wav
 
 
 @pytest.mark.parametrize("sr,channels,n", [
@@ -88,8 +88,8 @@ def test_read_pcm_wav_truncated_data(tmp_path):
 def test_speech_file_reads_trims_pads_and_writes_like_the_tensor(tmp_path):
     import os
 
-    from omnisync_core.media import SpeechFile
-    from omnisync_core.pipeline import prepare_audio
+    from omnisync_core.io.audio import SpeechFile
+    from omnisync_core.pipelines.omnisync import prepare_audio
 
     wave = torch.from_numpy(np.random.default_rng(5).uniform(-0.5, 0.5, 40_000).astype(np.float32))
     speech = SpeechFile.from_waveform(wave, folder=str(tmp_path))

@@ -43,7 +43,7 @@ def _float_wav(path, samples: np.ndarray, sr: int) -> None:
 
 
 def _ffmpeg(*args):
-    from omnisync_core.media import _ffmpeg_exe
+    from omnisync_core.io.ffmpeg import _ffmpeg_exe
 
     subprocess.run([_ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-v", "error", *args], check=True)
 
@@ -67,7 +67,8 @@ def _with_meta(src, dst, edit=None, raw=None, tensors=None):
 def corpus(tmp_path_factory):
     from safetensors.torch import save_file
 
-    from omnisync_core.media import write_video, write_wav
+    from omnisync_core.io.video import write_video
+    from omnisync_core.io.audio import write_wav
 
     d = tmp_path_factory.mktemp("corpus")
     p = {}
@@ -435,7 +436,7 @@ def loaded_once():
 def test_cli_runs_and_prints_each_adjustment(corpus, tmp_path, capsys, monkeypatch, loaded_once, case, flags,
                                              warnings):
     from omnisync_core import cli
-    from omnisync_core.media import read_video
+    from omnisync_core.io.video import read_video
 
     monkeypatch.setattr(cli, "load_runtime", loaded_once)
     resolved = _resolve(corpus, str(tmp_path), flags)
@@ -464,7 +465,7 @@ def test_cli_runs_and_prints_each_adjustment(corpus, tmp_path, capsys, monkeypat
 
 @pytest.fixture(scope="module")
 def runtime(corpus, loaded_once):
-    from omnisync_core.pipeline import OmniSyncPipeline
+    from omnisync_core.pipelines.omnisync import OmniSyncPipeline
 
     model, codec, encoder, meta = loaded_once(corpus["model"], corpus["whisper"])
     return OmniSyncPipeline(model, codec, encoder, meta=meta)
@@ -633,7 +634,8 @@ API_READ_ERRORS = [
 @pytest.mark.parametrize("case,kind,key,pattern", API_READ_ERRORS, ids=[c[0] for c in API_READ_ERRORS])
 def test_api_read_refuses_with_one_line(corpus, case, kind, key, pattern):
     from omnisync_core.errors import OmniSyncError
-    from omnisync_core.media import read_audio, read_video
+    from omnisync_core.io.audio import read_audio
+    from omnisync_core.io.video import read_video
 
     path = corpus.get(key, os.path.join(corpus["dir"], key))
     with pytest.raises(OmniSyncError) as exc:
@@ -698,7 +700,7 @@ def test_api_runs_and_reports_each_adjustment(runtime, case, frames, fps, wave, 
 
 def test_api_warns_when_far_from_the_training_fps_and_size(corpus):
     from omnisync_core.api import load_runtime
-    from omnisync_core.pipeline import OmniSyncPipeline
+    from omnisync_core.pipelines.omnisync import OmniSyncPipeline
     from omnisync_core.sampling.options import SyncOptions
 
     model, codec, encoder, meta = load_runtime(corpus["trained.safetensors"], corpus["whisper"])
@@ -783,7 +785,7 @@ def test_interrupted_cli_run_leaves_no_output(corpus, tmp_path, capsys, monkeypa
 
 @pytest.mark.parametrize("when", ["while encoding", "while muxing"])
 def test_interrupted_write_leaves_no_file_with_the_final_name(tmp_path, monkeypatch, when):
-    from omnisync_core import media
+    from omnisync_core.io import video as media
 
     if when == "while encoding":
         def broken(*a, **k):
@@ -799,7 +801,7 @@ def test_interrupted_write_leaves_no_file_with_the_final_name(tmp_path, monkeypa
 
 
 def test_atomic_output_renames_only_when_complete(tmp_path):
-    from omnisync_core.media import atomic_output
+    from omnisync_core.io.files import atomic_output
 
     target = tmp_path / "r.json"
     with pytest.raises(RuntimeError):
@@ -816,7 +818,7 @@ def test_atomic_output_renames_only_when_complete(tmp_path):
 
 
 def test_ffmpeg_errors_are_quoted_from_line_starts():
-    from omnisync_core.media import ffmpeg_quote
+    from omnisync_core.io.ffmpeg import ffmpeg_quote
 
     text = "x" * 5000 + "\n[mov,mp4] moov atom not found\n\nError opening input: Invalid data\nlast line\n"
     quoted = ffmpeg_quote(text)
@@ -1061,7 +1063,7 @@ def test_subprocess_refuses_with_rc_2_and_no_traceback(corpus, tmp_path, case, f
 
 
 def test_subprocess_run_prints_warnings_and_writes_exact_size(corpus, tmp_path):
-    from omnisync_core.media import read_video
+    from omnisync_core.io.video import read_video
 
     out = str(tmp_path / "out.mp4")
     res = _subprocess(_sync(corpus, out, **{"--video": corpus["odd.mp4"], "--audio": corpus["stereo44k.wav"],

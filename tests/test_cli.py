@@ -31,7 +31,8 @@ def run_cli(*args):
 
 
 def test_sync_writes_video_with_audio_using_the_checkpoints_recommended_sampling(tmp_path):
-    from omnisync_core.media import read_audio, read_video, write_video, write_wav
+    from omnisync_core.io.audio import read_audio, write_wav
+    from omnisync_core.io.video import read_video, write_video
 
     video, audio, out = tmp_path / "in.mp4", tmp_path / "speech.wav", tmp_path / "out.mp4"
     write_video(str(video), make_frames(T=20), 25.0)
@@ -57,7 +58,8 @@ def test_sync_writes_video_with_audio_using_the_checkpoints_recommended_sampling
 
 
 def test_bad_checkpoint_is_one_line_error(tmp_path):
-    from omnisync_core.media import write_video, write_wav
+    from omnisync_core.io.video import write_video
+    from omnisync_core.io.audio import write_wav
 
     video, audio = tmp_path / "in.mp4", tmp_path / "a.wav"
     write_video(str(video), make_frames(T=4), 25.0)
@@ -76,7 +78,8 @@ def test_demo_lip_syncs_the_bundled_sample_with_the_bundled_model(tmp_path):
     towards the renderer's truth for the new speech, and the rest of the frame stays the source's."""
     import imageio.v3 as iio
 
-    from omnisync_core.media import read_audio, read_video
+    from omnisync_core.io.audio import read_audio
+    from omnisync_core.io.video import read_video
 
     out = tmp_path / "out.mp4"
     res = run_cli("demo", "-o", str(out), "--quiet")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from omnisync_core.composite import composite_outside_mouth, mouth_region_mask
+from omnisync_core.image.composite import composite_outside_mouth, mouth_region_mask
 from omnisync_core.errors import OmniSyncError
 
 H, W = 48, 64

@@ -38,7 +38,8 @@ def _frames(path):
 
 
 def test_samples_have_media_json_and_cache(dataset):
-    from omnisync_core.media import read_audio, read_video
+    from omnisync_core.io.audio import read_audio
+    from omnisync_core.io.video import read_video
 
     index = json.load(open(os.path.join(dataset, "dataset.json")))
     assert [e["kind"] for e in index["splits"]["train"]] == ["human", "stylized", "nonhuman"]
@@ -161,7 +162,7 @@ def test_train_cli_runs_on_the_folder_and_exports_a_checkpoint(dataset, tmp_path
 def test_heldout_eval_measures_model_and_copy_baseline(dataset, tmp_path):
     from omnisync_core.cli import load_runtime
     from omnisync_core.eval.heldout import evaluate_heldout, markdown_table
-    from omnisync_core.pipeline import OmniSyncPipeline, SyncOptions
+    from omnisync_core.pipelines.omnisync import OmniSyncPipeline, SyncOptions
     from tiny import make_model_checkpoint
 
     whisper = os.path.join(os.path.dirname(dataset), "whisper-tiny-random")

@@ -93,7 +93,7 @@ def test_summary_sums_counts_and_table_marks_missing_scores():
 
 def test_ablation_variants_are_data_applied_to_the_base_run():
     from omnisync_core.eval.ablation import ABLATIONS, ablation_options
-    from omnisync_core.pipeline import SyncOptions
+    from omnisync_core.pipelines.omnisync import SyncOptions
     from omnisync_core.sampling.guidance import GuidanceConfig
 
     base = SyncOptions(tau=0.9, guidance=GuidanceConfig(omega_base=1.5, omega_peak=4.0, gamma=1.5))
@@ -134,7 +134,7 @@ class _CopySource:
 def test_copying_the_source_scores_as_the_copy_baseline(heldout_pairs):
     from omnisync_core.eval.heldout import evaluate_heldout
     from omnisync_core.eval.mouth_reader import MouthReader, ReaderConfig
-    from omnisync_core.pipeline import SyncOptions
+    from omnisync_core.pipelines.omnisync import SyncOptions
 
     torch.manual_seed(0)
     reader = MouthReader(ReaderConfig(crop=16, channels=(4, 8)))
@@ -147,7 +147,7 @@ def test_copying_the_source_scores_as_the_copy_baseline(heldout_pairs):
 
 def test_ablation_runs_every_variant_on_the_same_clips(heldout_pairs):
     from omnisync_core.eval.ablation import ablation_table, evaluate_ablation
-    from omnisync_core.pipeline import SyncOptions
+    from omnisync_core.pipelines.omnisync import SyncOptions
 
     pipe = _CopySource()
     variants = [("default", {}), ("τ = 1", {"tau": 1.0})]

@@ -1,4 +1,4 @@
-"""Face crop and paste-back (omnisync_core.facecrop) and its node pair, on small synthetic frames."""
+"""Face crop and paste-back (omnisync_core.image.facecrop) and its node pair, on small synthetic frames."""
 
 import math
 import sys
@@ -8,8 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from omnisync_core.errors import Cancelled, OmniSyncError
-from omnisync_core.facecrop import (
-    DEFAULT_EXPAND, FaceCropTrack, crop_faces, face_track, paste_back, smooth_track,
+from omnisync_core.image.facecrop import (
+    DEFAULT_EXPAND,
+    FaceCropTrack,
+    crop_faces,
+    face_track,
+    paste_back,
+    smooth_track,
 )
 
 T, H, W = 5, 72, 96
@@ -158,7 +163,7 @@ def test_mediapipe_adapters_take_the_largest_face(monkeypatch):
 
     import numpy as np
 
-    from omnisync_core.facecrop import mediapipe_detector
+    from omnisync_core.image.facecrop import mediapipe_detector
 
     ns = types.SimpleNamespace
     rel = [ns(xmin=0.1, ymin=0.1, width=0.1, height=0.1), ns(xmin=0.5, ymin=0.25, width=0.25, height=0.5)]

@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CORE_MODULES = [
     "omnisync_core",
-    "omnisync_core.pipeline",
+    "omnisync_core.pipelines.omnisync",
     "omnisync_core.cli",
     "omnisync_core.model.dit",
     "omnisync_core.model.checkpoint",
@@ -16,8 +16,8 @@ CORE_MODULES = [
     "omnisync_core.audio.whisper",
     "omnisync_core.sampling.sampler",
     "omnisync_core.sampling.xdub",
-    "omnisync_core.xdub_pipeline",
-    "omnisync_core.xdub_cli",
+    "omnisync_core.pipelines.xdub",
+    "omnisync_core.cli.xdub",
     "omnisync_core.model.wan22_vae",
 ]
 

@@ -8,14 +8,10 @@ import pytest
 import torch
 
 from omnisync_core.errors import OmniSyncError
-from omnisync_core.media import (
-    read_audio,
-    read_video,
-    side_by_side,
-    validate_frames,
-    write_video,
-    write_wav,
-)
+from omnisync_core.io.audio import read_audio, write_wav
+from omnisync_core.io.video import read_video, write_video
+from omnisync_core.image.pictures import side_by_side
+from omnisync_core.io.frames import validate_frames
 
 SR = 16000
 TONE_HZ = 440.0
@@ -191,7 +187,7 @@ def test_side_by_side():
 
 
 def test_mouth_contact_sheet_rows_follow_one_crop_track():
-    from omnisync_core.media import CONTACT_CELL_PX, mouth_contact_sheet
+    from omnisync_core.image.pictures import CONTACT_CELL_PX, mouth_contact_sheet
 
     T, H, W = 20, 40, 40
     a = torch.zeros(T, H, W, 3)

@@ -7,8 +7,21 @@ import torch
 
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.eval.mouth_reader import (
-    MouthReader, ReaderConfig, ReaderTrainConfig, augment, crop_mouths, evaluate_reader, load_reader,
-    load_reader_clips, pearson, r_squared, read_mouths, reader_accuracy, save_reader, train_reader)
+    MouthReader,
+    ReaderConfig,
+    ReaderTrainConfig,
+    augment,
+    crop_mouths,
+    evaluate_reader,
+    load_reader,
+    load_reader_clips,
+    pearson,
+    r_squared,
+    read_mouths,
+    reader_accuracy,
+    save_reader,
+    train_reader,
+)
 
 SMALL = ReaderConfig(crop=16, channels=(4, 8))
 

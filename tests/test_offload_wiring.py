@@ -73,7 +73,8 @@ def test_place_model_refusals():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from omnisync_core.media import write_video, write_wav
+    from omnisync_core.io.video import write_video
+    from omnisync_core.io.audio import write_wav
 
     base = tmp_path_factory.mktemp("offload")
     os.makedirs(base / "models" / "omnisync")
@@ -107,7 +108,7 @@ def run_cli(*args):
 
 
 def test_cli_offload_equals_no_offload(files, tmp_path):
-    from omnisync_core.media import read_video
+    from omnisync_core.io.video import read_video
 
     _, model, whisper, video, audio = files
     common = ["sync", "--video", video, "--audio", audio, "--model", model, "--whisper", whisper, "--quiet",

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from omnisync_core.errors import Cancelled, OmniSyncError
-from omnisync_core.pipeline import OmniSyncPipeline, SyncOptions
+from omnisync_core.pipelines.omnisync import OmniSyncPipeline, SyncOptions
 from omnisync_core.sampling.guidance import GuidanceConfig
 
 from tiny import make_frames, make_model_checkpoint, make_speech_like, make_whisper_folder
@@ -119,7 +119,7 @@ def test_bad_frames_are_clear_errors(pipe):
 def test_a_model_trained_on_the_last_layers_gets_exactly_those(pipe):
     from omnisync_core.model.config import preset
     from omnisync_core.model.dit import OmniSyncDiT
-    from omnisync_core.pipeline import encode_speech, select_audio_layers
+    from omnisync_core.pipelines.omnisync import encode_speech, select_audio_layers
     from tiny import WHISPER_D_MODEL, WHISPER_LAYERS
 
     wave = torch.from_numpy(make_speech_like(0.4))

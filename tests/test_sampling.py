@@ -8,20 +8,26 @@ from torch import nn
 
 from omnisync_core.errors import Cancelled, OmniSyncError
 from omnisync_core.sampling.guidance import (
-    WEIGHT_TOLERANCE, GuidanceConfig, ds_cfg_combine, guidance_weight, passes_needed, spatial_guidance_map,
+    WEIGHT_TOLERANCE,
+    GuidanceConfig,
+    ds_cfg_combine,
+    guidance_weight,
+    passes_needed,
+    spatial_guidance_map,
     temporal_weight,
 )
 from omnisync_core.sampling.mouth import (
-    DEFAULT_MOUTH_CENTRE, centres_from_guidance, centres_from_mask, centres_from_point, fill_missing,
+    DEFAULT_MOUTH_CENTRE,
+    centres_from_guidance,
+    centres_from_mask,
+    centres_from_point,
+    fill_missing,
 )
 from omnisync_core.sampling.noise_init import frame_noise, progressive_noise_init
 from omnisync_core.sampling.sampler import denoise, sample_windowed
-from omnisync_core.sampling.schedule import (
-    FlowMatchSchedule, shift_sigma, sigma_to_timestep, timestep_to_sigma,
-)
-from omnisync_core.sampling.windows import (
-    apply_audio_plan, blend_weights, match_lengths, plan_windows, window_overlaps,
-)
+from omnisync_core.sampling.schedule import FlowMatchSchedule, shift_sigma, sigma_to_timestep, timestep_to_sigma
+from omnisync_core.length import apply_audio_plan, match_lengths
+from omnisync_core.sampling.windows import blend_weights, plan_windows, window_overlaps
 
 
 # -- schedule -------------------------------------------------------------------------------------
@@ -394,7 +400,7 @@ def test_exact_fps_is_one_rule_for_files_widgets_and_alignment():
     from fractions import Fraction
 
     from omnisync_core.audio.features import align_features_to_frames
-    from omnisync_core.fps import exact_fps
+    from omnisync_core.io.fps import exact_fps
 
     assert exact_fps(29.97) == exact_fps(30000 / 1001) == Fraction(30000, 1001)  # what ffmpeg and people write
     assert exact_fps(25) == 25 and exact_fps(12.5) == Fraction(25, 2) and exact_fps(Fraction(2997, 100)) == Fraction(2997, 100)

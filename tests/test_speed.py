@@ -86,9 +86,9 @@ class MemoryFrames:
 @pytest.mark.parametrize("mouth, mode, composite", [("auto", "follow_audio_loop", False),
                                                     ((0.5, 0.6), "follow_video", True)])
 def test_streaming_gives_the_frames_of_the_in_memory_path(tiny, mouth, mode, composite):
-    from omnisync_core.pipeline import OmniSyncPipeline
+    from omnisync_core.pipelines.omnisync import OmniSyncPipeline
     from omnisync_core.sampling.options import SyncOptions
-    from omnisync_core.stream import stream_sync, to_uint8
+    from omnisync_core.pipelines.stream import stream_sync, to_uint8
 
     model, codec, encoder, _ = tiny
     pipe = OmniSyncPipeline(model, codec, encoder)
@@ -109,7 +109,7 @@ def test_streaming_gives_the_frames_of_the_in_memory_path(tiny, mouth, mode, com
     assert source.reads == out.shape[0]  # every source frame read once: the overlap is kept, not re-read
     # the speech waiting in a file (what the CLI does) gives the same frames as the speech in memory
     from omnisync_core.audio.features import to_mono_16k
-    from omnisync_core.media import SpeechFile
+    from omnisync_core.io.audio import SpeechFile
 
     on_disk = []
     speech = SpeechFile.from_waveform(to_mono_16k(wave, 16000))
@@ -120,7 +120,7 @@ def test_streaming_gives_the_frames_of_the_in_memory_path(tiny, mouth, mode, com
 
 def test_chunked_speech_features_equal_the_whole_clips_across_whisper_chunks(tiny):
     from omnisync_core.audio.features import align_features_to_frames
-    from omnisync_core.stream import ChunkedFrameFeatures
+    from omnisync_core.pipelines.stream import ChunkedFrameFeatures
 
     _, _, encoder, _ = tiny
     seconds = encoder.chunk_samples / 16000 + 1.3  # a second chunk
@@ -139,7 +139,7 @@ def test_chunked_speech_features_equal_the_whole_clips_across_whisper_chunks(tin
 
 
 def test_video_reader_reads_any_plan_without_the_whole_clip(tmp_path):
-    from omnisync_core.media import VideoReader, read_video, write_video
+    from omnisync_core.io.video import VideoReader, read_video, write_video
 
     path = str(tmp_path / "clip.mp4")
     write_video(path, make_frames(T=7, H=16, W=16), FPS)

@@ -14,8 +14,14 @@ from safetensors.torch import save_file
 
 from omnisync_core.errors import Cancelled, OmniSyncError
 from omnisync_core.train import trainer
-from omnisync_core.train.batches import (ARBITRARY, PSEUDO_PAIRED, TensorPairSource, choose_pair_kind,
-                                         draw_batch, sample_sigmas)
+from omnisync_core.train.batches import (
+    ARBITRARY,
+    PSEUDO_PAIRED,
+    TensorPairSource,
+    choose_pair_kind,
+    draw_batch,
+    sample_sigmas,
+)
 from omnisync_core.train.config import TrainConfig, load_train_config
 from omnisync_core.train.ema import EMA
 

@@ -9,11 +9,12 @@ import torch
 
 from omnisync_core.cli import main
 from omnisync_core.errors import Cancelled, OmniSyncError
-from omnisync_core.media import read_video, write_video, write_wav
+from omnisync_core.io.video import read_video, write_video
+from omnisync_core.io.audio import write_wav
 from omnisync_core.model.wan22_vae import wan22_codec
-from omnisync_core.sampling.windows import pingpong_indices
+from omnisync_core.length import pingpong_indices
 from omnisync_core.sampling.xdub import XDubOptions
-from omnisync_core.xdub_pipeline import XDubPipeline
+from omnisync_core.pipelines.xdub import XDubPipeline
 from tiny import (
     TinyWan22VAE, make_speech_like, make_umt5_folder, make_wav2vec2_folder, make_whisper_folder, make_xdub_checkpoint,
 )

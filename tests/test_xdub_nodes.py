@@ -81,7 +81,7 @@ def test_split_nodes_give_what_the_pipeline_gives(comfy, loaded):
     encode each clip through the VAE on its own, and return the full frames and boxes in the take's order."""
     from omnisync_core.sampling.guidance import GuidanceConfig
     from omnisync_core.sampling.xdub import XDubOptions
-    from omnisync_core.xdub_pipeline import XDubPipeline
+    from omnisync_core.pipelines.xdub import XDubPipeline
 
     nodes = comfy[0]
     model, encoders = loaded

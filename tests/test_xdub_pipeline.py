@@ -6,12 +6,10 @@ import pytest
 import torch
 
 from omnisync_core.cli import main
-from omnisync_core.composite import blend_border, border_blend_mask, color_correct
+from omnisync_core.image.composite import blend_border, border_blend_mask, color_correct
 from omnisync_core.errors import OmniSyncError
-from omnisync_core.model.wan22_vae import (
-    WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, load_wan22_vae, wan22_codec,
-)
-from omnisync_core.xdub_pipeline import xdub_text
+from omnisync_core.model.wan22_vae import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, load_wan22_vae, wan22_codec
+from omnisync_core.pipelines.xdub import xdub_text
 
 
 class RawVAE:

@@ -12,8 +12,16 @@ from omnisync_core.sampling.guidance import GuidanceConfig
 from omnisync_core.sampling.noise_init import clip_noise
 from omnisync_core.sampling.schedule import FlowMatchSchedule
 from omnisync_core.sampling.xdub import (
-    BORDER_SIGMA_MAX, XDubOptions, denoise_clip, join_clip_latents, passes_needed, plan_clips, ref_cfg_scale_at,
-    replace_borders, sample_clips, xdub_combine,
+    BORDER_SIGMA_MAX,
+    XDubOptions,
+    denoise_clip,
+    join_clip_latents,
+    passes_needed,
+    plan_clips,
+    ref_cfg_scale_at,
+    replace_borders,
+    sample_clips,
+    xdub_combine,
 )
 
 C, F_, H, W = 4, 3, 8, 8

@@ -23,7 +23,7 @@ import soxr
 import torch
 
 from ..errors import OmniSyncError
-from ..fps import exact_fps
+from ..io.fps import exact_fps
 
 SAMPLE_RATE_HZ = 16000  # Whisper's input rate
 FEATURE_RATE_HZ = 50  # Whisper encoder positions per second (mel hop 10 ms, conv2 stride 2)
@@ -220,7 +220,7 @@ def align_features_to_frames(
     """Whisper features at 50 Hz → one feature per video frame.
 
     feats: ``(N_feat, L, D)``; feature k sits at time (k + 0.5)/50 s.
-    fps: video frame rate, made exact by :func:`omnisync_core.fps.exact_fps` (29.97 → 30000/1001); the
+    fps: video frame rate, made exact by :func:`omnisync_core.io.fps.exact_fps` (29.97 → 30000/1001); the
         arithmetic is exact integer arithmetic.
     num_frames: T, the number of video frames wanted.
     silence_feature: ``(L, D)`` used for frames past the audio end (zeros when None).

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import OmniSyncError
-from ..fps import exact_fps
+from ..io.fps import exact_fps
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from .features import FEATURE_RATE_HZ, SAMPLE_RATE_HZ, SAMPLES_PER_FEATURE, to_mono_16k, validate_audio
 

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import OmniSyncError
-from .visemes import MOUTH_PARAMS  # column order of mouth_params: open, width, round, teeth, tongue
+from .visemes import MOUTH_PARAMS
 
 KINDS = ("human", "stylized", "nonhuman")
 SUBTYPES = {

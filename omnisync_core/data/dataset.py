@@ -64,7 +64,8 @@ def build_dataset(root: str, num_characters: int, split: str = "train", size: in
     Returns the dataset index (also written to ``root/dataset.json``, merged with other splits).
     """
     from ..audio.features import align_features_to_frames, to_mono_16k
-    from ..media import write_video, write_wav
+    from ..io.video import write_video
+    from ..io.audio import write_wav
     from .characters import random_character, random_motion, render_clip
     from .speech import random_sentence, random_voice, speak
     from .visemes import VISEME_NAMES, viseme_track

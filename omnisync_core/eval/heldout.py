@@ -106,7 +106,7 @@ def evaluate_heldout(pipeline, root: str, options, split: str = "heldout", limit
     With a ``reader`` (:func:`omnisync_core.eval.mouth_reader.load_reader`) the rows also hold the
     lip-sync scores of :func:`sync_metrics`.
     """
-    from ..media import read_audio
+    from ..io.audio import read_audio
     from ..data.dataset import read_index
     from safetensors import safe_open
 

@@ -88,7 +88,7 @@ class LatentCodec(ABC):
             shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
             raise OmniSyncError(
                 f"{type(self).__name__}.encode expects frames as a (T, H, W, 3) tensor, got {shape}; "
-                "run omnisync_core.media.validate_frames first."
+                "run omnisync_core.io.frames.validate_frames first."
             )
         T, H, W = frames.shape[:3]
         if not self.is_valid_num_frames(T):

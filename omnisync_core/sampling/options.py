@@ -24,7 +24,7 @@ import torch
 
 from ..errors import OmniSyncError
 from .guidance import GuidanceConfig
-from .windows import LENGTH_MODES
+from ..length import LENGTH_MODES
 
 AUTO = "auto"  # "use the checkpoint's recommendation, else the default"
 # OmniSync's default σ below which DS-CFG is off (GuidanceConfig.cfg_cutoff): 0, guidance at every step. Measured on

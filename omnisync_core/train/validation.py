@@ -63,7 +63,8 @@ class RenderValidator:
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, step: int) -> Dict[str, float]:
-        from ..media import side_by_side, write_video
+        from ..image.pictures import side_by_side
+        from ..io.video import write_video
 
         core = getattr(model, "module", model)  # DDP / FSDP wrapper → the DiT
         was_training = core.training

@@ -34,24 +34,31 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .audio.features import (
-    SAMPLE_RATE_HZ, AudioFeatureSpec, align_features_to_frames, latent_audio_tokens, latent_frame_groups,
-    to_mono_16k, validate_audio, wave_stats,
+from ..audio.features import (
+    SAMPLE_RATE_HZ,
+    AudioFeatureSpec,
+    align_features_to_frames,
+    latent_audio_tokens,
+    latent_frame_groups,
+    to_mono_16k,
+    validate_audio,
+    wave_stats,
 )
-from .composite import composite_outside_mouth, mouth_region_mask
-from .errors import OmniSyncError
-from .fps import exact_fps
-from .media import SpeechFile, validate_frames
-from .validate import WarningCallback, check_clip_length, check_frame_size, training_warnings, warn
-from .model.codec import crop_back, pad_frames_to_valid, pad_to_stride
-from .progress import CancelCheck, ProgressCallback
-from .sampling.guidance import GuidanceConfig
-from .sampling.mouth import DEFAULT_MOUTH_CENTRE, centres_from_mask, centres_from_point, fill_missing
-from .sampling.noise_init import progressive_noise_init
-from .sampling.options import SyncOptions
-from .sampling.sampler import sample_windowed
-from .sampling.schedule import FlowMatchSchedule
-from .sampling.windows import LengthPlan, apply_audio_plan, match_lengths
+from ..image.composite import composite_outside_mouth, mouth_region_mask
+from ..errors import OmniSyncError
+from ..io.fps import exact_fps
+from ..io.audio import SpeechFile
+from ..io.frames import validate_frames
+from .checks import WarningCallback, check_clip_length, check_frame_size, training_warnings, warn
+from ..model.codec import crop_back, pad_frames_to_valid, pad_to_stride
+from ..progress import CancelCheck, ProgressCallback
+from ..sampling.guidance import GuidanceConfig
+from ..sampling.mouth import DEFAULT_MOUTH_CENTRE, centres_from_mask, centres_from_point, fill_missing
+from ..sampling.noise_init import progressive_noise_init
+from ..sampling.options import SyncOptions
+from ..sampling.sampler import sample_windowed
+from ..sampling.schedule import FlowMatchSchedule
+from ..length import LengthPlan, apply_audio_plan, match_lengths
 
 __all__ = ["OmniSyncPipeline", "SyncOptions", "SyncResult", "EncodedVideo", "Sampled", "prepare_audio",
            "encode_speech", "select_audio_layers", "assemble"]

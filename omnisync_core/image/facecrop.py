@@ -42,8 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import OmniSyncError
-from .progress import CancelCheck, ProgressCallback, check_cancel, report
+from ..errors import OmniSyncError
+from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 
 MODES = ("mask", "box", "point", "auto")
 BORDERS = ("shift", "pad")  # shift: move the box inside the frame (X-Dub); pad: repeat edge pixels outside

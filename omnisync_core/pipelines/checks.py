@@ -20,9 +20,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from .errors import OmniSyncError
-from .media import MIN_CLIP_FRAMES
-from .model.checkpoint import ARCHITECTURES, read_metadata
+from ..errors import OmniSyncError
+from ..io.frames import MIN_CLIP_FRAMES
+from ..model.checkpoint import ARCHITECTURES, read_metadata
 
 MIN_FRAME_SIDE_PX = 8  # below this there is no mouth to edit (a 1×1 "video" was passed through untouched)
 TRAINING_FPS_RATIO = 2.0  # fps more than this factor above/below the training fps: warned

@@ -17,10 +17,10 @@ import sys
 
 import torch
 
-from .cli import add_offload_arguments, check_offload_args, mouth_arg
-from .errors import OmniSyncError
-from .model.precision import DTYPES
-from .sampling.xdub import XDubOptions
+from . import add_offload_arguments, check_offload_args, mouth_arg
+from ..errors import OmniSyncError
+from ..model.precision import DTYPES
+from ..sampling.xdub import XDubOptions
 
 
 def _numbers(n: int):
@@ -91,7 +91,7 @@ def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args) -> XDubOptions:
-    from .sampling.guidance import GuidanceConfig
+    from ..sampling.guidance import GuidanceConfig
 
     audio = GuidanceConfig(omega_base=args.audio_cfg_scale,
                            omega_peak=args.audio_cfg_scale if args.omega_peak is None else args.omega_peak,
@@ -105,31 +105,32 @@ def options_from_args(args) -> XDubOptions:
 def run_xdub(args) -> int:
     from tqdm import tqdm
 
-    from .media import read_audio, read_video, write_video
-    from .model.wan22_vae import load_wan22_vae
+    from ..io.audio import read_audio
+    from ..io.video import read_video, write_video
+    from ..model.wan22_vae import load_wan22_vae
 
     options = options_from_args(args)  # bad flags fail before anything is loaded
     check_offload_args(args, lambda message: print(f"warning: {message}", file=sys.stderr))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
     codec = load_wan22_vae(args.vae, device=args.device)  # first: a missing diffusers is found in a second
 
-    from .audio.xdub_features import load_xdub_audio_encoders
-    from .model.xdub_weights import load_xdub_model
-    from .xdub_pipeline import XDubPipeline
+    from ..audio.xdub_features import load_xdub_audio_encoders
+    from ..model.xdub_weights import load_xdub_model
+    from ..pipelines.xdub import XDubPipeline
 
     frames, fps = read_video(args.video)
     wave, sr = read_audio(args.audio)
     encoders = load_xdub_audio_encoders(args.whisper, args.wav2vec, device=args.device)
     text = None
     if args.t5:
-        from .text import load_t5_encoder
+        from ..text import load_t5_encoder
 
         text = load_t5_encoder(args.t5, device=args.device).encode(args.prompt).float().cpu()  # "" → one EOS token
     elif args.prompt.strip():
         raise OmniSyncError("a --prompt needs its text encoder: pass --t5 FOLDER (umT5-XXL), or drop the prompt.")
     model = load_xdub_model(args.model, device="cpu" if args.offload else args.device, dtype=dtype)
     if args.offload:
-        from .model.offload import place_model
+        from ..model.offload import place_model
 
         place_model(model, args.device, "blocks", args.resident_blocks)
     pipe = XDubPipeline(model, codec, encoders, device=args.device)
@@ -143,7 +144,7 @@ def run_xdub(args) -> int:
 
     track = None
     if args.crop != "none":
-        from .facecrop import crop_faces, face_track
+        from ..image.facecrop import crop_faces, face_track
 
         kw = {k: v for k, v in (("box", args.box), ("point", args.point), ("scale", args.scale)) if v is not None}
         track = face_track(frames, args.crop, **kw)
@@ -157,7 +158,7 @@ def run_xdub(args) -> int:
             bar.close()
     out = result.frames
     if track is not None:  # back into the full frames, in the take's order (the video may be ping-ponged)
-        from .facecrop import paste_back
+        from ..image.facecrop import paste_back
 
         idx = result.frame_indices
         kw = {} if args.feather is None else {"feather_px": args.feather}

@@ -11,7 +11,7 @@ import numbers
 from fractions import Fraction
 from typing import Any
 
-from .errors import OmniSyncError
+from ..errors import OmniSyncError
 
 NTSC_RATES = tuple(Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120))  # 23.976, 29.97, ...
 NTSC_SNAP_FPS = 0.01  # ffmpeg and people write 29.97 for 30000/1001; within this, the NTSC rate is meant

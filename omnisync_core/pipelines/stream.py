@@ -22,20 +22,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .audio.features import SAMPLE_RATE_HZ, frame_feature_positions, latent_audio_tokens
-from .composite import composite_outside_mouth, mouth_region_mask
-from .errors import OmniSyncError
-from .model.codec import crop_back, pad_to_stride
-from .progress import CancelCheck, ProgressCallback, check_cancel, report
-from .pipeline import audio_layers_for, prepare_audio
-from .validate import WarningCallback, check_frame_size, training_warnings, warn
-from .sampling.guidance import temporal_weight
-from .sampling.mouth import centres_from_point
-from .sampling.noise_init import progressive_noise_init
-from .sampling.options import SyncOptions
-from .sampling.sampler import denoise
-from .sampling.schedule import FlowMatchSchedule
-from .sampling.windows import blend_weights, plan_windows, window_overlaps
+from ..audio.features import SAMPLE_RATE_HZ, frame_feature_positions, latent_audio_tokens
+from ..image.composite import composite_outside_mouth, mouth_region_mask
+from ..errors import OmniSyncError
+from ..model.codec import crop_back, pad_to_stride
+from ..progress import CancelCheck, ProgressCallback, check_cancel, report
+from .omnisync import audio_layers_for, prepare_audio
+from .checks import WarningCallback, check_frame_size, training_warnings, warn
+from ..sampling.guidance import temporal_weight
+from ..sampling.mouth import centres_from_point
+from ..sampling.noise_init import progressive_noise_init
+from ..sampling.options import SyncOptions
+from ..sampling.sampler import denoise
+from ..sampling.schedule import FlowMatchSchedule
+from ..sampling.windows import blend_weights, plan_windows, window_overlaps
 
 PIXEL_LEVELS = 255  # uint8 frames: value / 255 in [0, 1]
 
@@ -280,8 +280,8 @@ def sync_frames(pipe, frames, fps: float, waveform, sample_rate: int, options: O
     ``pipeline.SyncResult``."""
     import time
 
-    from .media import validate_frames
-    from .pipeline import SyncResult, conversion_warnings
+    from ..io.frames import validate_frames
+    from .omnisync import SyncResult, conversion_warnings
 
     t0 = time.perf_counter()
     warnings: Dict = {"warnings": []}

@@ -12,7 +12,7 @@ Every sampling knob of :class:`omnisync_core.sampling.options.SyncOptions` has a
 ``auto`` takes the checkpoint's recommended sampling, else the default (``resolve_options``). The Python
 API is :mod:`omnisync_core.api`. Errors from bad input are printed as one line (``error: ...``) with
 exit code 2, never a traceback; everything that can be checked (paths, output folders, device, option
-ranges, clip lengths) is checked before the model is loaded (:mod:`omnisync_core.validate`). Every
+ranges, clip lengths) is checked before the model is loaded (:mod:`omnisync_core.pipelines.checks`). Every
 adjustment made to the input is printed as one ``warning: ...`` line on stderr and listed in the
 report's ``"warnings"``. Ctrl-C ends a run with exit code 130 and no partial output file.
 """
@@ -27,11 +27,19 @@ from typing import List, Optional
 
 import torch
 
-from .api import BUNDLED_MODEL, BUNDLED_SPEECH, BUNDLED_TRUTH, BUNDLED_VIDEO, PACKAGE_ROOT, load_runtime, pair_sources
-from .errors import Cancelled, OmniSyncError
-from .model.precision import DTYPES, resolve_dtype
-from .sampling.options import AUTO, SyncOptions, resolve_options
-from .sampling.windows import LENGTH_MODES
+from ..api import (
+    BUNDLED_MODEL,
+    BUNDLED_SPEECH,
+    BUNDLED_TRUTH,
+    BUNDLED_VIDEO,
+    PACKAGE_ROOT,
+    load_runtime,
+    pair_sources,
+)
+from ..errors import Cancelled, OmniSyncError
+from ..model.precision import DTYPES, resolve_dtype
+from ..sampling.options import AUTO, SyncOptions, resolve_options
+from ..length import LENGTH_MODES
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 BUNDLED_READER = os.path.join(PACKAGE_ROOT, "models", "mouth_reader.safetensors")
@@ -156,7 +164,7 @@ def _warner(warnings: list, bar_holder: list):
 def check_sync_args(args, on_warning) -> tuple:
     """Everything about a sync/demo run that can be checked before reading media or loading a model:
     → (checkpoint metadata, options, option origins)."""
-    from .validate import check_device, check_input_file, check_model_path, check_output_path, dtype_warnings
+    from ..pipelines.checks import check_device, check_input_file, check_model_path, check_output_path, dtype_warnings
 
     if args.say is not None and not args.say.strip():
         raise OmniSyncError("--say got empty text; give the words to speak, e.g. --say \"hello there\".")
@@ -208,12 +216,14 @@ def run_sync(args) -> int:
 
     from tqdm import tqdm
 
-    from .api import sync_video_file
-    from .audio.features import SAMPLE_RATE_HZ, to_mono_16k
-    from .media import SpeechFile, VideoReader, atomic_output, read_audio
-    from .pipeline import OmniSyncPipeline, audio_conversion_warnings
-    from .text import encode_prompt, load_t5_encoder
-    from .validate import check_clip_length, check_frame_size
+    from ..api import sync_video_file
+    from ..audio.features import SAMPLE_RATE_HZ, to_mono_16k
+    from ..io.audio import SpeechFile, read_audio
+    from ..io.video import VideoReader
+    from ..io.files import atomic_output
+    from ..pipelines.omnisync import OmniSyncPipeline, audio_conversion_warnings
+    from ..text import encode_prompt, load_t5_encoder
+    from ..pipelines.checks import check_clip_length, check_frame_size
 
     if args.command == "demo":
         if not args.audio and not args.say:
@@ -239,7 +249,7 @@ def run_sync(args) -> int:
     if args.audio:
         wave, sr = read_audio(args.audio)
     else:
-        from .data.speech import speak
+        from ..data.speech import speak
 
         utt = speak(args.say)
         wave, sr = utt.waveform, utt.sample_rate
@@ -258,7 +268,7 @@ def run_sync(args) -> int:
     opts = dataclasses.replace(opts, text=text)
     pipe = OmniSyncPipeline(model, codec, encoder, device=args.device, dtype=dtype, meta=meta)
     if args.compile:
-        from .model.precision import compile_model
+        from ..model.precision import compile_model
 
         pipe.model = compile_model(model)
     bar = None if args.quiet else tqdm(total=1, unit="step", desc="lip-sync")
@@ -316,8 +326,8 @@ def _bar(desc: str, quiet: bool):
 
 
 def run_make_data(args) -> int:
-    from .audio.whisper import find_bundled_whisper, load_whisper
-    from .data.dataset import build_dataset
+    from ..audio.whisper import find_bundled_whisper, load_whisper
+    from ..data.dataset import build_dataset
 
     encoder = None
     if not args.no_features:
@@ -338,15 +348,15 @@ def run_make_data(args) -> int:
 
 
 def run_train(args) -> int:
-    from .train.config import load_train_config
-    from .train.trainer import train
+    from ..train.config import load_train_config
+    from ..train.trainer import train
 
     config = load_train_config(args.config, data=args.data, max_steps=args.max_steps, out_dir=args.out_dir)
     train_src, val_src = pair_sources(config, config.data)
     validate = None
     if val_src is not None and config.val_every:
-        from .model.codec import codec_from_spec
-        from .train.validation import RenderValidator
+        from ..model.codec import codec_from_spec
+        from ..train.validation import RenderValidator
 
         audio = config.audio or {}
         validate = RenderValidator(config.data, config.out_dir, codec_from_spec(config.codec), audio.get("num_layers"),
@@ -364,13 +374,13 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
-    from .data.dataset import read_index
-    from .eval.ablation import ablation_table, evaluate_ablation
-    from .eval.heldout import evaluate_heldout, markdown_table
-    from .eval.mouth_reader import load_reader
-    from .pipeline import OmniSyncPipeline
+    from ..data.dataset import read_index
+    from ..eval.ablation import ablation_table, evaluate_ablation
+    from ..eval.heldout import evaluate_heldout, markdown_table
+    from ..eval.mouth_reader import load_reader
+    from ..pipelines.omnisync import OmniSyncPipeline
 
-    from .validate import check_device, check_output_path
+    from ..pipelines.checks import check_device, check_output_path
 
     if args.limit is not None and args.limit < 1:
         raise OmniSyncError(f"--limit counts characters and must be at least 1, got {args.limit}.")
@@ -419,10 +429,17 @@ def run_eval(args) -> int:
 def run_train_reader(args) -> int:
     from dataclasses import asdict
 
-    from .eval.mouth_reader import (ReaderConfig, ReaderTrainConfig, accuracy_table, evaluate_reader,
-                                    load_reader_clips, save_reader, train_reader)
+    from ..eval.mouth_reader import (
+        ReaderConfig,
+        ReaderTrainConfig,
+        accuracy_table,
+        evaluate_reader,
+        load_reader_clips,
+        save_reader,
+        train_reader,
+    )
 
-    from .validate import check_output_path
+    from ..pipelines.checks import check_output_path
 
     if not args.out.endswith(".safetensors"):
         raise OmniSyncError(f"--out names the reader file and must end in .safetensors, got {args.out!r}.")
@@ -455,7 +472,7 @@ def run_train_reader(args) -> int:
 
 
 def run_convert_whisper(args) -> int:
-    from .audio.xdub_features import convert_openai_whisper
+    from ..audio.xdub_features import convert_openai_whisper
 
     summary = convert_openai_whisper(args.pt, args.out)
     print(f"wrote {args.out}: {summary['tensors']} encoder tensors ({summary['dtype']}, "
@@ -518,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write per-clip results and the summary (JSON) here")
     p.add_argument("--quiet", action="store_true")
 
-    from .eval.mouth_reader import ReaderConfig, ReaderTrainConfig
+    from ..eval.mouth_reader import ReaderConfig, ReaderTrainConfig
 
     rc, rt = ReaderConfig(), ReaderTrainConfig()
     p = sub.add_parser("train-reader", help="train the mouth-parameter reader the eval's lip-sync scores use")
@@ -539,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pt", help="the openai-whisper checkpoint, e.g. large-v2.pt")
     p.add_argument("out", help="the .safetensors to write (must not exist)")
 
-    from .xdub_cli import add_xdub_arguments
+    from .xdub import add_xdub_arguments
 
     add_xdub_arguments(sub.add_parser("xdub", help="lip-sync a face video with X-Dub's weights (Wan 2.2 5B)"))
     return parser
@@ -562,7 +579,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "convert-whisper":
             return run_convert_whisper(args)
         if args.command == "xdub":
-            from .xdub_cli import run_xdub
+            from .xdub import run_xdub
 
             return run_xdub(args)
     except OmniSyncError as exc:

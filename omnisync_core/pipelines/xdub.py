@@ -28,16 +28,22 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from .audio.features import SAMPLE_RATE_HZ, to_mono_16k
-from .composite import blend_border, color_correct
-from .errors import OmniSyncError
-from .fps import exact_fps
-from .media import validate_frames
-from .progress import CancelCheck, ProgressCallback, check_cancel, report
-from .sampling.mouth import centres_from_point
-from .sampling.windows import pingpong_indices
-from .sampling.xdub import (
-    MOTION_FRAMES, XDUB_FPS, ClipPlan, XDubOptions, join_clip_latents, plan_clips, sample_clips,
+from ..audio.features import SAMPLE_RATE_HZ, to_mono_16k
+from ..image.composite import blend_border, color_correct
+from ..errors import OmniSyncError
+from ..io.fps import exact_fps
+from ..io.frames import validate_frames
+from ..progress import CancelCheck, ProgressCallback, check_cancel, report
+from ..sampling.mouth import centres_from_point
+from ..length import pingpong_indices
+from ..sampling.xdub import (
+    MOTION_FRAMES,
+    XDUB_FPS,
+    ClipPlan,
+    XDubOptions,
+    join_clip_latents,
+    plan_clips,
+    sample_clips,
 )
 
 __all__ = ["XDubPipeline", "XDubOptions", "XDubEncoded", "XDubSampled", "XDubResult", "xdub_text"]
@@ -141,7 +147,7 @@ class XDubPipeline:
                progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None) -> XDubEncoded:
         """Stage 1. frames (T_src, H, W, 3) face crops at ``fps`` (must be 25); waveform (N,), (C, N) or
         (B, C, N) at ``sample_rate``; features: precomputed :class:`XDubAudioFeatures` of that speech."""
-        from .audio.xdub_features import extract_xdub_features, xdub_audio_windows
+        from ..audio.xdub_features import extract_xdub_features, xdub_audio_windows
 
         frames, frame_info = validate_frames(frames)
         if exact_fps(fps) != XDUB_FPS:

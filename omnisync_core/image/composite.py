@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import filter2d, get_gaussian_kernel2d
 
-from .errors import OmniSyncError
+from ..errors import OmniSyncError
 
 MASK_SNAP = 1e-4  # blurred values this close to 0 or 1 are set to exactly 0 or 1 (float rounding)
 

@@ -1,0 +1,1 @@
+"""Pictures: compositing, face crops and paste-back, contact sheets."""

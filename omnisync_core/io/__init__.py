@@ -1,0 +1,1 @@
+"""Files, frames, video and audio in and out."""
