@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from ..errors import OmniSyncError
 from .config import CodecSpec, DiTConfig
@@ -95,6 +96,21 @@ def save_checkpoint(path: str, model: torch.nn.Module, codec: Union[CodecSpec, M
     os.makedirs(directory, exist_ok=True)
     tmp = path + ".tmp"
     save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def update_metadata(path: str, **entries: Any) -> str:
+    """Set top-level OmniSync metadata ``entries`` of an existing checkpoint (weights unchanged), atomically.
+
+    Used to attach facts measured after training, e.g. ``domain=`` (:class:`omnisync_core.image.domain.DomainCheck`
+    as a dict, written by ``benchmarks/domain_check.py``)."""
+    meta = read_metadata(path)
+    meta.update(entries)
+    tensors = load_file(path)
+    tmp = path + ".tmp"
+    save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
+    shutil.copymode(path, tmp)  # safetensors creates the file private; keep the checkpoint's permissions
     os.replace(tmp, path)
     return path
 
