@@ -1,0 +1,138 @@
+"""The X-Dub files: each exactly as its publisher ships it, where it comes from, where it goes, what reads it.
+
+One registry for every front end: the CLI's errors, the core loaders' errors, the README's table (a test
+compares them) and the ComfyUI model metadata of the nodes and workflows (:func:`comfy_model_metadata`).
+Nothing here downloads anything; the URLs are for people (and ComfyUI's Missing Models dialog).
+
+The Kling bundle is ``hf download KlingTeam/X-Dub`` (the reference README's ``checkpoints/`` layout);
+ComfyUI's core Load CLIP reads the umT5 encoder only in Comfy-Org's repackaged layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Dict, Iterator, Optional, Tuple
+
+from ..errors import OmniSyncError
+
+HF = "https://huggingface.co"
+KLING_REPO = "KlingTeam/X-Dub"
+COMFY_WAN_REPO = "Comfy-Org/Wan_2.1_ComfyUI_repackaged"
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One published file (or folder) X-Dub needs.
+
+    key: short id used in code (``"xdub_model"``). name: the file or folder name as published.
+    repo / path_in_repo: the Hugging Face repository and the path inside it. directory: the ComfyUI
+    ``models/`` folder it goes to. read_by: the ComfyUI node that reads it (None: not read in ComfyUI).
+    cli_flag: the ``xdub`` command's flag (None: not read by the CLI). note: one line for the README.
+    """
+
+    key: str
+    name: str
+    repo: str
+    path_in_repo: str
+    directory: str
+    read_by: Optional[str]
+    cli_flag: Optional[str]
+    note: str = ""
+
+    @property
+    def is_folder(self) -> bool:
+        return self.path_in_repo.endswith("/")
+
+    @property
+    def url(self) -> str:
+        """The download address of a file, or the web page of a folder."""
+        kind = "tree" if self.is_folder else "resolve"
+        return f"{HF}/{self.repo}/{kind}/main/{self.path_in_repo.rstrip('/')}"
+
+    @property
+    def where(self) -> str:
+        return f"ComfyUI/models/{self.directory}/"
+
+    def source(self) -> str:
+        """'NAME from URL (goes to ComfyUI/models/DIR/)': the words every error about this file ends with."""
+        what = f"the {self.name} folder" if self.is_folder else self.name
+        return f"{what} from {self.url} (goes to {self.where})"
+
+
+XDUB_FILES: Tuple[ModelFile, ...] = (
+    ModelFile("xdub_model", "X-Dub_model.safetensors", KLING_REPO, "X-Dub_model.safetensors",
+              "diffusion_models", "Load X-Dub Model", "--model", "the X-Dub DiT"),
+    ModelFile("wan22_vae", "Wan2.2_VAE.safetensors", KLING_REPO, "Wan2.2_VAE.safetensors",
+              "vae", "core Load VAE", "--vae", "Wan 2.2's VAE, in Wan's own key layout"),
+    ModelFile("umt5_comfy", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", COMFY_WAN_REPO,
+              "split_files/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders",
+              "core Load CLIP, type `wan`", "--t5", "umT5-XXL as ComfyUI's Load CLIP reads it (the fp16 file "
+              "beside it works too)"),
+    ModelFile("umt5_wan", "models_t5_umt5-xxl-enc-bf16.safetensors", KLING_REPO,
+              "models_t5_umt5-xxl-enc-bf16.safetensors", "text_encoders", None, "--t5",
+              "the same umT5-XXL in Wan's key layout; core Load CLIP cannot read it: use the file above in ComfyUI"),
+    ModelFile("umt5_tokenizer", "umt5-xxl", KLING_REPO, "umt5-xxl/", "text_encoders", None, "--t5-tokenizer",
+              "umT5's tokenizer; only for a non-empty --prompt (the empty prompt is one end-of-text token)"),
+    ModelFile("whisper", "large-v2.pt", KLING_REPO, "whisper/large-v2.pt", "audio_encoders",
+              "Load X-Dub Audio Encoders", "--whisper", "openai-whisper's checkpoint, read with "
+              "torch.load(weights_only=True) on torch >= 2.6"),
+    ModelFile("wav2vec2", "wav2vec2-base-960h", KLING_REPO, "wav2vec2-base-960h/", "audio_encoders",
+              "Load X-Dub Audio Encoders", "--wav2vec", "a Hugging Face folder"),
+)
+
+_BY_KEY: Dict[str, ModelFile] = {f.key: f for f in XDUB_FILES}
+
+
+def xdub_file(key: str) -> ModelFile:
+    """The registry entry of ``key`` (or of a published file name)."""
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    for f in XDUB_FILES:
+        if f.name == key:
+            return f
+    raise KeyError(f"no X-Dub file {key!r}; known: {', '.join(_BY_KEY)}")
+
+
+def comfy_model_metadata(key: str) -> Dict[str, str]:
+    """``{"name", "url", "directory"}`` of a single file, as ComfyUI's frontend reads a model widget's
+    metadata (its Missing Models dialog). A folder (wav2vec2-base-960h, the tokenizer) has none: the
+    frontend downloads single files only."""
+    f = xdub_file(key)
+    if f.is_folder:
+        raise ValueError(f"{f.name} is a folder; ComfyUI's model metadata describes single files only.")
+    return {"name": f.name, "url": f.url, "directory": f.directory}
+
+
+def missing_message(key: str, path: str, flag: Optional[str] = None) -> str:
+    """The one-line error for a file that is not there: what, where it comes from, where it goes."""
+    f = xdub_file(key)
+    hint = f" or pass its path to {flag}" if flag else ""
+    return f"{f.name} not found at {path!r}: download {f.source()}{hint}."
+
+
+@contextlib.contextmanager
+def named_source(*keys: str) -> Iterator[None]:
+    """Re-raise any OmniSyncError inside with the source of the file(s) ``keys`` appended, once."""
+    try:
+        yield
+    except OmniSyncError as exc:
+        text = str(exc).rstrip()
+        sources = [xdub_file(k) for k in keys]
+        if all(f.url in text for f in sources):
+            raise
+        tail = "; ".join(f.source() for f in sources)
+        raise OmniSyncError(f"{text.rstrip('.')}. The published file: {tail}.") from None
+
+
+def readme_table() -> str:
+    """The README's X-Dub files table (a test checks the README holds exactly this)."""
+    rows = ["| file | from | goes to `ComfyUI/models/…` | read by (ComfyUI) | CLI `xdub` |",
+            "|---|---|---|---|---|"]
+    for f in XDUB_FILES:
+        name = f"`{f.name}/`" if f.is_folder else f"`{f.name}`"
+        if f.note:
+            name += f" ({f.note})"
+        cli = f"`{f.cli_flag}`" if f.cli_flag else "—"
+        rows.append(f"| {name} | [{f.repo}]({f.url}) | `{f.directory}/` | {f.read_by or '—'} | {cli} |")
+    return "\n".join(rows)
