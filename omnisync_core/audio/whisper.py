@@ -172,13 +172,23 @@ def _format_of(path: str) -> str:
     raise OmniSyncError(f"Whisper path {path!r} does not exist; pass {ACCEPTED_FORMATS}.")
 
 
-def _encoder_tensors(files) -> Dict[str, torch.Tensor]:
-    """Only the encoder tensors of one or more .safetensors files (the decoder is never read)."""
+def _safe_open(file: str):
+    """safe_open, or a one-line OmniSyncError for a damaged, truncated or foreign file."""
     from safetensors import safe_open
 
+    try:
+        return safe_open(file, framework="pt")
+    except Exception as exc:  # noqa: BLE001 — safetensors raises its own error types for a bad header
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OmniSyncError(f"{file!r} is not a readable safetensors file ({first}): it is damaged, truncated or "
+                            "another format; re-download it.") from None
+
+
+def _encoder_tensors(files) -> Dict[str, torch.Tensor]:
+    """Only the encoder tensors of one or more .safetensors files (the decoder is never read)."""
     tensors = {}
     for file in files:
-        with safe_open(file, framework="pt") as f:
+        with _safe_open(file) as f:
             for key in f.keys():
                 if key.startswith(ENCODER_PREFIXES):
                     tensors[key] = f.get_tensor(key)
@@ -200,12 +210,15 @@ def _encoder_from_state_dict(config, state_dict: Dict[str, torch.Tensor], source
                 enc_sd[key[len(prefix):]] = value
     with torch.device("meta"):  # no random init: every weight comes from the file
         encoder = WhisperEncoder(config)
-    expected = set(encoder.state_dict())
+    shapes = {k: tuple(v.shape) for k, v in encoder.state_dict().items()}
+    expected = set(shapes)
     missing, unexpected = sorted(expected - set(enc_sd)), sorted(set(enc_sd) - expected)
-    if missing or unexpected:
+    wrong = sorted(k for k in expected & set(enc_sd) if tuple(enc_sd[k].shape) != shapes[k])
+    if missing or unexpected or wrong:
         raise OmniSyncError(
             f"{source}: the Whisper encoder weights do not match its config (missing: {_listing(missing)}; "
-            f"unexpected: {_listing(unexpected)}); pass a complete Whisper checkpoint with its own config."
+            f"unexpected: {_listing(unexpected)}; wrong shape: {_listing(wrong)}); pass a complete Whisper "
+            "checkpoint with its own config."
         )
     encoder.load_state_dict(enc_sd, strict=True, assign=True)
     return encoder
@@ -213,10 +226,9 @@ def _encoder_from_state_dict(config, state_dict: Dict[str, torch.Tensor], source
 
 def _single_file_config(path: str):
     """WhisperConfig for a lone .safetensors: its 'config' metadata, else <stem>.json or config.json beside it."""
-    from safetensors import safe_open
     from transformers import WhisperConfig
 
-    with safe_open(path, framework="pt") as f:
+    with _safe_open(path) as f:
         meta = f.metadata() or {}
     if "config" in meta:
         try:
@@ -248,8 +260,12 @@ def _hf_folder_files(path: str):
     single = os.path.join(path, "model.safetensors")
     if os.path.isfile(single):
         return config, [single]
-    with open(os.path.join(path, "model.safetensors.index.json"), encoding="utf-8") as f:
-        shards = sorted(set(json.load(f)["weight_map"].values()))
+    index = os.path.join(path, "model.safetensors.index.json")
+    try:
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise OmniSyncError(f"{index!r} is not a safetensors index ({type(exc).__name__}); re-download it.") from None
     return config, [os.path.join(path, shard) for shard in shards]
 
 
@@ -263,7 +279,8 @@ def _mel_extractor(folder: Optional[str], config):
 
 def read_whisper_encoder(path: str) -> Tuple[str, "torch.nn.Module"]:
     """(format, WhisperEncoder with every weight from the file) of a Hugging Face folder ("hf"), a single
-    ``.safetensors`` ("safetensors") or a CTranslate2 folder ("ct2", converted on load); no pickles."""
+    ``.safetensors`` ("safetensors") or a CTranslate2 folder ("ct2", converted on load); no pickles here (X-Dub's
+    openai-whisper ``.pt`` is read by :func:`~omnisync_core.audio.xdub_features.read_openai_whisper`)."""
     fmt = _format_of(path)
     if fmt == "hf":
         config, files = _hf_folder_files(path)

@@ -4,8 +4,9 @@ Reproduces the public X-Dub reference (KlingAIResearch/X-Dub, ``diffsynth/thirdp
 its openai-whisper copy) with transformers' ``WhisperEncoder`` and ``Wav2Vec2Model``; tested against it to 1e-5
 in float32 (tests/test_xdub_audio.py). Top-down:
 
-- :func:`load_xdub_audio_encoders` → :class:`XDubAudioEncoders` (Whisper large-v2 + wav2vec2-base-960h; safetensors
-  only — the bundle's Whisper ``.pt`` is converted once with :func:`convert_openai_whisper`);
+- :func:`load_xdub_audio_encoders` → :class:`XDubAudioEncoders` (Whisper large-v2 + wav2vec2-base-960h as the bundle
+  ships them: the Whisper ``.pt`` and a pickled ``pytorch_model.bin`` are read with ``torch.load(weights_only=True)``
+  on torch >= 2.6 only, by :func:`read_openai_whisper`; safetensors everywhere else);
 - :func:`extract_xdub_features` → :class:`XDubAudioFeatures`: the whole clip, once, at 50 feature frames/s:
   Whisper's last block output (before its final LayerNorm) and wav2vec2's last hidden state;
 - :func:`xdub_audio_windows` → :class:`XDubAudioWindows`: the ``(F_lat, W, 2048)`` tokens of one clip, the
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 from ..errors import OmniSyncError
 from ..io.fps import exact_fps
+from ..model.files import missing_message, named_source, read_pickled_weights, xdub_file
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from .features import FEATURE_RATE_HZ, SAMPLE_RATE_HZ, SAMPLES_PER_FEATURE, to_mono_16k, validate_audio
 
@@ -118,11 +120,12 @@ def load_xdub_audio_encoders(whisper_path: str, wav2vec_path: str, device="cpu",
                              dtype: torch.dtype = torch.float32) -> XDubAudioEncoders:
     """Load X-Dub's two audio encoders; no network, no pickles.
 
-    whisper_path: a Hugging Face Whisper folder (config.json + model.safetensors; the decoder is not read) or a
-        single ``.safetensors`` with its config in the metadata (what :func:`convert_openai_whisper` writes) or
-        config.json beside it. The bundle's ``large-v2.pt`` must be converted once first (``convert-whisper``).
-    wav2vec_path: a Hugging Face wav2vec2 folder (config.json + model.safetensors, optional
-        preprocessor_config.json), or a single ``.safetensors`` with config.json beside it or in its metadata.
+    whisper_path: the bundle's ``whisper/large-v2.pt`` (openai-whisper; torch >= 2.6), a Hugging Face Whisper
+        folder (config.json + model.safetensors; the decoder is not read) or a single ``.safetensors`` with its
+        config in the metadata (what :func:`convert_openai_whisper` writes) or config.json beside it.
+    wav2vec_path: the bundle's ``wav2vec2-base-960h/`` folder (config.json + model.safetensors, or
+        pytorch_model.bin read with ``weights_only=True`` on torch >= 2.6; optional preprocessor_config.json), or a
+        single ``.safetensors`` with config.json beside it or in its metadata.
         ``Wav2Vec2ForCTC`` checkpoints (``wav2vec2.*`` keys, as facebook/wav2vec2-base-960h) are accepted.
     device, dtype: where and in which precision both run (the reference: Whisper in float16 on a GPU, wav2vec2
         in float32; the features are returned in float32 either way).
@@ -138,19 +141,21 @@ def load_xdub_audio_encoders(whisper_path: str, wav2vec_path: str, device="cpu",
 
 
 def _load_whisper_encoder(path: str):
-    from .whisper import read_whisper_encoder
+    """The bundle's ``large-v2.pt`` (openai-whisper, read with ``weights_only=True`` on torch >= 2.6), or a
+    Hugging Face folder / single ``.safetensors`` (what ``convert-whisper`` writes)."""
+    from transformers import WhisperConfig
 
-    if os.path.isfile(path) and path.lower().endswith(PICKLE_SUFFIXES):
-        raise OmniSyncError(
-            f"{path!r} is a pickled PyTorch file, which OmniSync does not load at run time (unpickling can run "
-            f"code); convert it once: {CONVERT_HINT}, then pass the .safetensors."
-        )
+    from .whisper import _encoder_from_state_dict, read_whisper_encoder
+
+    src = xdub_file("whisper")
     if not os.path.exists(path):
-        raise OmniSyncError(
-            f"Whisper path {path!r} does not exist; pass a Hugging Face Whisper folder (config.json + "
-            f"model.safetensors) or the .safetensors written by: {CONVERT_HINT}."
-        )
-    return read_whisper_encoder(path)[1]
+        raise OmniSyncError(missing_message("whisper", path, src.cli_flag).rstrip(".")
+                            + "; a Hugging Face Whisper folder or a converted .safetensors works too.")
+    if os.path.isfile(path) and path.lower().endswith(PICKLE_SUFFIXES):
+        config, tensors, _ = read_openai_whisper(path)
+        return _encoder_from_state_dict(WhisperConfig(**config), tensors, repr(path))
+    with named_source("whisper"):
+        return read_whisper_encoder(path)[1]
 
 
 def _load_wav2vec2(path: str):
@@ -158,27 +163,38 @@ def _load_wav2vec2(path: str):
     from safetensors import safe_open
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    accepted = ("a Hugging Face wav2vec2 folder (config.json + model.safetensors, e.g. facebook/wav2vec2-base-960h) "
-                "or a single wav2vec2 .safetensors with its config.json beside it")
+    src = xdub_file("wav2vec2")
+    accepted = (f"{src.source()} (config.json + model.safetensors or pytorch_model.bin), or a single wav2vec2 "
+                ".safetensors with its config.json beside it")
     if not os.path.exists(path):
         raise OmniSyncError(f"wav2vec2 path {path!r} does not exist; pass {accepted}.")
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    meta: Dict[str, str] = {}
     if os.path.isdir(path):
         weights = os.path.join(path, "model.safetensors")
-        if not os.path.isfile(weights):
-            pickled = [f for f in sorted(os.listdir(path)) if f.endswith(PICKLE_SUFFIXES)]
-            found = f" (it has only {', '.join(pickled)}: pickled weights are not loaded)" if pickled else ""
-            raise OmniSyncError(
-                f"{path!r} has no model.safetensors{found}; download model.safetensors of "
-                f"facebook/wav2vec2-base-960h into it, or pass {accepted}."
-            )
+        pickled = os.path.join(path, "pytorch_model.bin")
+        if not os.path.isfile(weights) and os.path.isfile(pickled):
+            weights = pickled
+        elif not os.path.isfile(weights):
+            raise OmniSyncError(f"{path!r} has neither model.safetensors nor pytorch_model.bin; pass {accepted}.")
     elif path.lower().endswith(".safetensors"):
         weights = path
     else:
         raise OmniSyncError(f"{path!r} is not a wav2vec2 file OmniSync can read; pass {accepted}.")
-    with safe_open(weights, framework="pt") as f:
-        meta = f.metadata() or {}
-        state_dict = {k: f.get_tensor(k) for k in f.keys()}
+    if weights.endswith(".bin"):
+        state_dict = read_pickled_weights(weights, "wav2vec2")
+        if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                       for k, v in state_dict.items()):
+            raise OmniSyncError(f"{weights!r} is not a state dict of tensors; pass {accepted}.")
+    else:
+        try:
+            with safe_open(weights, framework="pt") as f:
+                meta = f.metadata() or {}
+                state_dict = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # noqa: BLE001 — safetensors raises its own error types for a bad header
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise OmniSyncError(f"{weights!r} is not a readable safetensors file ({first}): it is damaged, "
+                                f"truncated or another format; re-download {src.source()}.") from None
     config_file = os.path.join(folder, "config.json")
     try:
         if "config" in meta:
@@ -187,8 +203,9 @@ def _load_wav2vec2(path: str):
             config = Wav2Vec2Config.from_json_file(config_file)
         else:
             raise OmniSyncError(f"{path!r} has no wav2vec2 config: put its config.json next to it, or pass {accepted}.")
-    except (ValueError, TypeError) as exc:
-        raise OmniSyncError(f"{path!r}: its config is not a wav2vec2 config ({exc}).") from exc
+    except (ValueError, TypeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise OmniSyncError(f"{path!r}: its config is not a wav2vec2 config ({first}); pass {accepted}.") from None
     if getattr(config, "model_type", "wav2vec2") != "wav2vec2":
         raise OmniSyncError(f"{path!r} holds a {config.model_type!r} model, not wav2vec2; pass {accepted}.")
 
@@ -212,8 +229,12 @@ def _load_wav2vec2(path: str):
     normalize = WAV2VEC2_NORM_DEFAULT
     pre = os.path.join(folder, "preprocessor_config.json")
     if os.path.isfile(pre):
-        with open(pre, encoding="utf-8") as f:
-            normalize = bool(json.load(f).get("do_normalize", WAV2VEC2_NORM_DEFAULT))
+        try:
+            with open(pre, encoding="utf-8") as f:
+                normalize = bool(json.load(f).get("do_normalize", WAV2VEC2_NORM_DEFAULT))
+        except (OSError, ValueError, AttributeError) as exc:
+            raise OmniSyncError(f"{pre!r} is not a preprocessor config ({type(exc).__name__}); pass "
+                                f"{accepted}.") from None
     return model, normalize
 
 
@@ -467,10 +488,10 @@ def openai_whisper_encoder_to_hf(state_dict: Dict[str, torch.Tensor]) -> Tuple[D
     """
     out, dropped = {}, 0
     for key, value in state_dict.items():
-        if key.startswith("decoder."):
+        if isinstance(key, str) and key.startswith("decoder."):
             dropped += 1
             continue
-        if not key.startswith("encoder."):
+        if not isinstance(key, str) or not key.startswith("encoder."):
             raise OmniSyncError(f"unexpected tensor {key!r} in the Whisper checkpoint; is it an openai-whisper .pt?")
         name = key[len("encoder."):]
         for old, new in OPENAI_TO_HF_ENCODER:
@@ -479,44 +500,35 @@ def openai_whisper_encoder_to_hf(state_dict: Dict[str, torch.Tensor]) -> Tuple[D
     return out, dropped
 
 
-def convert_openai_whisper(pt_path: str, out_path: str) -> Dict[str, Any]:
-    """Convert an openai-whisper checkpoint (X-Dub's ``large-v2.pt``) to one encoder-only ``.safetensors``.
+def read_openai_whisper(pt_path: str) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], int]:
+    """openai-whisper's checkpoint (X-Dub's ``large-v2.pt``) → (``WhisperConfig`` kwargs, transformers ``encoder.*``
+    tensors, number of decoder tensors dropped); the one reader of that file, for the loader and the converter.
 
-    A one-time, explicit user step (CLI ``convert-whisper``); never called while running. The ``.pt`` is read with
-    ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers and refuses anything that
-    would run code. Output: ``encoder.*`` tensors in transformers' ``WhisperModel`` names, dtype unchanged, and a
-    JSON ``config`` metadata entry (a ``WhisperConfig``), the layout :func:`load_xdub_audio_encoders` reads.
-    Checked before writing: the tensors load into a ``WhisperEncoder`` of that config with nothing missing or extra.
-    Returns a summary dict (tensors, dropped decoder tensors, config, bytes written).
+    Read with ``torch.load(weights_only=True)`` on torch >= 2.6 only
+    (:func:`~omnisync_core.model.files.read_pickled_weights`); checked: ``dims`` and ``model_state_dict`` present,
+    the tensors load into a ``WhisperEncoder`` of that config with nothing missing or extra.
     """
-    from safetensors.torch import save_file
+    from transformers import WhisperConfig
 
     from .whisper import _encoder_from_state_dict
 
-    pt_path, out_path = os.fspath(pt_path), os.fspath(out_path)
+    src = xdub_file("whisper")
     if not os.path.isfile(pt_path):
-        raise OmniSyncError(f"{pt_path!r} does not exist; pass the openai-whisper checkpoint (e.g. large-v2.pt).")
-    if not out_path.endswith(".safetensors"):
-        raise OmniSyncError(f"the output must end in .safetensors, got {out_path!r}.")
-    if os.path.exists(out_path):
-        raise OmniSyncError(f"{out_path!r} already exists; delete it or choose another output name.")
-    try:
-        checkpoint = torch.load(pt_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 — torch raises several types for foreign or unsafe files
-        raise OmniSyncError(
-            f"{pt_path!r} is not an openai-whisper checkpoint that loads with weights_only=True "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); pass the original .pt."
-        ) from exc
+        raise OmniSyncError(missing_message("whisper", pt_path, src.cli_flag))
+    checkpoint = read_pickled_weights(pt_path, "whisper", CONVERT_HINT)
     if not isinstance(checkpoint, dict) or "dims" not in checkpoint or "model_state_dict" not in checkpoint:
-        keys = sorted(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        keys = sorted(map(str, checkpoint))[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise OmniSyncError(
             f"{pt_path!r} is not an openai-whisper checkpoint (expected 'dims' and 'model_state_dict', found "
-            f"{keys}); pass the original large-v2.pt."
+            f"{keys}); pass {src.source()}."
         )
-    dims = dict(checkpoint["dims"])
+    dims = checkpoint["dims"]
     needed = ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer")
-    if any(k not in dims for k in needed):
-        raise OmniSyncError(f"{pt_path!r}: its 'dims' lack {[k for k in needed if k not in dims]}; not a Whisper .pt.")
+    if not isinstance(dims, dict) or any(k not in dims for k in needed):
+        lacking = [k for k in needed if k not in dims] if isinstance(dims, dict) else list(needed)
+        raise OmniSyncError(f"{pt_path!r}: its 'dims' lack {lacking}; not a Whisper .pt: pass {src.source()}.")
+    if not isinstance(checkpoint["model_state_dict"], dict):
+        raise OmniSyncError(f"{pt_path!r}: its 'model_state_dict' is not a state dict; pass {src.source()}.")
     config = {
         "num_mel_bins": int(dims["n_mels"]),
         "max_source_positions": int(dims["n_audio_ctx"]),
@@ -531,9 +543,31 @@ def convert_openai_whisper(pt_path: str, out_path: str) -> Dict[str, Any]:
         "decoder_ffn_dim": 4 * int(dims.get("n_text_state", dims["n_audio_state"])),
     }
     tensors, dropped = openai_whisper_encoder_to_hf(checkpoint["model_state_dict"])
-    from transformers import WhisperConfig
+    bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise OmniSyncError(f"{pt_path!r}: {bad[0]!r} is not a tensor; not a Whisper .pt: pass {src.source()}.")
+    with named_source("whisper"):
+        _encoder_from_state_dict(WhisperConfig(**config), tensors, repr(pt_path))  # raises on missing / extra keys
+    return config, tensors, dropped
 
-    _encoder_from_state_dict(WhisperConfig(**config), tensors, repr(pt_path))  # raises on missing / extra keys
+
+def convert_openai_whisper(pt_path: str, out_path: str) -> Dict[str, Any]:
+    """Convert an openai-whisper checkpoint (X-Dub's ``large-v2.pt``) to one encoder-only ``.safetensors``.
+
+    Optional since the loaders read the ``.pt`` itself (on torch >= 2.6); kept for an older torch elsewhere and
+    for a smaller file (encoder only). CLI ``convert-whisper``; read by :func:`read_openai_whisper`. Output:
+    ``encoder.*`` tensors in transformers' ``WhisperModel`` names, dtype unchanged, and a JSON ``config``
+    metadata entry (a ``WhisperConfig``), the layout :func:`load_xdub_audio_encoders` reads.
+    Returns a summary dict (tensors, dropped decoder tensors, config, bytes written).
+    """
+    from safetensors.torch import save_file
+
+    pt_path, out_path = os.fspath(pt_path), os.fspath(out_path)
+    if not out_path.endswith(".safetensors"):
+        raise OmniSyncError(f"the output must end in .safetensors, got {out_path!r}.")
+    if os.path.exists(out_path):
+        raise OmniSyncError(f"{out_path!r} already exists; delete it or choose another output name.")
+    config, tensors, dropped = read_openai_whisper(pt_path)
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
     save_file(tensors, out_path, metadata={
         "config": json.dumps(config), "format": "pt",

@@ -136,3 +136,42 @@ def readme_table() -> str:
         cli = f"`{f.cli_flag}`" if f.cli_flag else "—"
         rows.append(f"| {name} | [{f.repo}]({f.url}) | `{f.directory}/` | {f.read_by or '—'} | {cli} |")
     return "\n".join(rows)
+
+
+# -- the one reader of pickled weights ---------------------------------------------------------------
+
+SAFE_TORCH_LOAD = "2.6"  # torch.load(weights_only=True) has no known hole from this version on (CVE-2025-32434)
+
+
+def torch_load_is_safe(version: Optional[str] = None) -> bool:
+    """Whether this torch's restricted unpickler (``weights_only=True``) may read a published ``.pt``."""
+    import torch
+
+    return torch.torch_version.TorchVersion(version or torch.__version__) >= SAFE_TORCH_LOAD
+
+
+def read_pickled_weights(path: str, key: str, convert_hint: str = ""):
+    """A published pickled checkpoint (``.pt`` / ``pytorch_model.bin``) read with ``torch.load(weights_only=True)``
+    (the restricted loader ComfyUI uses: tensors and plain containers only, nothing that runs code), memory-mapped
+    where the file allows, on torch >= 2.6 only. Every failure is a one-line OmniSyncError naming the source."""
+    import torch
+
+    f = xdub_file(key)
+    if not torch_load_is_safe():
+        raise OmniSyncError(
+            f"{path!r} is a pickled PyTorch file, and this torch ({torch.__version__}) is older than "
+            f"{SAFE_TORCH_LOAD}, whose restricted loader has known holes; upgrade torch"
+            + (f", or convert it once where torch >= {SAFE_TORCH_LOAD} runs: {convert_hint}" if convert_hint else "")
+            + ".")
+    try:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) file
+    except Exception as exc:  # noqa: BLE001 — torch raises many types for damaged, foreign or unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise OmniSyncError(
+            f"{path!r} does not load with torch.load(weights_only=True) ({type(exc).__name__}: {first[:200]}): it is "
+            f"damaged, truncated, holds code, or is another format; re-download {f.source()}.") from None

@@ -76,7 +76,9 @@ class DiffusersWanVAE:
     """
 
     def __init__(self, vae, device="cpu", dtype: torch.dtype = torch.float32):
-        self.vae = vae.to(device=device, dtype=dtype).eval()
+        if next(vae.parameters()).dtype != dtype:  # the loaders read the weights in ``dtype`` already
+            vae = vae.to(dtype=dtype)
+        self.vae = vae.to(device=device).eval()
         self.device, self.dtype = torch.device(device), dtype
 
     @torch.no_grad()
