@@ -114,7 +114,7 @@ def test_diffusers_wan22_vae_round_trip(tmp_path):
 
 def test_umt5_folder_loads_as_umt5_and_the_empty_prompt_is_one_token(tmp_path):
     from tiny import make_umt5_folder
-    from omnisync_core.text import load_t5_encoder
+    from omnisync_core.model.t5 import load_t5_encoder
 
     encoder = load_t5_encoder(make_umt5_folder(str(tmp_path)))
     assert type(encoder.model).__name__ == "UMT5EncoderModel"  # per-layer position bias, not T5's

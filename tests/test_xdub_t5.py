@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from omnisync_core.errors import OmniSyncError
-from omnisync_core.text import UMT5_EOS_ID, load_umt5_file
+from omnisync_core.model.t5 import UMT5_EOS_ID, load_umt5_file
 from xdub_standins import write_umt5_comfy, write_umt5_tokenizer, write_umt5_wan
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "xdub")

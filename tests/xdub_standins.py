@@ -267,7 +267,11 @@ def write_wav2vec2_folder(folder: str, pickled: bool = False, seed: int = 3) -> 
                          intermediate_size=16, conv_dim=(8,) * 7, num_conv_pos_embeddings=4,
                          num_conv_pos_embedding_groups=2, vocab_size=8, do_stable_layer_norm=False,
                          feat_extract_norm="group", architectures=["Wav2Vec2ForCTC"])
-    Wav2Vec2ForCTC(cfg).save_pretrained(folder, safe_serialization=not pickled)
+    model = Wav2Vec2ForCTC(cfg)
+    model.save_pretrained(folder)
+    if pickled:  # as the original upload: torch.save of the state dict (transformers 5 writes safetensors only)
+        os.remove(os.path.join(folder, "model.safetensors"))
+        torch.save(model.state_dict(), os.path.join(folder, "pytorch_model.bin"))
     with open(os.path.join(folder, "preprocessor_config.json"), "w") as f:
         json.dump(WAV2VEC2_PREPROCESSOR, f, indent=2)
     return folder

@@ -222,7 +222,7 @@ def run_sync(args) -> int:
     from ..io.video import VideoReader
     from ..io.files import atomic_output
     from ..pipelines.omnisync import OmniSyncPipeline, audio_conversion_warnings
-    from ..text import encode_prompt, load_t5_encoder
+    from ..model.t5 import encode_prompt, load_t5_encoder
     from ..pipelines.checks import check_clip_length, check_frame_size
 
     if args.command == "demo":

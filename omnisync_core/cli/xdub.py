@@ -1,24 +1,29 @@
 """The ``xdub`` command: lip-sync a face video to speech with X-Dub's published weights.
 
-    python -m omnisync_core xdub --model X-Dub_model.safetensors --whisper whisper-large-v2.safetensors \\
-        --wav2vec wav2vec2-base-960h --vae Wan2.2-TI2V-5B-Diffusers/vae --video face.mp4 --audio speech.wav \\
-        -o dubbed.mp4
+    python -m omnisync_core xdub --model checkpoints/X-Dub_model.safetensors \\
+        --vae checkpoints/Wan2.2_VAE.safetensors --t5 checkpoints/models_t5_umt5-xxl-enc-bf16.safetensors \\
+        --whisper checkpoints/whisper/large-v2.pt --wav2vec checkpoints/wav2vec2-base-960h \\
+        --video face.mp4 --audio speech.wav -o dubbed.mp4
 
-Every sampling flag defaults to :class:`~omnisync_core.sampling.xdub.XDubOptions` (the reference's
-settings). The Wan 2.2 VAE is read through diffusers, which the plugin does not require: without it
-the command stops at once with what to install.
+Every file is read as its publisher ships it (``hf download KlingTeam/X-Dub``; see
+:mod:`omnisync_core.model.files`), with no conversion step; every error about one names its source. Every
+sampling flag defaults to :class:`~omnisync_core.sampling.xdub.XDubOptions` (the reference's settings). The
+Wan 2.2 VAE runs on diffusers' ``AutoencoderKLWan`` (the plugin's ``xdub`` extra): without it the command stops
+at once with what to install.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import torch
 
 from . import add_offload_arguments, check_offload_args, mouth_arg
 from ..errors import OmniSyncError
+from ..model.files import missing_message, named_source, xdub_file
 from ..model.precision import DTYPES
 from ..sampling.xdub import XDubOptions
 
@@ -40,14 +45,17 @@ def _numbers(n: int):
 def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
     d = XDubOptions()
     a = d.audio
-    p.add_argument("--model", required=True, help="X-Dub DiT weights (X-Dub_model.safetensors)")
-    p.add_argument("--whisper", required=True, help="Whisper large-v2: HF folder or .safetensors (convert the "
-                   "bundle's large-v2.pt once with `python -m omnisync_core convert-whisper`)")
-    p.add_argument("--wav2vec", required=True, help="wav2vec2-base-960h: HF folder (or .safetensors)")
-    p.add_argument("--vae", required=True, help="Wan 2.2 VAE as a diffusers AutoencoderKLWan folder (e.g. the 'vae' "
-                   "folder of Wan2.2-TI2V-5B-Diffusers); needs `pip install diffusers`")
-    p.add_argument("--t5", help="umT5-XXL encoder folder (transformers format, with its tokenizer); default: no "
-                   "text encoder, zero text features (close to the reference's empty prompt)")
+    p.add_argument("--model", required=True, help="X-Dub DiT: the bundle's X-Dub_model.safetensors")
+    p.add_argument("--whisper", required=True, help="Whisper large-v2: the bundle's whisper/large-v2.pt (read with "
+                   "torch.load(weights_only=True), torch >= 2.6), or a Hugging Face folder / .safetensors")
+    p.add_argument("--wav2vec", required=True, help="the bundle's wav2vec2-base-960h folder")
+    p.add_argument("--vae", required=True, help="the bundle's Wan2.2_VAE.safetensors (or a diffusers AutoencoderKLWan "
+                   "folder); runs on diffusers, the plugin's xdub extra")
+    p.add_argument("--t5", help="umT5-XXL: the bundle's models_t5_umt5-xxl-enc-bf16.safetensors, Comfy-Org's "
+                   "umt5_xxl_fp8_e4m3fn_scaled.safetensors, or a transformers folder; encodes the prompt as the "
+                   "reference does (default: none, and the text condition is zeros, with a warning)")
+    p.add_argument("--t5-tokenizer", help="umT5's tokenizer: the bundle's umt5-xxl folder; only for a non-empty "
+                   "--prompt (the empty prompt is one end-of-text token)")
     p.add_argument("--prompt", default="", help="video description for --t5 (the reference uses the empty prompt)")
     p.add_argument("--video", required=True, help="video at 25 fps: a face crop (H, W multiples of 32; 512×512 for "
                    "the published weights), or any video with --crop")
@@ -102,6 +110,29 @@ def options_from_args(args) -> XDubOptions:
                        color_correction=not args.no_color_correction, batch_passes=not args.sequential_passes)
 
 
+def check_xdub_files(args) -> None:
+    """Every X-Dub file the flags name exists, or a one-line error naming it, its source and its folder."""
+    for key, value in (("xdub_model", args.model), ("wan22_vae", args.vae), ("whisper", args.whisper),
+                       ("wav2vec2", args.wav2vec), ("umt5_wan", args.t5), ("umt5_tokenizer", args.t5_tokenizer)):
+        if value is not None and not os.path.exists(value):
+            f = xdub_file(key)
+            also = f" (or {xdub_file('umt5_comfy').source()})" if key == "umt5_wan" else ""
+            raise OmniSyncError(missing_message(key, value, f.cli_flag).rstrip(".") + also + ".")
+
+
+def encode_xdub_prompt(args, dtype: torch.dtype) -> torch.Tensor:
+    """``--prompt`` through ``--t5`` as the reference encodes it: ``(L, 4096)`` float32 on the CPU ("" → 1 token)."""
+    from ..model.t5 import load_t5_encoder, load_umt5_file
+
+    t5_dtype = dtype if str(args.device).startswith("cuda") else torch.float32
+    with named_source("umt5_wan", "umt5_comfy"):
+        if os.path.isdir(args.t5):
+            encoder = load_t5_encoder(args.t5, device=args.device, dtype=t5_dtype)
+        else:
+            encoder = load_umt5_file(args.t5, args.t5_tokenizer, device=args.device, dtype=t5_dtype)
+    return encoder.encode(args.prompt).float().cpu()
+
+
 def run_xdub(args) -> int:
     from tqdm import tqdm
 
@@ -111,6 +142,15 @@ def run_xdub(args) -> int:
 
     options = options_from_args(args)  # bad flags fail before anything is loaded
     check_offload_args(args, lambda message: print(f"warning: {message}", file=sys.stderr))
+    check_xdub_files(args)  # every file is there before anything is loaded
+    warnings = []
+    if not args.t5:
+        if args.prompt.strip():
+            raise OmniSyncError(f"a --prompt needs its text encoder: pass --t5 with {xdub_file('umt5_wan').source()} "
+                                "(and --t5-tokenizer), or drop the prompt.")
+        warnings.append(f"no --t5: the text condition is zeros, not the reference's encoded empty prompt; pass --t5 "
+                        f"with {xdub_file('umt5_wan').source()}.")
+        print(f"warning: {warnings[-1]}", file=sys.stderr)
     dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
     codec = load_wan22_vae(args.vae, device=args.device)  # first: a missing diffusers is found in a second
 
@@ -121,14 +161,12 @@ def run_xdub(args) -> int:
     frames, fps = read_video(args.video)
     wave, sr = read_audio(args.audio)
     encoders = load_xdub_audio_encoders(args.whisper, args.wav2vec, device=args.device)
-    text = None
+    text, text_report = None, "zeros (no text encoder)"
     if args.t5:
-        from ..text import load_t5_encoder
-
-        text = load_t5_encoder(args.t5, device=args.device).encode(args.prompt).float().cpu()  # "" → one EOS token
-    elif args.prompt.strip():
-        raise OmniSyncError("a --prompt needs its text encoder: pass --t5 FOLDER (umT5-XXL), or drop the prompt.")
-    model = load_xdub_model(args.model, device="cpu" if args.offload else args.device, dtype=dtype)
+        text = encode_xdub_prompt(args, dtype)
+        text_report = f"umT5 ({args.t5}), prompt {args.prompt!r}: {tuple(text.shape)[0]} token(s)"
+    with named_source("xdub_model"):
+        model = load_xdub_model(args.model, device="cpu" if args.offload else args.device, dtype=dtype)
     if args.offload:
         from ..model.offload import place_model
 
@@ -165,6 +203,8 @@ def run_xdub(args) -> int:
         out = paste_back(frames[idx], out, track.take(idx.tolist()), **kw)
         result.report["face_crop"] = track.report.to_dict()
     write_video(args.output, out, result.fps, result.waveform, result.sample_rate)
+    result.report["text_condition"] = text_report
+    result.report["warnings"] = result.report.get("warnings", []) + warnings
     if args.report:
         with open(args.report, "w") as f:
             json.dump(result.report, f, indent=2, default=str)

@@ -57,7 +57,7 @@ class SyncOptions:
     composite: bool = False  # keep every pixel outside a feathered disc around the mouth from the source
     composite_radius: float = 0.2  # disc radius, fraction of the shorter frame side
     composite_feather_px: float = 4.0  # soft edge of that disc, pixels
-    text: Optional[torch.Tensor] = None  # (L, text_dim) from omnisync_core.text, or None
+    text: Optional[torch.Tensor] = None  # (L, text_dim) from omnisync_core.model.t5, or None
 
     def __post_init__(self):
         if not (_is_number(self.tau) and 0.0 < self.tau <= 1.0):

@@ -22,8 +22,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .errors import OmniSyncError
-from .model.files import missing_message, xdub_file
+from ..errors import OmniSyncError
+from .files import missing_message, xdub_file
 
 UMT5_EOS_ID = 1  # umT5's </s>: the tokenizer appends it to every prompt; "" is this token alone
 UMT5_NUM_BUCKETS_DEFAULT = 32

@@ -1,0 +1,204 @@
+"""``python -m omnisync_core xdub`` on stand-ins of the published files, in exactly the publishers' formats and names
+(tests/xdub_standins.py): end to end with no conversion step, and a one-line error (rc 2, no traceback) for a
+missing, damaged, truncated or wrong file at every X-Dub input."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from omnisync_core.cli import main
+from omnisync_core.io.audio import write_wav
+from omnisync_core.io.video import read_video, write_video
+from omnisync_core.model.files import xdub_file
+from tiny import make_speech_like
+from xdub_standins import write_bundle, write_wan22_vae, write_xdub_model
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 64  # face crops of 64×64: 4×4 latent pixels
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("xdub_bundle")
+    paths = write_bundle(str(root))
+    g = torch.Generator().manual_seed(0)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, SIZE), torch.linspace(0, 1, SIZE), indexing="ij")
+    frames = (torch.stack([ys, xs, (ys + xs) / 2], -1) + 0.05 * torch.rand(13, SIZE, SIZE, 3, generator=g)).clamp(0, 1)
+    paths["video"], paths["audio"] = str(root / "face.mp4"), str(root / "speech.wav")
+    write_video(paths["video"], frames, 25.0)
+    write_wav(paths["audio"], make_speech_like(0.5), 16000)  # 0.5 s: 13 frames, one clip
+    paths["root"] = str(root)
+    return paths
+
+
+def xdub_args(p, out, **override):
+    args = {"--model": p["xdub_model"], "--vae": p["wan22_vae"], "--t5": p["umt5_wan"], "--whisper": p["whisper"],
+            "--wav2vec": p["wav2vec2"], "--video": p["video"], "--audio": p["audio"]}
+    args.update(override)
+    flat = ["xdub"] + [x for k, v in args.items() if v is not None for x in (k, v)]
+    return flat + ["-o", out, "--steps", "2", "--quiet", "--device", "cpu"]
+
+
+def test_cli_runs_the_published_files_end_to_end(bundle, tmp_path):
+    """A fresh process, the bundle's own file names, nothing converted, nothing skipped."""
+    out, report = str(tmp_path / "dubbed.mp4"), str(tmp_path / "report.json")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    run = subprocess.run([sys.executable, "-m", "omnisync_core", *xdub_args(bundle, out), "--report", report],
+                         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr and "warning: no --t5" not in run.stderr
+    got, fps = read_video(out)
+    assert got.shape == (13, SIZE, SIZE, 3) and fps == pytest.approx(25.0)
+    with open(report) as f:
+        rep = json.load(f)
+    assert rep["clips"] == 1 and rep["text_condition"].endswith("1 token(s)") and rep["warnings"] == []
+    assert sorted(os.listdir(tmp_path)) == ["dubbed.mp4", "report.json"]  # nothing written to the cwd
+
+
+def test_comfy_umt5_and_a_prompt_with_the_bundles_tokenizer(bundle, tmp_path, capsys):
+    out = str(tmp_path / "comfy.mp4")
+    rc = main(xdub_args(bundle, out, **{"--t5": bundle["umt5_comfy"], "--t5-tokenizer": bundle["umt5_tokenizer"],
+                                        "--prompt": "a face that talks", "--report": str(tmp_path / "r.json")}))
+    assert rc == 0, capsys.readouterr().err
+    with open(tmp_path / "r.json") as f:
+        assert json.load(f)["text_condition"].endswith("5 token(s)")  # 4 words + </s>
+
+
+def test_without_a_text_encoder_zeros_and_a_warning(bundle, tmp_path, capsys):
+    rc = main(xdub_args(bundle, str(tmp_path / "zeros.mp4"), **{"--t5": None, "--report": str(tmp_path / "r.json")}))
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "warning: no --t5: the text condition is zeros" in err and xdub_file("umt5_wan").url in err
+    with open(tmp_path / "r.json") as f:
+        rep = json.load(f)
+    assert rep["text_condition"].startswith("zeros") and "no --t5" in rep["warnings"][0]
+
+
+def test_old_torch_refuses_the_pt_and_points_to_convert_whisper(bundle, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    rc = main(xdub_args(bundle, str(tmp_path / "o.mp4")))
+    err = capsys.readouterr().err
+    assert rc == 2 and "older than 2.6" in err and "convert-whisper" in err and len(err.strip().splitlines()) == 1
+
+
+# -- every input: missing, damaged, truncated, wrong ---------------------------------------------------
+
+def _garbage(path):
+    with open(path, "wb") as f:
+        f.write(os.urandom(4096))
+    return path
+
+
+def _truncated(src, dst):
+    with open(src, "rb") as f:
+        data = f.read()
+    with open(dst, "wb") as f:
+        f.write(data[: len(data) // 2])
+    return dst
+
+
+def _wav2vec_with(bundle, tmp, name, damage):
+    folder = os.path.join(tmp, name)
+    shutil.copytree(bundle["wav2vec2"], folder)
+    damage(folder)
+    return folder
+
+
+def _cases(bundle, tmp):
+    """(flag, value, words the one-line error must hold)."""
+    t = str(tmp)
+    vae_url, dit_url = xdub_file("wan22_vae").url, xdub_file("xdub_model").url
+    t5_url, wh_url, w2v_url = xdub_file("umt5_wan").url, xdub_file("whisper").url, xdub_file("wav2vec2").url
+    evil = os.path.join(t, "evil.pt")
+
+    class Evil:  # unpickling it would run code: weights_only refuses it
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"dims": {}, "model_state_dict": Evil()}, evil)
+    other_pt = os.path.join(t, "other.pt")
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, other_pt)
+    bad_st = _garbage(os.path.join(t, "whisper.safetensors"))
+    return [
+        ("--model", os.path.join(t, "none.safetensors"), ["not found", dit_url, "diffusion_models"]),
+        ("--model", _garbage(os.path.join(t, "g_model.safetensors")), ["not a readable safetensors", dit_url]),
+        ("--model", _truncated(bundle["xdub_model"], os.path.join(t, "t_model.safetensors")), [dit_url]),
+        ("--model", bundle["wan22_vae"], ["X-Dub_model.safetensors", dit_url]),
+        ("--vae", os.path.join(t, "none_vae.safetensors"), ["not found", vae_url, "models/vae/"]),
+        ("--vae", _garbage(os.path.join(t, "g_vae.safetensors")), ["not a readable safetensors", vae_url]),
+        ("--vae", _truncated(bundle["wan22_vae"], os.path.join(t, "t_vae.safetensors")), [vae_url]),
+        ("--vae", bundle["xdub_model"], ["not a Wan VAE", vae_url]),
+        ("--t5", os.path.join(t, "none_t5.safetensors"), ["not found", t5_url, "text_encoders"]),
+        ("--t5", _garbage(os.path.join(t, "g_t5.safetensors")), ["not a readable safetensors", t5_url]),
+        ("--t5", _truncated(bundle["umt5_wan"], os.path.join(t, "t_t5.safetensors")), [t5_url]),
+        ("--t5", bundle["wan22_vae"], ["not a umT5 text encoder", t5_url]),
+        ("--whisper", os.path.join(t, "none.pt"), ["not found", wh_url, "audio_encoders"]),
+        ("--whisper", _garbage(os.path.join(t, "g_large-v2.pt")), ["weights_only", wh_url]),
+        ("--whisper", _truncated(bundle["whisper"], os.path.join(t, "t_large-v2.pt")), ["weights_only", wh_url]),
+        ("--whisper", other_pt, ["not an openai-whisper checkpoint", wh_url]),
+        ("--whisper", evil, ["weights_only", wh_url]),
+        ("--whisper", bad_st, ["not a readable safetensors", wh_url]),
+        ("--wav2vec", os.path.join(t, "none_w2v"), ["not found", w2v_url, "audio_encoders"]),
+        ("--wav2vec", _wav2vec_with(bundle, t, "w_garbage", lambda d: _garbage(os.path.join(d, "model.safetensors"))),
+         ["not a readable safetensors", w2v_url]),
+        ("--wav2vec", _wav2vec_with(bundle, t, "w_trunc", lambda d: _truncated(
+            os.path.join(bundle["wav2vec2"], "model.safetensors"), os.path.join(d, "model.safetensors"))), [w2v_url]),
+        ("--wav2vec", _wav2vec_with(bundle, t, "w_config", lambda d: _garbage(os.path.join(d, "config.json"))),
+         ["config", w2v_url]),
+        ("--wav2vec", _wav2vec_with(bundle, t, "w_empty", lambda d: os.remove(os.path.join(d, "model.safetensors"))),
+         ["neither model.safetensors nor pytorch_model.bin", w2v_url]),
+        ("--t5-tokenizer", _garbage(os.path.join(t, "tokenizer-file")), ["tokenizer", "umt5-xxl"]),
+        ("--video", _garbage(os.path.join(t, "g.mp4")), ["g.mp4"]),
+        ("--audio", _garbage(os.path.join(t, "g.wav")), ["g.wav"]),
+    ]
+
+
+def test_every_input_gives_one_line_and_rc_2(bundle, tmp_path, capsys):
+    failures = []
+    for flag, value, words in _cases(bundle, tmp_path):
+        extra = {"--prompt": "a face"} if flag == "--t5-tokenizer" else {}
+        rc = main(xdub_args(bundle, str(tmp_path / "never.mp4"), **{flag: value}, **extra))
+        err = capsys.readouterr().err.strip()
+        lines = [line for line in err.splitlines() if not line.startswith("warning:")]
+        ok = rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and all(w in lines[0] for w in words)
+        if not ok:
+            failures.append((flag, os.path.basename(value), rc, err[-600:]))
+    assert not failures, failures
+    assert not os.path.exists(tmp_path / "never.mp4")
+
+
+def test_pickled_wav2vec2_folder_loads(bundle, tmp_path):
+    """facebook/wav2vec2-base-960h's pytorch_model.bin, read with weights_only=True like the Whisper .pt."""
+    from omnisync_core.audio.xdub_features import load_xdub_audio_encoders
+    from xdub_standins import write_wav2vec2_folder
+
+    pickled = write_wav2vec2_folder(str(tmp_path / "wav2vec2-base-960h"), pickled=True)
+    assert os.path.isfile(os.path.join(pickled, "pytorch_model.bin"))
+    a = load_xdub_audio_encoders(bundle["whisper"], pickled)
+    b = load_xdub_audio_encoders(bundle["whisper"], bundle["wav2vec2"])
+    assert set(a.wav2vec.state_dict()) == set(b.wav2vec.state_dict())
+    assert all(torch.equal(v, b.wav2vec.state_dict()[k]) for k, v in a.wav2vec.state_dict().items())
+
+
+def test_pt_and_converted_whisper_give_the_same_encoder(bundle, tmp_path):
+    from omnisync_core.audio.xdub_features import convert_openai_whisper, load_xdub_audio_encoders
+
+    st = str(tmp_path / "whisper-large-v2-encoder.safetensors")
+    convert_openai_whisper(bundle["whisper"], st)
+    a = load_xdub_audio_encoders(bundle["whisper"], bundle["wav2vec2"]).whisper.state_dict()
+    b = load_xdub_audio_encoders(st, bundle["wav2vec2"]).whisper.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_standin_writers_are_deterministic(tmp_path):
+    from safetensors.torch import load_file
+
+    for writer in (write_xdub_model, write_wan22_vae):
+        a, b = writer(str(tmp_path / "a.safetensors")), writer(str(tmp_path / "b.safetensors"))
+        x, y = load_file(a), load_file(b)
+        assert set(x) == set(y) and all(torch.equal(x[k], y[k]) for k in x)
