@@ -1,6 +1,6 @@
 """X-Dub end to end with a random test-size DiT (published key names), tiny random Whisper and wav2vec2 folders
-and a weight-free VAE stand-in: the Python API, and the CLI (its VAE loader swapped for the stand-in, since
-diffusers is not a requirement; with diffusers installed a tiny AutoencoderKLWan folder is used as well)."""
+and a weight-free VAE stand-in: the Python API, and the CLI (its VAE loader swapped for the stand-in, for speed; a tiny AutoencoderKLWan folder through diffusers,
+the xdub extra, as well)."""
 
 import json
 
@@ -83,6 +83,14 @@ def test_wrong_inputs_are_refused_where_they_enter(parts):
         pipe.sample(pipe.encode(frames, 25, short(speech), 16000), torch.zeros(3, 7), XDubOptions(**FAST))
 
 
+def _vae_file(paths):
+    """A Wan-layout VAE file where --vae wants one (these tests swap the loader for the weight-free stand-in)."""
+    from xdub_standins import write_wan22_vae
+
+    path = str(paths["root"] / "Wan2.2_VAE.safetensors")
+    return path if (paths["root"] / "Wan2.2_VAE.safetensors").exists() else write_wan22_vae(path)
+
+
 def _write_inputs(paths, frames, speech):
     root = paths["root"]
     video, audio = str(root / "face.mp4"), str(root / "speech.wav")
@@ -99,7 +107,7 @@ def test_cli_end_to_end_with_a_stand_in_vae(parts, monkeypatch, capsys):
     monkeypatch.setattr(wan22, "load_wan22_vae", lambda path, device="cpu", dtype=None: wan22_codec(TinyWan22VAE()))
     out, report = str(paths["root"] / "dubbed.mp4"), str(paths["root"] / "report.json")
     rc = main(["xdub", "--model", paths["model"], "--whisper", paths["whisper"], "--wav2vec", paths["wav2vec"],
-               "--vae", "stand-in", "--video", video, "--audio", audio, "-o", out, "--steps", "2", "--quiet",
+               "--vae", _vae_file(paths), "--video", video, "--audio", audio, "-o", out, "--steps", "2", "--quiet",
                "--omega-peak", "14", "--tau", "0.9", "--report", report,
                "--t5", make_umt5_folder(str(paths["root"])), "--prompt", "a face that talks"])
     assert rc == 0, capsys.readouterr().err
@@ -111,7 +119,8 @@ def test_cli_end_to_end_with_a_stand_in_vae(parts, monkeypatch, capsys):
 
 
 def test_cli_with_diffusers_vae_folder(parts, capsys):
-    diffusers = pytest.importorskip("diffusers")
+    import diffusers
+
     from omnisync_core.model.wan22_vae import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
     paths, _, _, frames, speech = parts
@@ -142,7 +151,7 @@ def test_cli_crops_the_face_and_pastes_it_back(parts, monkeypatch, capsys):
     monkeypatch.setattr(wan22, "load_wan22_vae", lambda path, device="cpu", dtype=None: wan22_codec(TinyWan22VAE()))
     out = str(paths["root"] / "pasted.mp4")
     rc = main(["xdub", "--model", paths["model"], "--whisper", paths["whisper"], "--wav2vec", paths["wav2vec"],
-               "--vae", "stand-in", "--video", video, "--audio", audio, "-o", out, "--steps", "2", "--quiet",
+               "--vae", _vae_file(paths), "--video", video, "--audio", audio, "-o", out, "--steps", "2", "--quiet",
                "--crop", "point", "--point", "0.5,0.5", "--scale", "0.5", "--crop-size", "64"])
     assert rc == 0, capsys.readouterr().err
     got, _ = read_video(out)

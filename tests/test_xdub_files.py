@@ -40,6 +40,9 @@ def test_xdub_extra_is_declared_once_and_installed():
         readme = f.read()
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
         assert "extras xdub" in f.read()
+    from omnisync_core.model.wan22_vae import DIFFUSERS_HINT, XDUB_EXTRA
+
+    assert extra == [XDUB_EXTRA] and f'pip install "{XDUB_EXTRA}"' in DIFFUSERS_HINT
     for spec in extra:
         assert readme.count(f'pip install "{spec}"') == 1 and f'requirements-dev.txt "{spec}"' in readme
         for req in ("requirements.txt", "requirements-dev.txt"):

@@ -114,10 +114,14 @@ def check_xdub_files(args) -> None:
     """Every X-Dub file the flags name exists, or a one-line error naming it, its source and its folder."""
     for key, value in (("xdub_model", args.model), ("wan22_vae", args.vae), ("whisper", args.whisper),
                        ("wav2vec2", args.wav2vec), ("umt5_wan", args.t5), ("umt5_tokenizer", args.t5_tokenizer)):
-        if value is not None and not os.path.exists(value):
-            f = xdub_file(key)
+        if value is None:
+            continue
+        f = xdub_file(key)
+        if not os.path.exists(value):
             also = f" (or {xdub_file('umt5_comfy').source()})" if key == "umt5_wan" else ""
             raise OmniSyncError(missing_message(key, value, f.cli_flag).rstrip(".") + also + ".")
+        if f.is_folder and not os.path.isdir(value):
+            raise OmniSyncError(f"{f.cli_flag} takes a folder, but {value!r} is a file; pass {f.source()}.")
 
 
 def encode_xdub_prompt(args, dtype: torch.dtype) -> torch.Tensor:

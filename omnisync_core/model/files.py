@@ -113,13 +113,14 @@ def missing_message(key: str, path: str, flag: Optional[str] = None) -> str:
 
 @contextlib.contextmanager
 def named_source(*keys: str) -> Iterator[None]:
-    """Re-raise any OmniSyncError inside with the source of the file(s) ``keys`` appended, once."""
+    """Re-raise any OmniSyncError inside with the source of the file(s) ``keys`` appended, unless it already
+    names a published file's source."""
     try:
         yield
     except OmniSyncError as exc:
         text = str(exc).rstrip()
         sources = [xdub_file(k) for k in keys]
-        if all(f.url in text for f in sources):
+        if any(f.url in text for f in XDUB_FILES):
             raise
         tail = "; ".join(f.source() for f in sources)
         raise OmniSyncError(f"{text.rstrip('.')}. The published file: {tail}.") from None
@@ -171,7 +172,11 @@ def read_pickled_weights(path: str, key: str, convert_hint: str = ""):
                 raise
             return torch.load(path, map_location="cpu", weights_only=True)  # a legacy (non-zip) file
     except Exception as exc:  # noqa: BLE001 — torch raises many types for damaged, foreign or unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = str(exc)
+        # the restricted unpickler's own reason, not torch's paragraph about the weights_only default
+        reason = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+        lines = [line.strip() for line in reason.splitlines() if line.strip()]
+        why = (lines[0] if lines else "").split(". ")[0][:160]
         raise OmniSyncError(
-            f"{path!r} does not load with torch.load(weights_only=True) ({type(exc).__name__}: {first[:200]}): it is "
+            f"{path!r} does not load with torch.load(weights_only=True) ({type(exc).__name__}: {why}): it is "
             f"damaged, truncated, holds code, or is another format; re-download {f.source()}.") from None

@@ -9,8 +9,8 @@ The CLI reads the bundle's single file ``Wan2.2_VAE.safetensors`` (Wan's own key
 ``AutoencoderKLWan`` is the network, built from a config read off the file's shapes (never from the hub), and
 :func:`wan22_to_diffusers_keys` renames the keys. diffusers' own single-file loader is not used: its
 ``convert_wan_vae_to_diffusers`` knows only Wan 2.1's flat layout, and it fetches the config from the hub.
-Checked against ComfyUI's Wan 2.2 VAE (tests/test_xdub_vae_golden.py). diffusers is the ``xdub`` extra
-(``pip install -r requirements-xdub.txt`` or ``pip install .[xdub]``); without it the loader says so.
+Checked against ComfyUI's Wan 2.2 VAE (tests/test_xdub_vae_golden.py). diffusers is the ``xdub`` extra of
+pyproject.toml (``pip install "diffusers>=0.35"``); without it the loader says so.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ WAN22_LATENTS_STD = (
     0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887,
     0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744,
 )
-DIFFUSERS_HINT = ("the CLI runs Wan 2.2's VAE with diffusers' AutoencoderKLWan, part of the plugin's `xdub` extra: "
-                  "pip install -r requirements-xdub.txt (or use the ComfyUI nodes, whose core Load VAE reads the file)")
+XDUB_EXTRA = "diffusers>=0.35"  # = pyproject.toml's xdub extra (a test compares them)
+DIFFUSERS_HINT = (f"the command line runs Wan 2.2's VAE with diffusers' AutoencoderKLWan, the plugin's xdub extra: "
+                  f"pip install \"{XDUB_EXTRA}\" (or use the ComfyUI nodes, whose core Load VAE reads the file)")
 # Wan's layout: (sub-)keys of one residual block → diffusers' names
 _RESIDUAL_RENAMES = (("residual.0.gamma", "norm1.gamma"), ("residual.2.", "conv1."), ("residual.3.gamma", "norm2.gamma"),
                      ("residual.6.", "conv2."), ("shortcut.", "conv_shortcut."))
