@@ -67,16 +67,16 @@ XDUB_FILES: Tuple[ModelFile, ...] = (
               "vae", "core Load VAE", "--vae", "Wan 2.2's VAE, in Wan's own key layout"),
     ModelFile("umt5_comfy", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", COMFY_WAN_REPO,
               "split_files/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders",
-              "core Load CLIP, type `wan`", "--t5", "umT5-XXL as ComfyUI's Load CLIP reads it (the fp16 file "
-              "beside it works too)"),
+              "core Load CLIP, type `wan`", "--t5", "umT5-XXL in the layout ComfyUI's Load CLIP reads; "
+              "umt5_xxl_fp16.safetensors beside it works too"),
     ModelFile("umt5_wan", "models_t5_umt5-xxl-enc-bf16.safetensors", KLING_REPO,
               "models_t5_umt5-xxl-enc-bf16.safetensors", "text_encoders", None, "--t5",
-              "the same umT5-XXL in Wan's key layout; core Load CLIP cannot read it: use the file above in ComfyUI"),
+              "the same umT5-XXL in Wan's key layout; core Load CLIP cannot read it, so ComfyUI uses the file above"),
     ModelFile("umt5_tokenizer", "umt5-xxl", KLING_REPO, "umt5-xxl/", "text_encoders", None, "--t5-tokenizer",
-              "umT5's tokenizer; only for a non-empty --prompt (the empty prompt is one end-of-text token)"),
+              "umT5's tokenizer, only for a non-empty --prompt: the empty prompt is one end-of-text token"),
     ModelFile("whisper", "large-v2.pt", KLING_REPO, "whisper/large-v2.pt", "audio_encoders",
               "Load X-Dub Audio Encoders", "--whisper", "openai-whisper's checkpoint, read with "
-              "torch.load(weights_only=True) on torch >= 2.6"),
+              "torch.load(weights_only=True) on torch ≥ 2.6"),
     ModelFile("wav2vec2", "wav2vec2-base-960h", KLING_REPO, "wav2vec2-base-960h/", "audio_encoders",
               "Load X-Dub Audio Encoders", "--wav2vec", "a Hugging Face folder"),
 )

@@ -9,6 +9,7 @@ configuration is read off the keys and shapes; only the head widths are not stor
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Mapping, Optional, Sequence
 
@@ -19,6 +20,7 @@ from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from .checkpoint import METADATA_KEY, _key_list, _open
 from .config import AudioProjConfig, DiTConfig
 from .dit import OmniSyncDiT
+from .files import missing_message, named_source
 
 XDUB_HEAD_DIM = 128        # Wan 2.2 TI2V-5B: 3072 = 24 heads × 128
 XDUB_AUDIO_HEAD_DIM = 64   # X-Dub's AudioProjModule: 1536 = 24 heads × 64
@@ -109,8 +111,15 @@ def load_xdub_model(path: str, device="cpu", dtype: Optional[torch.dtype] = torc
     dtype: the weights' dtype (bf16 by default: 6.3 B parameters = 12.6 GB; None keeps the file's).
     For a card too small for that, load to ``device="cpu"`` and run it with
     :func:`~omnisync_core.model.offload.enable_block_swap`. ``progress(done, total, message)`` is
-    called per block; ``cancel()`` is checked between tensors.
+    called per block; ``cancel()`` is checked between tensors. Every error names the published file's source.
     """
+    with named_source("xdub_model"):
+        return _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel)
+
+
+def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel) -> OmniSyncDiT:
+    if not os.path.isfile(path):
+        raise OmniSyncError(missing_message("xdub_model", path))
     with _open(path) as f:
         if METADATA_KEY in (f.metadata() or {}):
             raise OmniSyncError(f"{path!r} is an OmniSync checkpoint, not X-Dub's DiT; load it with "
