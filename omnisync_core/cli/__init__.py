@@ -551,8 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="accuracy report JSON (default: --out with .json)")
     p.add_argument("--quiet", action="store_true")
 
-    p = sub.add_parser("convert-whisper", help="one-time: openai-whisper .pt (X-Dub's large-v2.pt) → encoder "
-                       ".safetensors (read with weights_only=True)")
+    p = sub.add_parser("convert-whisper", help="optional: openai-whisper .pt (X-Dub's large-v2.pt, which xdub also "
+                       "reads as it is) → encoder-only .safetensors (read with weights_only=True, torch >= 2.6)")
     p.add_argument("pt", help="the openai-whisper checkpoint, e.g. large-v2.pt")
     p.add_argument("out", help="the .safetensors to write (must not exist)")
 
