@@ -35,7 +35,7 @@ from ..errors import OmniSyncError
 from ..io.fps import exact_fps
 from ..model.files import missing_message, named_source, read_pickled_weights, xdub_file
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
-from .features import FEATURE_RATE_HZ, SAMPLE_RATE_HZ, SAMPLES_PER_FEATURE, to_mono_16k, validate_audio
+from .features import FEATURE_RATE_HZ, SAMPLE_RATE_HZ, to_mono_16k, validate_audio
 
 XDUB_FPS = 25  # X-Dub was trained on 25 fps video
 FEATURES_PER_VIDEO_FRAME = FEATURE_RATE_HZ // XDUB_FPS  # 2: features 2t, 2t + 1 belong to video frame t
