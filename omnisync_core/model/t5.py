@@ -26,7 +26,6 @@ from ..errors import OmniSyncError
 from .files import missing_message, xdub_file
 
 UMT5_EOS_ID = 1  # umT5's </s>: the tokenizer appends it to every prompt; "" is this token alone
-UMT5_NUM_BUCKETS_DEFAULT = 32
 UMT5_MAX_DISTANCE = 128  # relative-position buckets saturate here (Wan's T5RelativeEmbedding, transformers' UMT5)
 COMFY_SCALE_SUFFIX = ".scale_weight"  # Comfy-Org's scaled fp8: weight = fp8 weight · scale_weight
 COMFY_IGNORED = ("scaled_fp8",)  # a marker tensor whose dtype names the fp8 format
