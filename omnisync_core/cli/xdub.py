@@ -128,7 +128,8 @@ def encode_xdub_prompt(args, dtype: torch.dtype) -> torch.Tensor:
     """``--prompt`` through ``--t5`` as the reference encodes it: ``(L, 4096)`` float32 on the CPU ("" → 1 token)."""
     from ..model.t5 import load_t5_encoder, load_umt5_file
 
-    t5_dtype = dtype if str(args.device).startswith("cuda") else torch.float32
+    # the reference runs umT5 in bf16 on a GPU; fp16 overflows in T5's feed-forward, so never fp16
+    t5_dtype = torch.bfloat16 if str(args.device).startswith("cuda") and dtype != torch.float32 else torch.float32
     with named_source("umt5_wan", "umt5_comfy"):
         if os.path.isdir(args.t5):
             encoder = load_t5_encoder(args.t5, device=args.device, dtype=t5_dtype)
