@@ -1,5 +1,6 @@
-"""ComfyUI entry point: registers the OmniSync nodes when loaded by ComfyUI, and puts the bundled samples
-where the example workflows expect them (ComfyUI's input folder, never overwriting a file).
+"""ComfyUI entry point: registers the OmniSync nodes when loaded by ComfyUI (``comfy_entrypoint``, the V3 node
+API), and puts the bundled samples where the example workflows expect them (ComfyUI's input folder, never
+overwriting a file).
 
 ``omnisync_core`` never imports this file, and this file registers nothing outside ComfyUI (when
 ``folder_paths`` cannot be imported), so the library and its CLI work without ComfyUI.
@@ -9,18 +10,15 @@ import importlib.util
 import os
 import sys
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
-
 if __package__ and importlib.util.find_spec("folder_paths") is not None:
     # ComfyUI loads custom nodes by file path, so the plugin folder is not on sys.path; the nodes
     # import the library as the top-level package `omnisync_core` (as a pip install would provide).
     _HERE = os.path.dirname(os.path.abspath(__file__))
     if importlib.util.find_spec("omnisync_core") is None:
         sys.path.append(_HERE)
-    from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: F811
+    from .nodes import comfy_entrypoint
     from .nodes.loaders import copy_samples_to_input
 
     copy_samples_to_input()  # the example workflows name them; core Load Video / Load Audio read input/
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+    __all__ = ["comfy_entrypoint"]

@@ -1,4 +1,7 @@
-"""ComfyUI nodes for OmniSync: thin adapters over ``omnisync_core`` (category ``OmniSync``)."""
+"""ComfyUI nodes for OmniSync: thin adapters over ``omnisync_core`` (category ``OmniSync``), in ComfyUI's V3
+schema (``comfy_api.latest.io``). ComfyUI loads them through :func:`comfy_entrypoint`."""
+
+from comfy_api.latest import ComfyExtension, io
 
 from .assemble import OmniSyncVideoAssemble
 from .audio import OmniSyncAudioEncode
@@ -11,40 +14,32 @@ from .xdub import (
     OmniSyncXDubAssemble, OmniSyncXDubAudioLoader, OmniSyncXDubEncode, OmniSyncXDubModelLoader, OmniSyncXDubSampler,
 )
 
-NODE_CLASS_MAPPINGS = {
-    "OmniSyncModelLoader": OmniSyncModelLoader,
-    "OmniSyncWhisperLoader": OmniSyncWhisperLoader,
-    "OmniSyncAudioEncode": OmniSyncAudioEncode,
-    "OmniSyncNoiseInit": OmniSyncNoiseInit,
-    "OmniSyncSampler": OmniSyncSampler,
-    "OmniSyncVideoAssemble": OmniSyncVideoAssemble,
-    "OmniSyncLipSync": OmniSyncLipSync,
-    "OmniSyncGuidanceStrip": OmniSyncGuidanceStrip,
-    "OmniSyncFaceCrop": OmniSyncFaceCrop,
-    "OmniSyncFacePasteBack": OmniSyncFacePasteBack,
-    "OmniSyncXDubModelLoader": OmniSyncXDubModelLoader,
-    "OmniSyncXDubAudioLoader": OmniSyncXDubAudioLoader,
-    "OmniSyncXDubEncode": OmniSyncXDubEncode,
-    "OmniSyncXDubSampler": OmniSyncXDubSampler,
-    "OmniSyncXDubAssemble": OmniSyncXDubAssemble,
-}
+NODES = [  # the order of the Add Node menu
+    OmniSyncModelLoader,
+    OmniSyncWhisperLoader,
+    OmniSyncAudioEncode,
+    OmniSyncNoiseInit,
+    OmniSyncSampler,
+    OmniSyncVideoAssemble,
+    OmniSyncLipSync,
+    OmniSyncGuidanceStrip,
+    OmniSyncFaceCrop,
+    OmniSyncFacePasteBack,
+    OmniSyncXDubModelLoader,
+    OmniSyncXDubAudioLoader,
+    OmniSyncXDubEncode,
+    OmniSyncXDubSampler,
+    OmniSyncXDubAssemble,
+]
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "OmniSyncModelLoader": "Load OmniSync Model",
-    "OmniSyncWhisperLoader": "Load Whisper Audio Encoder",
-    "OmniSyncAudioEncode": "OmniSync Audio Encode",
-    "OmniSyncNoiseInit": "OmniSync Noise Init (flow matching)",
-    "OmniSyncSampler": "OmniSync DS-CFG Sampler",
-    "OmniSyncVideoAssemble": "OmniSync Video Assemble",
-    "OmniSyncLipSync": "OmniSync Lip Sync (all-in-one)",
-    "OmniSyncGuidanceStrip": "OmniSync Guidance Strip",
-    "OmniSyncFaceCrop": "OmniSync Face Crop",
-    "OmniSyncFacePasteBack": "OmniSync Face Paste Back",
-    "OmniSyncXDubModelLoader": "Load X-Dub Model",
-    "OmniSyncXDubAudioLoader": "Load X-Dub Audio Encoders",
-    "OmniSyncXDubEncode": "X-Dub Encode (Wan 2.2 VAE)",
-    "OmniSyncXDubSampler": "X-Dub Sampler",
-    "OmniSyncXDubAssemble": "X-Dub Assemble",
-}
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+class OmniSyncExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> OmniSyncExtension:
+    return OmniSyncExtension()
+
+
+__all__ = ["NODES", "comfy_entrypoint"]

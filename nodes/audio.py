@@ -5,11 +5,16 @@ from __future__ import annotations
 import math
 
 import torch
+from comfy_api.latest import io
 
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.io.frames import MIN_VIDEO_FRAMES
 
-from .bridge import CATEGORY, OmniSyncAudio, audio_from_comfy, audio_to_comfy, log, node_warner
+from .bridge import (
+    CATEGORY, OmniSyncAudio, OmniSyncAudioEncoderType, OmniSyncAudioType, audio_from_comfy, audio_to_comfy,
+)
+from .feedback import HIDDEN, Feedback
+from .widgets import shared_inputs
 
 COMFY_WHISPER_CHUNK_S = 30  # ComfyUI's AudioEncoderEncode pads/cuts Whisper input to 30 s
 
@@ -45,57 +50,50 @@ def _comfy_encoder_features(encoded: dict, wave16k_samples: int):
                                         "dim": layers.shape[2], "feature_frames": n_valid}
 
 
-class OmniSyncAudioEncode:
-    DESCRIPTION = (
-        "Turns speech into Whisper features aligned to each output video frame, and decides the output "
-        "length when video and speech differ (loop / ping-pong the video, or follow the video). The AUDIO "
-        "output is the speech matched to that length (16 kHz mono)."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("OMNISYNC_AUDIO", "AUDIO")
-    RETURN_NAMES = ("omnisync_audio", "audio")
-    OUTPUT_TOOLTIPS = (
-        "Per-frame speech features and the frame index plan (connect to Noise Init and the Sampler).",
-        "The speech matched to the output length (trimmed or padded with silence in follow_video mode).",
-    )
-    FUNCTION = "encode"
+class OmniSyncAudioEncode(io.ComfyNode):
+    DISPLAY_NAME = "OmniSync Audio Encode"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        from omnisync_core.sampling.options import SyncOptions
-        from omnisync_core.length import LENGTH_MODES
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OmniSyncAudioEncode",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Turns speech into Whisper features aligned to each output video frame, and decides the output "
+                "length when video and speech differ (loop / ping-pong the video, or follow the video). The AUDIO "
+                "output is the speech matched to that length (16 kHz mono)."
+            ),
+            inputs=[
+                io.Audio.Input("audio", tooltip="Target speech (any sample rate, mono or stereo)."),
+                io.Float.Input("fps", default=25.0, min=1.0, max=120.0, step=0.001,
+                               tooltip="Frame rate of the video: connect Get Video Components' fps (Wan 2.1 outputs "
+                                       "16 fps, the bundled sample is 25)."),
+                io.Int.Input("num_frames", default=MIN_VIDEO_FRAMES, min=MIN_VIDEO_FRAMES, max=100000,
+                             tooltip="Number of source video frames (ignored when images is connected)."),
+                *shared_inputs("length_mode"),
+                OmniSyncAudioEncoderType.Input("audio_encoder", optional=True,
+                                               tooltip="Whisper from Load Whisper Audio Encoder (any audio length)."),
+                io.Image.Input("images", optional=True,
+                               tooltip="Source frames; when connected, their count replaces num_frames."),
+                io.AudioEncoderOutput.Input("encoded_audio", optional=True,
+                                            tooltip="Instead of audio_encoder: the output of ComfyUI's Audio Encoder "
+                                                    "Encode (Whisper large-v3, up to 30 s), for models trained on "
+                                                    "those features."),
+            ],
+            outputs=[
+                OmniSyncAudioType.Output(display_name="omnisync_audio",
+                                         tooltip="Per-frame speech features and the frame index plan (connect to "
+                                                 "Noise Init and the Sampler)."),
+                io.Audio.Output(display_name="audio", tooltip="The speech matched to the output length (trimmed or "
+                                                              "padded with silence in follow_video mode)."),
+            ],
+            hidden=HIDDEN,
+        )
 
-        return {
-            "required": {
-                "audio": ("AUDIO", {"tooltip": "Target speech (any sample rate, mono or stereo)."}),
-                "fps": ("FLOAT", {
-                    "default": 25.0, "min": 1.0, "max": 120.0, "step": 0.001,
-                    "tooltip": "Frame rate of the video: connect Get Video Components' fps (Wan 2.1 outputs 16 fps, "
-                               "the bundled sample is 25).",
-                }),
-                "num_frames": ("INT", {
-                    "default": MIN_VIDEO_FRAMES, "min": MIN_VIDEO_FRAMES, "max": 100000,
-                    "tooltip": "Number of source video frames (ignored when images is connected).",
-                }),
-                "length_mode": (list(LENGTH_MODES), {
-                    "default": SyncOptions().length_mode,
-                    "tooltip": "follow_audio_loop / _pingpong: output as long as the speech, repeating the video "
-                               "(looped or back-and-forth); follow_video: keep the video length, trim or pad the speech.",
-                }),
-            },
-            "optional": {
-                "audio_encoder": ("OMNISYNC_AUDIO_ENCODER", {
-                    "tooltip": "Whisper from Load Whisper Audio Encoder (any audio length).",
-                }),
-                "images": ("IMAGE", {"tooltip": "Source frames; when connected, their count replaces num_frames."}),
-                "encoded_audio": ("AUDIO_ENCODER_OUTPUT", {
-                    "tooltip": "Instead of audio_encoder: the output of ComfyUI's Audio Encoder Encode (Whisper "
-                               "large-v3, up to 30 s), for models trained on those features.",
-                }),
-            },
-        }
-
-    def encode(self, audio, fps, num_frames, length_mode, audio_encoder=None, images=None, encoded_audio=None):
+    @classmethod
+    def execute(cls, audio, fps, num_frames, length_mode, audio_encoder=None, images=None,
+                encoded_audio=None) -> io.NodeOutput:
         from omnisync_core.audio.features import SAMPLE_RATE_HZ, align_features_to_frames
         from omnisync_core.pipelines.omnisync import encode_speech, prepare_audio
 
@@ -110,10 +108,10 @@ class OmniSyncAudioEncode:
                                 "batch (a still image); connect a video, or repeat the image with Repeat Image Batch.")
         wave, sr, report = audio_from_comfy(audio)
         report["warnings"] = []
-        on_warning = node_warner(report, "OmniSync Audio Encode")
+        feedback = Feedback(cls, cls.DISPLAY_NAME, report)
         if "batch" in report:
-            on_warning(report["batch"] + ".")
-        plan, wave_out = prepare_audio(T, fps, wave, sr, length_mode, on_warning=on_warning)
+            feedback.warn(report["batch"] + ".")
+        plan, wave_out = prepare_audio(T, fps, wave, sr, length_mode, on_warning=feedback.warn)
         T_out = int(plan.frame_indices.shape[0])
         report["length"] = plan.message
 
@@ -129,9 +127,10 @@ class OmniSyncAudioEncode:
             source = "comfy_audio_encoder"
             report["encoder"] = enc_report
         report["alignment"] = info
-        log.info("OmniSync audio: %s", plan.message)
+        if not any(plan.message in line for line in feedback.lines):  # a length change was warned already
+            feedback.info(plan.message)
         out = OmniSyncAudio(
             frame_features=frame_feats, num_layers=L, dim=D, frame_indices=plan.frame_indices.long(),
             fps=float(fps), waveform=wave_out, sample_rate=SAMPLE_RATE_HZ, source=source, report=report,
         )
-        return (out, audio_to_comfy(wave_out, SAMPLE_RATE_HZ))
+        return io.NodeOutput(out, audio_to_comfy(wave_out, SAMPLE_RATE_HZ))

@@ -7,7 +7,8 @@ ComfyUI layouts (as the core nodes use them):
     CONDITIONING: [[cond (B, L, D), {...}], ...].
 
 The objects passed between OmniSync nodes (OMNISYNC_MODEL, OMNISYNC_AUDIO, OMNISYNC_LATENT) are
-small dataclasses defined here; they hold tensors and the bookkeeping the next node needs.
+small dataclasses defined here; they hold tensors and the bookkeeping the next node needs. Their socket types
+(``io.Custom``) are declared here too, once, for every node that takes or gives them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
 import torch
+from comfy_api.latest import io
 
 from omnisync_core.errors import Cancelled, OmniSyncError
 
@@ -27,6 +29,14 @@ CATEGORY = "OmniSync"
 MODEL_FOLDER = "omnisync"  # ComfyUI/models/omnisync and <this plugin>/models
 AUDIO_ENCODER_FOLDER = "audio_encoders"  # ComfyUI/models/audio_encoders (registered by ComfyUI itself)
 PLUGIN_MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+# What the bundled OmniSync model can dub, said in the description of every node that runs it (issue 23).
+BUNDLED_MODEL_DOMAIN = "The bundled model is for synthetic characters; for real faces use X-Dub."
+
+# socket types of the objects passed between OmniSync nodes
+OmniSyncModelType = io.Custom("OMNISYNC_MODEL")
+OmniSyncAudioEncoderType = io.Custom("OMNISYNC_AUDIO_ENCODER")
+OmniSyncAudioType = io.Custom("OMNISYNC_AUDIO")
+OmniSyncLatentType = io.Custom("OMNISYNC_LATENT")
 
 
 # -- objects passed between OmniSync nodes ---------------------------------------------------------
@@ -135,17 +145,6 @@ def pipeline_for(model: OmniSyncModel, codec: Any, audio_encoder: Any = None):
                             frame_window=frame_window, meta=model.meta)
 
 
-def node_warner(report: dict, node: str):
-    """on_warning for a node: the line goes to the console (logging) and into ``report["warnings"]``, which the
-    node's report output shows (``validate.warn``)."""
-    from omnisync_core.pipelines.checks import warn
-
-    def on_warning(message: str) -> None:
-        warn(report, lambda m: log.warning("%s: %s", node, m), message)
-
-    return on_warning
-
-
 def all_warnings(*reports: Optional[dict]) -> List[str]:
     """The ``"warnings"`` of several node reports, in order, each line once."""
     out: List[str] = []
@@ -160,10 +159,10 @@ AUTO_WIDGETS = ("num_steps", "window", "tau", "shift", "omega_base", "omega_peak
 AUTO_WIDGETS_NEGATIVE = ("overlap", "cfg_cutoff")  # 0 is a real value on these: −1 = auto
 
 
-def sync_options(model: OmniSyncModel, **widgets):
+def sync_options(model: OmniSyncModel, on_warning, **widgets):
     """Widget values → (SyncOptions, report): 0 in ``num_steps``, ``window``, ``tau``, ``shift``, ``omega_base``
     or ``omega_peak`` and −1 in ``overlap`` or ``cfg_cutoff`` mean auto (the checkpoint's recommended sampling,
-    else the default); a recommendation the version does not know is logged."""
+    else the default); a recommendation this version does not know is a warning (``on_warning``)."""
     from omnisync_core.sampling.options import AUTO, resolve_options
 
     for name in AUTO_WIDGETS:
@@ -174,25 +173,25 @@ def sync_options(model: OmniSyncModel, **widgets):
             widgets[name] = AUTO
     options, report = resolve_options(model.meta, **widgets)
     if report["ignored"]:
-        log.warning("OmniSync: the checkpoint recommends sampling settings this version does not know, ignored: %s",
-                    ", ".join(report["ignored"]))
+        on_warning("the checkpoint recommends sampling settings this version does not know, ignored: "
+                   + ", ".join(report["ignored"]) + ".")
     return options, report
 
 
 H264_SIZE_MULTIPLE = 2  # yuv420p halves the chroma planes: Save Video's H.264 needs even width and height
 
 
-def pad_for_h264(frames, report: dict, node: str):
+def pad_for_h264(frames, report: dict, on_warning):
     """(T, H, W, 3) -> the frames for the VIDEO output, with even H and W (the last row/column repeated):
     Save Video writes yuv420p H.264, which cannot hold odd sizes. The IMAGE output keeps the exact size;
-    the padding is a warning (console and ``report["warnings"]``) and ``report["padded_to_even"]``."""
+    the padding is a warning (``on_warning``) and ``report["padded_to_even"]``."""
     from omnisync_core.model.codec import pad_to_stride
 
     padded, pads = pad_to_stride(frames, H264_SIZE_MULTIPLE)
     if any(pads):
         H, W = frames.shape[1:3]
         report["padded_to_even"] = f"{W}x{H} -> {padded.shape[2]}x{padded.shape[1]}"
-        node_warner(report, node)(
+        on_warning(
             f"the VIDEO output is {W}x{H} -> {padded.shape[2]}x{padded.shape[1]}: Save Video's H.264 (yuv420p) needs "
             "even sizes, so the last row/column is repeated there; the IMAGE output keeps the exact size.")
     return padded.contiguous()
@@ -331,14 +330,12 @@ def text_from_conditioning(conditioning: Any, model: OmniSyncModel) -> Tuple[Opt
 
 
 def make_video(images: torch.Tensor, audio: Optional[dict], fps: float):
-    """VIDEO for Save Video, from IMAGE (T, H, W, 3), AUDIO and fps."""
-    from fractions import Fraction
+    """VIDEO for Save Video, from IMAGE (T, H, W, 3), AUDIO and fps (as an exact rate: 29.97 → 30000/1001)."""
+    from comfy_api.latest import InputImpl, Types
 
-    from comfy_api.input_impl import VideoFromComponents
-    from comfy_api.util import VideoComponents
+    from omnisync_core.io.fps import exact_fps
 
-    rate = Fraction(fps).limit_denominator(1001)
-    return VideoFromComponents(VideoComponents(images=images, audio=audio, frame_rate=rate))
+    return InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=audio, frame_rate=exact_fps(fps)))
 
 
 def format_report(report: dict) -> str:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 
 import torch
+from comfy_api.latest import io
 
 from omnisync_core.errors import OmniSyncError
+from omnisync_core.model.offload import OFFLOAD_MODES
 
 from .bridge import (
-    AUDIO_ENCODER_FOLDER, CATEGORY, MODEL_FOLDER, OmniSyncModel, log, missing_file_error, model_file_list,
-    register_model_folders,
+    AUDIO_ENCODER_FOLDER, BUNDLED_MODEL_DOMAIN, CATEGORY, MODEL_FOLDER, OmniSyncAudioEncoderType, OmniSyncModel,
+    OmniSyncModelType, log, missing_file_error, model_file_list, register_model_folders,
 )
-
-from omnisync_core.model.offload import OFFLOAD_MODES
+from .feedback import HIDDEN, Feedback
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 MAX_RESIDENT_BLOCKS = 64  # resident_blocks widget bound (a Wan-1.3B-size OmniSync DiT has 30 blocks)
@@ -70,68 +71,62 @@ def _auto_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-class OmniSyncModelLoader:
-    DESCRIPTION = (
-        "Loads an OmniSync lip-sync DiT (.safetensors with its config in the metadata) from "
-        "models/omnisync. The checkpoint also names its latent codec (pixels or the Wan 2.1 VAE) and the "
-        "Whisper features it was trained on."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("OMNISYNC_MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The OmniSync model with its codec and audio-feature specs.",)
-    FUNCTION = "load"
+class OmniSyncModelLoader(io.ComfyNode):
+    DISPLAY_NAME = "Load OmniSync Model"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model_name": (model_file_list(), {
-                    "tooltip": "OmniSync checkpoint in ComfyUI/models/omnisync (or the plugin's models/ folder).",
-                }),
-                "dtype": (["auto", "bf16", "fp16", "fp32"], {
-                    "default": "auto",
-                    "tooltip": "Precision of the network. auto: bf16 where the GPU supports it, else fp16; on a CPU bf16 "
-                               "where it computes bf16 natively (AVX-512 BF16 / AMX), else fp32.",
-                }),
-            },
-            "optional": {
-                "offload": (list(OFFLOAD_MODES), {
-                    "default": "none",
-                    "tooltip": "none: ComfyUI's model management loads the whole network on the GPU and offloads it "
-                               "when another model needs the memory. blocks: the weights stay in CPU memory and the "
-                               "network's blocks visit the GPU one at a time (block swap: for models larger than the "
-                               "GPU's memory; slower).",
-                }),
-                "resident_blocks": ("INT", {
-                    "default": 0, "min": 0, "max": MAX_RESIDENT_BLOCKS,
-                    "tooltip": "With offload = blocks: how many of the first blocks stay on the GPU (0 = swap every "
-                               "block; more = faster, more GPU memory). Ignored with offload = none.",
-                }),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OmniSyncModelLoader",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Loads an OmniSync lip-sync model (.safetensors with its config in the metadata) from "
+                "models/omnisync. The checkpoint also names its latent codec (pixels or the Wan 2.1 VAE) and the "
+                "Whisper features it was trained on. " + BUNDLED_MODEL_DOMAIN
+            ),
+            inputs=[
+                io.Combo.Input("model_name", options=model_file_list(),
+                               tooltip="OmniSync checkpoint in ComfyUI/models/omnisync (or the plugin's models/ "
+                                       "folder)."),
+                io.Combo.Input("dtype", options=["auto", *DTYPES], default="auto",
+                               tooltip="Precision of the network. auto: bf16 where the GPU supports it, else fp16; on "
+                                       "a CPU bf16 where it computes bf16 natively (AVX-512 BF16 / AMX), else fp32."),
+                io.Combo.Input("offload", options=list(OFFLOAD_MODES), default="none", optional=True,
+                               tooltip="none: ComfyUI's model management loads the whole network on the GPU and "
+                                       "offloads it when another model needs the memory. blocks: the weights stay in "
+                                       "CPU memory and the network's blocks visit the GPU one at a time (block swap: "
+                                       "for models larger than the GPU's memory; slower)."),
+                io.Int.Input("resident_blocks", default=0, min=0, max=MAX_RESIDENT_BLOCKS, optional=True,
+                             tooltip="With offload = blocks: how many of the first blocks stay on the GPU (0 = swap "
+                                     "every block; more = faster, more GPU memory). Ignored with offload = none."),
+            ],
+            outputs=[OmniSyncModelType.Output(display_name="model",
+                                              tooltip="The OmniSync model with its codec and audio-feature specs.")],
+            hidden=HIDDEN,
+        )
 
-    def load(self, model_name, dtype, offload="none", resident_blocks=0):
+    @classmethod
+    def execute(cls, model_name, dtype, offload="none", resident_blocks=0) -> io.NodeOutput:
         import comfy.model_management as mm
+        import comfy.model_patcher
         import folder_paths
 
-        path = folder_paths.get_full_path(MODEL_FOLDER, model_name)
-        if path is None:
-            raise missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint")
         from omnisync_core.audio.features import AudioFeatureSpec
         from omnisync_core.model.checkpoint import load_checkpoint
         from omnisync_core.model.offload import check_offload, place_model, swappable_blocks
         from omnisync_core.model.precision import prepare_for_inference
-
-        import comfy.model_patcher
-
-        device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
-        torch_dtype = _auto_dtype(device) if dtype == "auto" else DTYPES[dtype]
         from omnisync_core.pipelines.checks import check_model_path, dtype_warnings
 
+        path = folder_paths.get_full_path(MODEL_FOLDER, model_name)
+        if path is None:
+            raise missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint")
+        feedback = Feedback(cls, cls.DISPLAY_NAME)
+        device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+        torch_dtype = _auto_dtype(device) if dtype == "auto" else DTYPES[dtype]
         check_model_path(path)  # a folder, a pickle, no OmniSync metadata: one line before any weights are read
         for message in dtype_warnings(device, torch_dtype):
-            log.warning("Load OmniSync Model: %s", message)
+            feedback.warn(message)
         check_offload(offload, resident_blocks)
         # weights wait on the offload device; the sampler nodes ask model management to load them (offload none),
         # or stay in CPU memory with the blocks visiting the device in turn (offload blocks)
@@ -142,11 +137,12 @@ class OmniSyncModelLoader:
             patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=offload_device)
         else:
             swap = place_model(model, device, "blocks", resident_blocks)
-            log.info("Load OmniSync Model: %d of %d blocks swapped onto %s per forward", len(swap.swapped),
-                     len(swappable_blocks(model)), device)
+            feedback.info(f"{len(swap.swapped)} of {len(swappable_blocks(model))} blocks swapped onto {device} per "
+                          "forward")
         spec = AudioFeatureSpec.from_dict(meta["audio"]) if meta.get("audio") else None
-        return (OmniSyncModel(model=model, codec_spec=meta["codec"], audio_spec=spec, meta=meta, device=device,
-                              dtype=torch_dtype, name=model_name, patcher=patcher, swap=swap),)
+        return io.NodeOutput(OmniSyncModel(model=model, codec_spec=meta["codec"], audio_spec=spec, meta=meta,
+                                           device=device, dtype=torch_dtype, name=model_name, patcher=patcher,
+                                           swap=swap))
 
 
 def _whisper_choices():
@@ -187,29 +183,32 @@ def _whisper_path(name: str) -> str:
     )
 
 
-class OmniSyncWhisperLoader:
-    DESCRIPTION = (
-        "Loads a Whisper encoder for OmniSync audio features from models/audio_encoders: a Hugging Face "
-        "folder, a single .safetensors, or a CTranslate2/faster-whisper folder, or the bundled tiny.en."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("OMNISYNC_AUDIO_ENCODER",)
-    RETURN_NAMES = ("audio_encoder",)
-    OUTPUT_TOOLTIPS = ("Whisper feature extractor (50 feature frames per second, any audio length).",)
-    FUNCTION = "load"
+class OmniSyncWhisperLoader(io.ComfyNode):
+    DISPLAY_NAME = "Load Whisper Audio Encoder"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "encoder_name": (_whisper_choices(), {
-                    "default": BUNDLED_WHISPER,
-                    "tooltip": "Use the Whisper the OmniSync model was trained with (its checkpoint names it).",
-                }),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OmniSyncWhisperLoader",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Loads a Whisper encoder for OmniSync audio features from models/audio_encoders: a Hugging Face "
+                "folder, a single .safetensors, or a CTranslate2/faster-whisper folder, or the bundled tiny.en."
+            ),
+            inputs=[
+                io.Combo.Input("encoder_name", options=_whisper_choices(), default=BUNDLED_WHISPER,
+                               tooltip="Use the Whisper the OmniSync model was trained with (its checkpoint names "
+                                       "it)."),
+            ],
+            outputs=[OmniSyncAudioEncoderType.Output(display_name="audio_encoder",
+                                                     tooltip="Whisper feature extractor (50 feature frames per "
+                                                             "second, any audio length).")],
+            hidden=HIDDEN,
+        )
 
-    def load(self, encoder_name):
+    @classmethod
+    def execute(cls, encoder_name) -> io.NodeOutput:
         from omnisync_core.audio.whisper import load_whisper
 
-        return (load_whisper(_whisper_path(encoder_name), device="cpu"),)
+        return io.NodeOutput(load_whisper(_whisper_path(encoder_name), device="cpu"))

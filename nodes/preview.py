@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import torch
+from comfy_api.latest import io
 
 from omnisync_core.errors import OmniSyncError
 
 from .bridge import CATEGORY
+from .feedback import HIDDEN, Feedback
 
 STRIP_GAP_PX = 2  # grey column between frames, so neighbouring maps do not run together
 STRIP_GAP_VALUE = 0.5
@@ -33,29 +35,34 @@ def frame_strip(mask: torch.Tensor, count: int) -> torch.Tensor:
     return strip[None, ..., None].expand(-1, -1, -1, 3).float().cpu().contiguous()
 
 
-class OmniSyncGuidanceStrip:
-    DESCRIPTION = (
-        "Shows a per-frame guidance map (from the DS-CFG Sampler or Lip Sync) as one image: a few evenly "
-        "spaced frames side by side, first and last included, so Preview Image shows one picture instead of "
-        "one per frame."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("strip",)
-    OUTPUT_TOOLTIPS = ("One image (1, H, n·W + gaps, 3): n frames of the map, left to right in time.",)
-    FUNCTION = "strip"
+class OmniSyncGuidanceStrip(io.ComfyNode):
+    DISPLAY_NAME = "OmniSync Guidance Strip"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "guidance_map": ("MASK", {"tooltip": "The guidance_map output (T, H, W) of the Sampler or Lip Sync."}),
-                "frames": ("INT", {
-                    "default": 8, "min": 1, "max": MAX_STRIP_FRAMES,
-                    "tooltip": "How many evenly spaced frames to show (all of them when the clip is shorter).",
-                }),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OmniSyncGuidanceStrip",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Shows a per-frame guidance map (from the DS-CFG Sampler or Lip Sync) as one image: a few evenly "
+                "spaced frames side by side, first and last included, so Preview Image shows one picture instead of "
+                "one per frame."
+            ),
+            inputs=[
+                io.Mask.Input("guidance_map", tooltip="The guidance_map output (T, H, W) of the Sampler or Lip Sync."),
+                io.Int.Input("frames", default=8, min=1, max=MAX_STRIP_FRAMES,
+                             tooltip="How many evenly spaced frames to show (all of them when the clip is shorter)."),
+            ],
+            outputs=[io.Image.Output(display_name="strip", tooltip="One image (1, H, n·W + gaps, 3): n frames of the "
+                                                                   "map, left to right in time.")],
+            hidden=HIDDEN,
+        )
 
-    def strip(self, guidance_map, frames):
-        return (frame_strip(torch.as_tensor(guidance_map), frames),)
+    @classmethod
+    def execute(cls, guidance_map, frames) -> io.NodeOutput:
+        mask = torch.as_tensor(guidance_map)
+        strip = frame_strip(mask, frames)
+        if mask.ndim == 3 and mask.shape[0] > frames:
+            Feedback(cls, cls.DISPLAY_NAME).info(f"{frames} of {mask.shape[0]} frames shown.")
+        return io.NodeOutput(strip)

@@ -15,21 +15,27 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 import torch
+from comfy_api.latest import io
 
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.model.offload import OFFLOAD_MODES
 
 from .bridge import (
-    AUDIO_ENCODER_FOLDER, CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report, log,
+    AUDIO_ENCODER_FOLDER, CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report,
     missing_file_error, run_cancellable,
 )
-from .facecrop import FACE_CROP_TYPE
+from .facecrop import FaceCropType
+from .feedback import HIDDEN, Feedback
 
 DIFFUSION_FOLDER = "diffusion_models"  # ComfyUI/models/diffusion_models (and models/unet)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 MAX_BLOCKS = 64  # resident_blocks widget bound (X-Dub has 30)
 HF_FOLDER_MARKER = "config.json"  # a Hugging Face model folder
 COMFY_UMT5_FILE = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's layout of umT5-XXL (Comfy-Org/Wan_2.1_ComfyUI_repackaged)
+
+XDubModelType = io.Custom("XDUB_MODEL")
+XDubAudioEncodersType = io.Custom("XDUB_AUDIO_ENCODERS")
+XDubLatentType = io.Custom("XDUB_LATENT")
 
 
 # -- objects passed between X-Dub nodes ------------------------------------------------------------
@@ -99,45 +105,41 @@ def audio_encoder_path(name: str, what: str) -> str:
 # -- loaders ---------------------------------------------------------------------------------------
 
 
-class OmniSyncXDubModelLoader:
-    DESCRIPTION = (
-        "Loads the X-Dub lip-sync DiT (X-Dub_model.safetensors, Wan 2.2 TI2V-5B with the reference frames in its "
-        "token sequence) from models/diffusion_models; its size is read from the file. With offload = blocks the "
-        "weights stay in CPU memory and each transformer block visits the GPU in turn (block swap), so a 12–16 GB "
-        "card runs it."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("XDUB_MODEL",)
-    RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The X-Dub DiT, ready for the X-Dub Sampler.",)
-    FUNCTION = "load"
+class OmniSyncXDubModelLoader(io.ComfyNode):
+    DISPLAY_NAME = "Load X-Dub Model"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model_name": (diffusion_model_files(), {
-                    "tooltip": "X-Dub_model.safetensors in ComfyUI/models/diffusion_models.",
-                }),
-                "dtype": (list(DTYPES), {
-                    "default": "bf16",
-                    "tooltip": "Precision of the weights and the computation: bf16 as published (11.72 GiB of "
-                               "weights); fp32 doubles that and is for CPU tests.",
-                }),
-                "offload": (list(OFFLOAD_MODES), {
-                    "default": "none",
-                    "tooltip": "none: the whole DiT in GPU memory (fastest). blocks: weights in CPU memory, the "
-                               "transformer blocks copied to the GPU one at a time (far less GPU memory, slower).",
-                }),
-                "resident_blocks": ("INT", {
-                    "default": 0, "min": 0, "max": MAX_BLOCKS,
-                    "tooltip": "With offload = blocks: how many of the first blocks stay on the GPU (0 = swap every "
-                               "block; more = faster, more GPU memory). Ignored with offload = none.",
-                }),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OmniSyncXDubModelLoader",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Loads the X-Dub lip-sync DiT (X-Dub_model.safetensors, Wan 2.2 TI2V-5B with the reference frames in "
+                "its token sequence) from models/diffusion_models; its size is read from the file. With offload = "
+                "blocks the weights stay in CPU memory and each transformer block visits the GPU in turn (block "
+                "swap), so a 12–16 GB card runs it."
+            ),
+            inputs=[
+                io.Combo.Input("model_name", options=diffusion_model_files(),
+                               tooltip="X-Dub_model.safetensors in ComfyUI/models/diffusion_models."),
+                io.Combo.Input("dtype", options=list(DTYPES), default="bf16",
+                               tooltip="Precision of the weights and the computation: bf16 as published (11.72 GiB "
+                                       "of weights); fp32 doubles that and is for CPU tests."),
+                io.Combo.Input("offload", options=list(OFFLOAD_MODES), default="none",
+                               tooltip="none: the whole DiT in GPU memory (fastest). blocks: weights in CPU memory, "
+                                       "the transformer blocks copied to the GPU one at a time (far less GPU memory, "
+                                       "slower)."),
+                io.Int.Input("resident_blocks", default=0, min=0, max=MAX_BLOCKS,
+                             tooltip="With offload = blocks: how many of the first blocks stay on the GPU (0 = swap "
+                                     "every block; more = faster, more GPU memory). Ignored with offload = none."),
+            ],
+            outputs=[XDubModelType.Output(display_name="model", tooltip="The X-Dub DiT, ready for the X-Dub Sampler.")],
+            hidden=HIDDEN,
+        )
 
-    def load(self, model_name, dtype, offload, resident_blocks):
+    @classmethod
+    def execute(cls, model_name, dtype, offload, resident_blocks) -> io.NodeOutput:
         import comfy.model_management as mm
         import folder_paths
 
@@ -157,52 +159,55 @@ class OmniSyncXDubModelLoader:
         cfg = model.config
         report = {"file": model_name, "dtype": dtype, "offload": offload, "dim": cfg.dim, "layers": cfg.num_layers,
                   "parameters": sum(p.numel() for p in model.parameters())}
+        feedback = Feedback(cls, cls.DISPLAY_NAME)
         swap = None
         if offload == "blocks":
             if resident_blocks > len(model.blocks):
                 report["resident_blocks"] = (f"{resident_blocks} asked, the model has {len(model.blocks)}: all stay on "
                                              "the device")
-                log.warning("Load X-Dub Model: %s", report["resident_blocks"])
+                feedback.warn(report["resident_blocks"] + ".")
             swap = place_model(model, device, "blocks", resident_blocks)  # the resident count clamped to the model
             report["swapped_blocks"] = len(swap.swapped)
-        return (XDubModel(model=model, device=device, dtype=torch_dtype, offload=offload, name=model_name,
-                          swap=swap, report=report),)
+            feedback.info(f"{len(swap.swapped)} of {len(model.blocks)} blocks swapped onto {device} per forward")
+        return io.NodeOutput(XDubModel(model=model, device=device, dtype=torch_dtype, offload=offload, name=model_name,
+                                       swap=swap, report=report))
 
 
-class OmniSyncXDubAudioLoader:
-    DESCRIPTION = (
-        "Loads X-Dub's two speech encoders from models/audio_encoders: Whisper large-v2 (a Hugging Face folder or "
-        "the .safetensors that `python -m omnisync_core convert-whisper` makes from the bundle's .pt) and "
-        "wav2vec2-base-960h (a Hugging Face folder)."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("XDUB_AUDIO_ENCODERS",)
-    RETURN_NAMES = ("audio_encoders",)
-    OUTPUT_TOOLTIPS = ("Whisper + wav2vec2, for X-Dub Audio Encode.",)
-    FUNCTION = "load"
+class OmniSyncXDubAudioLoader(io.ComfyNode):
+    DISPLAY_NAME = "Load X-Dub Audio Encoders"
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls) -> io.Schema:
         choices = audio_encoder_choices()
-        return {
-            "required": {
-                "whisper": (choices, {
-                    "tooltip": "Whisper large-v2: a Hugging Face folder or a converted .safetensors in "
-                               "models/audio_encoders.",
-                }),
-                "wav2vec2": (choices, {
-                    "tooltip": "wav2vec2-base-960h: a Hugging Face folder (config.json + model.safetensors) in "
-                               "models/audio_encoders.",
-                }),
-            }
-        }
+        return io.Schema(
+            node_id="OmniSyncXDubAudioLoader",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "Loads X-Dub's two speech encoders from models/audio_encoders: Whisper large-v2 (a Hugging Face "
+                "folder or the .safetensors that `python -m omnisync_core convert-whisper` makes from the bundle's "
+                ".pt) and wav2vec2-base-960h (a Hugging Face folder)."
+            ),
+            inputs=[
+                io.Combo.Input("whisper", options=choices,
+                               tooltip="Whisper large-v2: a Hugging Face folder or a converted .safetensors in "
+                                       "models/audio_encoders."),
+                io.Combo.Input("wav2vec2", options=choices,
+                               tooltip="wav2vec2-base-960h: a Hugging Face folder (config.json + model.safetensors) in "
+                                       "models/audio_encoders."),
+            ],
+            outputs=[XDubAudioEncodersType.Output(display_name="audio_encoders",
+                                                  tooltip="Whisper + wav2vec2, for X-Dub Audio Encode.")],
+            hidden=HIDDEN,
+        )
 
-    def load(self, whisper, wav2vec2):
+    @classmethod
+    def execute(cls, whisper, wav2vec2) -> io.NodeOutput:
         from omnisync_core.audio.xdub_features import load_xdub_audio_encoders
 
         # in CPU memory until X-Dub Encode needs them (it moves them to the GPU and back, as the reference does)
-        return (load_xdub_audio_encoders(audio_encoder_path(whisper, "Whisper large-v2"),
-                                         audio_encoder_path(wav2vec2, "wav2vec2-base-960h"), device="cpu"),)
+        return io.NodeOutput(load_xdub_audio_encoders(audio_encoder_path(whisper, "Whisper large-v2"),
+                                                      audio_encoder_path(wav2vec2, "wav2vec2-base-960h"), device="cpu"))
 
 
 # -- the take --------------------------------------------------------------------------------------
@@ -222,40 +227,42 @@ def wan22_codec(vae):
     return make(vae)
 
 
-class OmniSyncXDubEncode:
-    DESCRIPTION = (
-        "X-Dub stage 1: computes the speech's Whisper + wav2vec2 features, makes the take as long as the speech "
-        "(the face crops played back and forth, as the reference), cuts it into 77-frame clips and encodes each "
-        "with the Wan 2.2 VAE as X-Dub's reference frames. Video must be 25 fps, crops 512×512 for the published "
-        "weights (sides divisible by 32)."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("XDUB_LATENT",)
-    RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("The encoded take: reference latents and speech windows per clip (connect to X-Dub Sampler).",)
-    FUNCTION = "encode"
+class OmniSyncXDubEncode(io.ComfyNode):
+    DISPLAY_NAME = "X-Dub Encode (Wan 2.2 VAE)"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "model": ("XDUB_MODEL", {"tooltip": "From Load X-Dub Model (its sizes decide the crop stride and "
-                                                    "the speech channels)."}),
-                "vae": ("VAE", {"tooltip": "Core Load VAE with Wan2.2_VAE.safetensors (48 channels, 4×16×16)."}),
-                "audio_encoders": ("XDUB_AUDIO_ENCODERS", {"tooltip": "From Load X-Dub Audio Encoders."}),
-                "crops": ("IMAGE", {"tooltip": "Face crops (T, S, S, 3) from Face Crop; S = 512 for the published "
-                                               "model."}),
-                "audio": ("AUDIO", {"tooltip": "The new speech (any sample rate, mono or stereo); the output is as "
-                                               "long as it."}),
-                "fps": ("FLOAT", {
-                    "default": 25.0, "min": 1.0, "max": 120.0, "step": 0.001,
-                    "tooltip": "Frame rate of the video: connect Get Video Components' fps. X-Dub needs 25 fps "
-                               "(convert other videos first).",
-                }),
-            }
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OmniSyncXDubEncode",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "X-Dub stage 1: computes the speech's Whisper + wav2vec2 features, makes the take as long as the "
+                "speech (the face crops played back and forth, as the reference), cuts it into 77-frame clips and "
+                "encodes each with the Wan 2.2 VAE as X-Dub's reference frames. Video must be 25 fps, crops 512×512 "
+                "for the published weights (sides divisible by 32)."
+            ),
+            inputs=[
+                XDubModelType.Input("model", tooltip="From Load X-Dub Model (its sizes decide the crop stride and the "
+                                                     "speech channels)."),
+                io.Vae.Input("vae", tooltip="Core Load VAE with Wan2.2_VAE.safetensors (48 channels, 4×16×16)."),
+                XDubAudioEncodersType.Input("audio_encoders", tooltip="From Load X-Dub Audio Encoders."),
+                io.Image.Input("crops", tooltip="Face crops (T, S, S, 3) from Face Crop; S = 512 for the published "
+                                                "model."),
+                io.Audio.Input("audio", tooltip="The new speech (any sample rate, mono or stereo); the output is as "
+                                                "long as it."),
+                io.Float.Input("fps", default=25.0, min=1.0, max=120.0, step=0.001,
+                               tooltip="Frame rate of the video: connect Get Video Components' fps. X-Dub needs 25 fps "
+                                       "(convert other videos first)."),
+            ],
+            outputs=[XDubLatentType.Output(display_name="latent", tooltip="The encoded take: reference latents and "
+                                                                          "speech windows per clip (connect to X-Dub "
+                                                                          "Sampler).")],
+            hidden=HIDDEN,
+        )
 
-    def encode(self, model, vae, audio_encoders, crops, audio, fps):
+    @classmethod
+    def execute(cls, model, vae, audio_encoders, crops, audio, fps) -> io.NodeOutput:
         import comfy.model_management as mm
 
         from omnisync_core.pipelines.xdub import XDubPipeline
@@ -271,8 +278,12 @@ class OmniSyncXDubEncode:
             audio_encoders.to(device="cpu")
             mm.soft_empty_cache()
         report = dict(encoded.report, audio_input=audio_report) if audio_report else dict(encoded.report)
-        log.info("X-Dub: %s", encoded.report.get("length", ""))
-        return (XDubLatent(pipeline=pipe, encoded=encoded, report=report),)
+        feedback = Feedback(cls, cls.DISPLAY_NAME)
+        if "batch" in audio_report:
+            feedback.warn(audio_report["batch"] + ".")
+        if encoded.report.get("length"):
+            feedback.info(encoded.report["length"])
+        return io.NodeOutput(XDubLatent(pipeline=pipe, encoded=encoded, report=report))
 
 
 def text_from_conditioning(conditioning, text_dim: int) -> Optional[torch.Tensor]:
@@ -294,78 +305,77 @@ def text_from_conditioning(conditioning, text_dim: int) -> Optional[torch.Tensor
     return cond[0]
 
 
-class OmniSyncXDubSampler:
-    DESCRIPTION = (
-        "X-Dub stage 2: samples the take clip by clip as X-Dub does — three passes per step (nothing / reference / "
-        "reference + speech), the last frames of each clip carried into the next as motion latents, the crop's "
-        "border kept. OmniSync on top: progressive noise init (τ < 1) and DS-CFG on the speech term (ω_peak > "
-        "ω_base guides harder at the mouth). The defaults are the reference's."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("XDUB_LATENT", "STRING")
-    RETURN_NAMES = ("latent", "report")
-    OUTPUT_TOOLTIPS = ("The sampled take (connect to X-Dub Assemble).",
-                       "Run report (JSON): clips, network passes, steps, seconds.")
-    FUNCTION = "sample"
+class OmniSyncXDubSampler(io.ComfyNode):
+    DISPLAY_NAME = "X-Dub Sampler"
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls) -> io.Schema:
         from omnisync_core.sampling.xdub import XDubOptions
 
         d = XDubOptions()
         a = d.audio
-        return {
-            "required": {
-                "model": ("XDUB_MODEL", {"tooltip": "From Load X-Dub Model."}),
-                "latent": ("XDUB_LATENT", {"tooltip": "From X-Dub Encode."}),
-                "steps": ("INT", {"default": d.num_steps, "min": 1, "max": 1000,
-                                  "tooltip": f"Flow-matching steps of the full schedule ({d.num_steps} in the "
-                                             "reference); with τ < 1 only the steps with σ ≤ τ run."}),
-                "shift": ("FLOAT", {"default": d.shift, "min": 0.01, "max": 20.0, "step": 0.01,
-                                    "tooltip": f"Flow shift of the σ schedule ({d.shift} for Wan and X-Dub)."}),
-                "seed": ("INT", {"default": d.seed, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
-                                 "tooltip": "Noise seed (the same noise for every clip, as the reference)."}),
-                "tau": ("FLOAT", {"default": d.tau, "min": 0.01, "max": 1.0, "step": 0.01,
-                                  "tooltip": "τ, OmniSync's progressive noise init: start from (1 − τ)·reference + "
-                                             "τ·noise and run only the steps with σ ≤ τ. 1 = pure noise, the "
-                                             "reference."}),
-                "ref_cfg_scale": ("FLOAT", {"default": d.ref_cfg_scale, "min": 0.0, "max": 20.0, "step": 0.05,
-                                            "tooltip": "Guidance towards the reference frames (identity, pose); "
-                                                       f"{d.ref_cfg_scale} in the reference."}),
-                "ref_cfg_schedule": ("BOOLEAN", {"default": d.ref_cfg_schedule,
-                                                 "tooltip": "Lower the reference guidance to 0.6× and then 0.3× of "
-                                                            "the scale over sampling (the reference's dynamic CFG)."}),
-                "omega_base": ("FLOAT", {"default": a.omega_base, "min": 0.0, "max": 30.0, "step": 0.05,
-                                         "tooltip": "ω_base: speech guidance far from the mouth (the reference's "
-                                                    f"audio_cfg_scale, {a.omega_base})."}),
-                "omega_peak": ("FLOAT", {"default": a.omega_peak, "min": 0.0, "max": 30.0, "step": 0.05,
-                                         "tooltip": "ω_peak: speech guidance at the mouth (DS-CFG's spatial "
-                                                    "Gaussian). Equal to ω_base: the same everywhere, as the "
-                                                    "reference."}),
-                "sigma_spatial": ("FLOAT", {"default": a.sigma_spatial, "min": 0.01, "max": 2.0, "step": 0.01,
-                                            "tooltip": "Width of DS-CFG's Gaussian around the mouth, as a fraction "
-                                                       "of the crop (used when ω_peak ≠ ω_base)."}),
-                "gamma": ("FLOAT", {"default": a.gamma, "min": 0.0, "max": 10.0, "step": 0.05,
-                                    "tooltip": f"γ: the speech guidance decays as σ^γ over sampling ({a.gamma} in "
-                                               "the reference's dynamic CFG)."}),
-                "border_width": ("INT", {"default": d.border_width, "min": 0, "max": 16,
-                                         "tooltip": "Latent pixels along the crop's edges replaced by the reference "
-                                                    "(16 px each), so the crop pastes back without seams; 0 = off."}),
-                "color_correction": ("BOOLEAN", {"default": d.color_correction,
-                                                 "tooltip": "Match each clip's colours to its reference frames, as "
-                                                            "the reference does."}),
-            },
-            "optional": {
-                "conditioning": ("CONDITIONING", {
-                    "tooltip": "Prompt from CLIP Text Encode (Load CLIP type wan, umT5-XXL); the reference uses an "
-                               "empty prompt. Not connected: a zero text condition, close to but not exactly the "
-                               "encoded empty prompt.",
-                }),
-            },
-        }
+        return io.Schema(
+            node_id="OmniSyncXDubSampler",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "X-Dub stage 2: samples the take clip by clip as X-Dub does — three passes per step (nothing / "
+                "reference / reference + speech), the last frames of each clip carried into the next as motion "
+                "latents, the crop's border kept. OmniSync on top: progressive noise init (τ < 1) and DS-CFG on the "
+                "speech term (ω_peak > ω_base guides harder at the mouth). The defaults are the reference's."
+            ),
+            inputs=[
+                XDubModelType.Input("model", tooltip="From Load X-Dub Model."),
+                XDubLatentType.Input("latent", tooltip="From X-Dub Encode."),
+                io.Int.Input("steps", default=d.num_steps, min=1, max=1000,
+                             tooltip=f"Flow-matching steps of the full schedule ({d.num_steps} in the reference); with "
+                                     "τ < 1 only the steps with σ ≤ τ run."),
+                io.Float.Input("shift", default=d.shift, min=0.01, max=20.0, step=0.01,
+                               tooltip=f"Flow shift of the σ schedule ({d.shift} for Wan and X-Dub)."),
+                io.Int.Input("seed", default=d.seed, min=0, max=0xFFFFFFFFFFFFFFFF,
+                             tooltip="Noise seed (the same noise for every clip, as the reference)."),
+                io.Float.Input("tau", default=d.tau, min=0.01, max=1.0, step=0.01,
+                               tooltip="τ, OmniSync's progressive noise init: start from (1 − τ)·reference + τ·noise "
+                                       "and run only the steps with σ ≤ τ. 1 = pure noise, the reference."),
+                io.Float.Input("ref_cfg_scale", default=d.ref_cfg_scale, min=0.0, max=20.0, step=0.05,
+                               tooltip="Guidance towards the reference frames (identity, pose); "
+                                       f"{d.ref_cfg_scale} in the reference."),
+                io.Boolean.Input("ref_cfg_schedule", default=d.ref_cfg_schedule,
+                                 tooltip="Lower the reference guidance to 0.6× and then 0.3× of the scale over "
+                                         "sampling (the reference's dynamic CFG)."),
+                io.Float.Input("omega_base", default=a.omega_base, min=0.0, max=30.0, step=0.05,
+                               tooltip="ω_base: speech guidance far from the mouth (the reference's audio_cfg_scale, "
+                                       f"{a.omega_base})."),
+                io.Float.Input("omega_peak", default=a.omega_peak, min=0.0, max=30.0, step=0.05,
+                               tooltip="ω_peak: speech guidance at the mouth (DS-CFG's spatial Gaussian). Equal to "
+                                       "ω_base: the same everywhere, as the reference."),
+                io.Float.Input("sigma_spatial", default=a.sigma_spatial, min=0.01, max=2.0, step=0.01,
+                               tooltip="Width of DS-CFG's Gaussian around the mouth, as a fraction of the crop (used "
+                                       "when ω_peak ≠ ω_base)."),
+                io.Float.Input("gamma", default=a.gamma, min=0.0, max=10.0, step=0.05,
+                               tooltip=f"γ: the speech guidance decays as σ^γ over sampling ({a.gamma} in the "
+                                       "reference's dynamic CFG)."),
+                io.Int.Input("border_width", default=d.border_width, min=0, max=16,
+                             tooltip="Latent pixels along the crop's edges replaced by the reference (16 px each), so "
+                                     "the crop pastes back without seams; 0 = off."),
+                io.Boolean.Input("color_correction", default=d.color_correction,
+                                 tooltip="Match each clip's colours to its reference frames, as the reference does."),
+                io.Conditioning.Input("conditioning", optional=True,
+                                      tooltip="Prompt from CLIP Text Encode (Load CLIP type wan, umT5-XXL); the "
+                                              "reference uses an empty prompt. Not connected: a zero text condition, "
+                                              "close to but not exactly the encoded empty prompt."),
+            ],
+            outputs=[
+                XDubLatentType.Output(display_name="latent", tooltip="The sampled take (connect to X-Dub Assemble)."),
+                io.String.Output(display_name="report", tooltip="Run report (JSON): clips, network passes, steps, "
+                                                                "seconds."),
+            ],
+            hidden=HIDDEN,
+        )
 
-    def sample(self, model, latent, steps, shift, seed, tau, ref_cfg_scale, ref_cfg_schedule, omega_base, omega_peak,
-               sigma_spatial, gamma, border_width, color_correction, conditioning=None):
+    @classmethod
+    def execute(cls, model, latent, steps, shift, seed, tau, ref_cfg_scale, ref_cfg_schedule, omega_base, omega_peak,
+                sigma_spatial, gamma, border_width, color_correction, conditioning=None) -> io.NodeOutput:
         import comfy.model_management as mm
 
         from omnisync_core.sampling.guidance import GuidanceConfig
@@ -387,41 +397,51 @@ class OmniSyncXDubSampler:
                                       cancel=comfy_cancel)
         report = {"model": model.report, "encode": latent.report, **sampled.report,
                   "text": "CONDITIONING" if text is not None else "none: zero text condition"}
+        if text is None:
+            Feedback(cls, cls.DISPLAY_NAME, report).warn(
+                "no conditioning connected: a zero text condition, close to but not exactly the reference's encoded "
+                "empty prompt; connect CLIP Text Encode (Load CLIP type wan) with an empty prompt for the reference's.")
         out = XDubLatent(pipeline=pipe, encoded=latent.encoded, sampled=sampled, options=options, report=report)
-        return (out, format_report(report))
+        return io.NodeOutput(out, format_report(report))
 
 
-class OmniSyncXDubAssemble:
-    DESCRIPTION = (
-        "X-Dub stage 3: decodes the sampled take with the Wan 2.2 VAE into face crops as long as the speech, "
-        "colour-matched and with the crop's border faded into the reference. Connect the full frames and Face "
-        "Crop's face_crop too: they leave in the take's order (played back and forth like the crops) for Face "
-        "Paste Back."
-    )
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("IMAGE", "IMAGE", FACE_CROP_TYPE, "AUDIO", "FLOAT", "STRING")
-    RETURN_NAMES = ("crops", "images", "face_crop", "audio", "fps", "report")
-    OUTPUT_TOOLTIPS = (
-        "Lip-synced face crops (T, S, S, 3), T = the speech's length in frames.",
-        "The full frames in the take's order (T, H, W, 3), for Face Paste Back (None when images is not connected).",
-        "The face boxes in the take's order, for Face Paste Back (None when face_crop is not connected).",
-        "The speech, 16 kHz mono, exactly T frames long.",
-        "Frame rate of the output (25).",
-        "Run report (JSON).",
-    )
-    FUNCTION = "assemble"
+class OmniSyncXDubAssemble(io.ComfyNode):
+    DISPLAY_NAME = "X-Dub Assemble"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {"latent": ("XDUB_LATENT", {"tooltip": "From X-Dub Sampler."})},
-            "optional": {
-                "images": ("IMAGE", {"tooltip": "The full frames Face Crop cut the crops from."}),
-                "face_crop": (FACE_CROP_TYPE, {"tooltip": "The face_crop output of Face Crop."}),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="OmniSyncXDubAssemble",
+            display_name=cls.DISPLAY_NAME,
+            category=CATEGORY,
+            description=(
+                "X-Dub stage 3: decodes the sampled take with the Wan 2.2 VAE into face crops as long as the speech, "
+                "colour-matched and with the crop's border faded into the reference. Connect the full frames and Face "
+                "Crop's face_crop too: they leave in the take's order (played back and forth like the crops) for Face "
+                "Paste Back."
+            ),
+            inputs=[
+                XDubLatentType.Input("latent", tooltip="From X-Dub Sampler."),
+                io.Image.Input("images", optional=True, tooltip="The full frames Face Crop cut the crops from."),
+                FaceCropType.Input("face_crop", optional=True, tooltip="The face_crop output of Face Crop."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="crops", tooltip="Lip-synced face crops (T, S, S, 3), T = the speech's "
+                                                              "length in frames."),
+                io.Image.Output(display_name="images", tooltip="The full frames in the take's order (T, H, W, 3), for "
+                                                               "Face Paste Back (None when images is not connected)."),
+                FaceCropType.Output(display_name="face_crop", tooltip="The face boxes in the take's order, for Face "
+                                                                      "Paste Back (None when face_crop is not "
+                                                                      "connected)."),
+                io.Audio.Output(display_name="audio", tooltip="The speech, 16 kHz mono, exactly T frames long."),
+                io.Float.Output(display_name="fps", tooltip="Frame rate of the output (25)."),
+                io.String.Output(display_name="report", tooltip="Run report (JSON)."),
+            ],
+            hidden=HIDDEN,
+        )
 
-    def assemble(self, latent, images=None, face_crop=None):
+    @classmethod
+    def execute(cls, latent, images=None, face_crop=None) -> io.NodeOutput:
         from omnisync_core.audio.features import SAMPLE_RATE_HZ
         from omnisync_core.sampling.xdub import XDUB_FPS
 
@@ -445,4 +465,4 @@ class OmniSyncXDubAssemble:
             face_crop = face_crop.take(indices)
         report = {"frames": int(crops.shape[0]), "sampler": latent.report}
         audio = audio_to_comfy(enc.waveform, SAMPLE_RATE_HZ)
-        return (crops, images, face_crop, audio, float(XDUB_FPS), format_report(report))
+        return io.NodeOutput(crops, images, face_crop, audio, float(XDUB_FPS), format_report(report))
