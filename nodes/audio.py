@@ -66,9 +66,7 @@ class OmniSyncAudioEncode(io.ComfyNode):
             ),
             inputs=[
                 io.Audio.Input("audio", tooltip="Target speech (any sample rate, mono or stereo)."),
-                io.Float.Input("fps", default=25.0, min=1.0, max=120.0, step=0.001,
-                               tooltip="Frame rate of the video: connect Get Video Components' fps (Wan 2.1 outputs "
-                                       "16 fps, the bundled sample is 25)."),
+                *shared_inputs("fps"),
                 io.Int.Input("num_frames", default=MIN_VIDEO_FRAMES, min=MIN_VIDEO_FRAMES, max=100000,
                              tooltip="Number of source video frames (ignored when images is connected)."),
                 *shared_inputs("length_mode"),

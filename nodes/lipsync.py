@@ -35,11 +35,9 @@ class OmniSyncLipSync(io.ComfyNode):
                 OmniSyncAudioEncoderType.Input("audio_encoder", tooltip="From Load Whisper Audio Encoder."),
                 io.Image.Input("images", tooltip="Source video frames (T, H, W, 3)."),
                 io.Audio.Input("audio", tooltip="Target speech (any sample rate, mono or stereo)."),
-                io.Float.Input("fps", default=16.0, min=1.0, max=120.0, step=0.001,
-                               tooltip="Frame rate of the video (Wan 2.1 outputs 16 fps; use Get Video Components' "
-                                       "fps)."),
-                *shared_inputs("length_mode", "tau", "steps", "seed", "omega_peak", "mouth", "mouth_x", "mouth_y",
-                               "window", "overlap", "composite", "cfg_cutoff", "vae", "conditioning", "mouth_mask"),
+                *shared_inputs("fps", "length_mode", "tau", "steps", "seed", "omega_peak", "mouth", "mouth_x",
+                               "mouth_y", "window", "overlap", "composite", "cfg_cutoff", "vae", "conditioning",
+                               "mouth_mask"),
             ],
             outputs=[
                 io.Image.Output(display_name="images", tooltip="Lip-synced frames (T, H, W, 3)."),

@@ -28,6 +28,10 @@ CUTOFF_TIP = (f"σ below which guidance is off and only the conditional pass run
               f"0 = guidance at every step. −1 = auto: the checkpoint's recommendation, else {_G.cfg_cutoff}.")
 
 _WIDGETS: Dict[str, Callable[[], io.Input]] = {
+    "fps": lambda: io.Float.Input(
+        "fps", default=25.0, min=1.0, max=120.0, step=0.001,
+        tooltip="Frame rate of the video: connect Get Video Components' fps (Wan 2.1 outputs 16 fps, the bundled "
+                "sample is 25)."),
     "length_mode": lambda: io.Combo.Input(
         "length_mode", options=list(LENGTH_MODES), default=_D.length_mode,
         tooltip="follow_audio_loop / _pingpong: output as long as the speech, repeating the video (looped or "

@@ -848,7 +848,7 @@ def comfy(corpus, tmp_path_factory):
 
         from omnisync_core.audio.whisper import load_whisper
 
-        (model,) = nodes.OmniSyncModelLoader().load("tiny-omnisync.safetensors", "fp32")
+        (model,) = nodes.OmniSyncModelLoader.execute("tiny-omnisync.safetensors", "fp32")
         yield nodes, model, load_whisper(corpus["whisper"], device="cpu")
 
 
@@ -871,7 +871,7 @@ def _audio(seconds=0.24, sr=16000, channels=1, wave=None):
 def _enc(nodes, model, encoder, audio=None, fps=FPS, T=6, mode="follow_video", images="frames", encoded=None,
          use_encoder=True):
     imgs = _frames(T=T) if images == "frames" else images
-    return nodes.OmniSyncAudioEncode().encode(audio if audio is not None else _audio(), fps, T, mode,
+    return nodes.OmniSyncAudioEncode.execute(audio if audio is not None else _audio(), fps, T, mode,
                                               audio_encoder=encoder if use_encoder else None, images=imgs,
                                               encoded_audio=encoded)
 
@@ -926,7 +926,7 @@ def test_node_model_loader_refuses_with_one_line(comfy_fresh, case, name, patter
 
     nodes, _, _ = comfy_fresh
     with pytest.raises(OmniSyncError) as exc:
-        nodes.OmniSyncModelLoader().load(name, "fp32")
+        nodes.OmniSyncModelLoader.execute(name, "fp32")
     assert "\n" not in str(exc.value) and re.search(pattern, str(exc.value)), str(exc.value)
 
 
@@ -934,7 +934,7 @@ def _lipsync(nodes, model, encoder, images=None, audio=None, fps=FPS, mode="foll
     args = dict(tau=0.9, steps=2, seed=0, omega_peak=3.0, mouth=mouth, mouth_x=0.5, mouth_y=0.6, window=0, overlap=2,
                 composite=False)
     args.update(kw)
-    return nodes.OmniSyncLipSync().sync(model, encoder, images if images is not None else _frames(),
+    return nodes.OmniSyncLipSync.execute(model, encoder, images if images is not None else _frames(),
                                         audio if audio is not None else _audio(), fps, mode, **args)
 
 
@@ -994,11 +994,11 @@ def test_node_lipsync_reports_each_adjustment(comfy_fresh, caplog, case, kw, war
 def test_split_nodes_carry_every_warning_to_the_assemble_report(comfy_fresh):
     nodes, model, encoder = comfy_fresh
     frames = _frames(H=15, W=21)
-    oa, _ = nodes.OmniSyncAudioEncode().encode(_audio(0.5, sr=44100), FPS, 6, "follow_audio_loop",
+    oa, _ = nodes.OmniSyncAudioEncode.execute(_audio(0.5, sr=44100), FPS, 6, "follow_audio_loop",
                                                audio_encoder=encoder, images=frames)
-    (lat,) = nodes.OmniSyncNoiseInit().init(model, frames, 0.9, 2, 1.0, 0, omnisync_audio=oa)
-    latent, _, _ = nodes.OmniSyncSampler().sample(model, lat, oa, 1.0, 3.0, 0.1, 1.5, "auto", 0.5, 0.6, 0, 2)
-    images, _, _, video, report = nodes.OmniSyncVideoAssemble().assemble(latent, oa, False, 0.2, 4.0)
+    (lat,) = nodes.OmniSyncNoiseInit.execute(model, frames, 0.9, 2, 1.0, 0, omnisync_audio=oa)
+    latent, _, _ = nodes.OmniSyncSampler.execute(model, lat, oa, 1.0, 3.0, 0.1, 1.5, "auto", 0.5, 0.6, 0, 2)
+    images, _, _, video, report = nodes.OmniSyncVideoAssemble.execute(latent, oa, False, 0.2, 4.0)
     warnings = json.loads(report)["warnings"]
     for pattern in (r"resampled from 44100", r"video looped to 13 frames", r"padded to 24×16", r"no mouth found",
                     r"VIDEO output is 21x15 -> 22x16"):

@@ -353,21 +353,21 @@ def test_nodes_crop_and_paste_back(nodes):
     x = smooth_frames()
     m = rect_mask()
     m[2] = 0
-    crop = nodes.NODE_CLASS_MAPPINGS["OmniSyncFaceCrop"]()
-    paste = nodes.NODE_CLASS_MAPPINGS["OmniSyncFacePasteBack"]()
-    crops, track, report = crop.crop(x, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5, mask=m)
+    crop = nodes.OmniSyncFaceCrop
+    paste = nodes.OmniSyncFacePasteBack
+    crops, track, report = crop.execute(x, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5, mask=m)
     assert crops.shape == (T, 48, 48, 3) and json.loads(report)["no_face_frames"] == "2"
-    out, report = paste.paste(x, crops, track, 4.0)
+    out, report = paste.execute(x, crops, track, 4.0)
     assert torch.equal(out[2], x[2]) and (out - x).abs().max() < 0.02
     assert json.loads(report)["unchanged_frames"] == "2" and json.loads(report)["pasted_frames"] == 4
-    crops, track, _ = crop.crop(x, "box", 24, 1.45, 0.0, "pad", 10, 10, 24, 24, 0.5, 0.5, 0.5)
+    crops, track, _ = crop.execute(x, "box", 24, 1.45, 0.0, "pad", 10, 10, 24, 24, 0.5, 0.5, 0.5)
     assert torch.equal(crops[0], x[0, 10:34, 10:34])
     with pytest.raises(OmniSyncError, match="connect one"):
-        crop.crop(x, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5)
+        crop.execute(x, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5)
 
 
 def test_node_auto_mode_without_mediapipe_says_what_to_install(nodes, monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)
-    crop = nodes.NODE_CLASS_MAPPINGS["OmniSyncFaceCrop"]()
+    crop = nodes.OmniSyncFaceCrop
     with pytest.raises(OmniSyncError, match="pip install mediapipe"):
-        crop.crop(frames(), "auto", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5)
+        crop.execute(frames(), "auto", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5)

@@ -147,12 +147,12 @@ def test_loader_node_blocks_equals_none(files):
         outs = []
         for offload in ("none", "blocks"):
             mm.calls.clear()
-            (m,) = nodes.OmniSyncModelLoader().load(os.path.basename(model), "fp32", offload, 1)
+            (m,) = nodes.OmniSyncModelLoader.execute(os.path.basename(model), "fp32", offload, 1)
             assert (m.patcher is None) == (offload == "blocks") and (m.swap is None) == (offload == "none")
-            images = nodes.OmniSyncLipSync().sync(m, encoder, frames, audio, 25.0, "follow_video", 0.92, 3, 0,
+            images = nodes.OmniSyncLipSync.execute(m, encoder, frames, audio, 25.0, "follow_video", 0.92, 3, 0,
                                                    3.0, "point", 0.5, 0.6, 4, 1, False)[0]
             # ComfyUI's model management loads the patcher (none); a swapped model is not handed to it (blocks)
             assert any(c[0] == "load_models_gpu" for c in mm.calls) == (offload == "none")
             outs.append(images)
         assert torch.equal(outs[0], outs[1])
-        assert nodes.OmniSyncModelLoader.INPUT_TYPES()["optional"]["offload"][0] == ["none", "blocks"]
+        assert nodes.OmniSyncModelLoader.INPUT_TYPES()["optional"]["offload"][1]["options"] == ["none", "blocks"]

@@ -26,7 +26,7 @@ def env(tmp_path_factory):
         import nodes
         from omnisync_core.audio.whisper import load_whisper
 
-        (model,) = nodes.OmniSyncModelLoader().load(os.path.basename(checkpoint), "fp32")
+        (model,) = nodes.OmniSyncModelLoader.execute(os.path.basename(checkpoint), "fp32")
         yield nodes, model, load_whisper(whisper, device="cpu"), checkpoint, whisper
 
 
@@ -57,21 +57,21 @@ def three_paths(env, frames, audio, mode, widgets, meta_sampling=None):
     api = {"frames": res.frames, "guidance_map": res.guidance_map, "waveform": res.waveform, "report": res.report}
 
     # (b) the all-in-one node
-    images, out_audio, gmap, fps, _, report = nodes.OmniSyncLipSync().sync(
+    images, out_audio, gmap, fps, _, report = nodes.OmniSyncLipSync.execute(
         model, encoder, frames, audio, FPS, mode, w["tau"], w["steps"], w["seed"], w["omega_peak"], w["mouth"],
         w["mouth_x"], w["mouth_y"], w["window"], w["overlap"], w["composite"])
     one = {"frames": images, "guidance_map": gmap, "waveform": out_audio["waveform"][0, 0], "fps": fps,
            "report": json.loads(report)}
 
     # (c) Audio Encode → Noise Init → DS-CFG Sampler → Video Assemble
-    oa, split_audio = nodes.OmniSyncAudioEncode().encode(audio, FPS, frames.shape[0], mode, audio_encoder=encoder,
+    oa, split_audio = nodes.OmniSyncAudioEncode.execute(audio, FPS, frames.shape[0], mode, audio_encoder=encoder,
                                                          images=frames)
-    (lat,) = nodes.OmniSyncNoiseInit().init(model, frames, w["tau"], w["steps"], 0.0, w["seed"], omnisync_audio=oa)
+    (lat,) = nodes.OmniSyncNoiseInit.execute(model, frames, w["tau"], w["steps"], 0.0, w["seed"], omnisync_audio=oa)
     g = opts.guidance
-    latent, gmap, report = nodes.OmniSyncSampler().sample(
+    latent, gmap, report = nodes.OmniSyncSampler.execute(
         model, lat, oa, g.omega_base, w["omega_peak"], g.sigma_spatial, g.gamma, w["mouth"], w["mouth_x"],
         w["mouth_y"], w["window"], w["overlap"])
-    images, split_audio, fps, _, _ = nodes.OmniSyncVideoAssemble().assemble(
+    images, split_audio, fps, _, _ = nodes.OmniSyncVideoAssemble.execute(
         latent, oa, w["composite"], opts.composite_radius, opts.composite_feather_px)
     split = {"frames": images, "guidance_map": gmap, "waveform": split_audio["waveform"][0, 0], "fps": fps,
              "report": json.loads(report)}

@@ -144,7 +144,7 @@ def test_workflow_names_the_bundled_files(name, env):
 
     nodes, _ = env
     api = load(name + "_api.json")
-    models = nodes.OmniSyncModelLoader.INPUT_TYPES()["required"]["model_name"][0]
+    models = nodes.OmniSyncModelLoader.INPUT_TYPES()["required"]["model_name"][1]["options"]
     for node in api.values():
         inputs = node["inputs"]
         if node["class_type"] == "OmniSyncModelLoader":
@@ -302,11 +302,11 @@ class StandIns:
             return ({"waveform": torch.from_numpy(np.stack([wave, wave]))[None], "sample_rate": 22050},)
 
         def CreateVideo(images, fps, audio=None):
-            from comfy_api.input_impl import VideoFromComponents
-            from comfy_api.util import VideoComponents
+            from comfy_api.latest import InputImpl, Types
             from fractions import Fraction
 
-            return (VideoFromComponents(VideoComponents(images=images, audio=audio, frame_rate=Fraction(fps))),)
+            return (InputImpl.VideoFromComponents(Types.VideoComponents(images=images, audio=audio,
+                                                                        frame_rate=Fraction(fps))),)
 
         def SaveVideo(video, filename_prefix, format, codec):
             me.saved.append((filename_prefix, video.get_components()))
@@ -349,8 +349,13 @@ class StandIns:
         return {f.__name__: node(f) for f in fns}
 
 
-def execute(api, classes):
-    """Runs an API-format graph the way ComfyUI's executor does: inputs resolved from upstream outputs."""
+def execute(api, classes, canvas=None):
+    """Runs an API-format graph the way ComfyUI's executor does: inputs resolved from upstream outputs; a V3 node
+    runs as a clone that knows its node id (``cls.hidden.unique_id``), a V1 stand-in as an instance. ``canvas``
+    collects the progress text each node sent, {node id: its last message}, as the frontend shows it."""
+    from comfy_api.latest import io
+    import server
+
     outputs = {}
 
     def run(nid):
@@ -358,12 +363,24 @@ def execute(api, classes):
             node = api[nid]
             cls = classes[node["class_type"]]
             kwargs = {k: run(v[0])[v[1]] if isinstance(v, list) else v for k, v in node["inputs"].items()}
-            outputs[nid] = getattr(cls(), cls.FUNCTION)(**kwargs)
+            if issubclass(cls, io.ComfyNode):
+                clone = cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: nid})
+                outputs[nid] = getattr(clone, clone.FUNCTION)(**kwargs).result or ()
+            else:
+                outputs[nid] = getattr(cls(), cls.FUNCTION)(**kwargs)
         return outputs[nid]
+
+    server.TEXTS.clear()
 
     for nid in api:
         run(nid)
+    if canvas is not None:
+        canvas.update(server.TEXTS)
     return outputs
+
+
+def nodes_by_id(nodes):
+    return {cls.GET_SCHEMA().node_id: cls for cls in nodes.NODES}
 
 
 def fast(api, **widgets):
@@ -382,7 +399,8 @@ def test_lipsync_video_workflow_runs_end_to_end(env):
                model_name=TINY_MODEL, mouth="point", mouth_x=0.3, mouth_y=0.7, sigma_spatial=0.1)
     stand = StandIns(text_dim=0)
     cu.UPDATES.clear()
-    out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+    canvas = {}
+    out = execute(api, {**stand.classes(), **nodes_by_id(nodes)}, canvas)
 
     expected_T, expected_samples = follow_audio_length(SRC_FPS)  # follow_audio_loop: as long as the speech
     (prefix, comps), = stand.saved
@@ -400,6 +418,11 @@ def test_lipsync_video_workflow_runs_end_to_end(env):
     assert strip.shape == (1, 32, 8 * 32 + 7 * 2, 3)
     assert torch.equal(strip[0, :, :32, 0], gmap[0]) and torch.equal(strip[0, :, -32:, 0], gmap[-1])
 
+    # the warnings show on the nodes that gave them: Audio Encode (id 6) resampled the 22.05 kHz speech and looped
+    # the video to its length
+    assert canvas["6"].split("\n") == ["⚠ " + w for w in out["6"][0].report["warnings"]]
+    assert "22050 Hz to 16000 Hz" in canvas["6"] and "video looped" in canvas["6"]
+
     steps_run = len(out["7"][0].sigmas) - 1
     assert [d for d, _ in cu.UPDATES] == list(range(1, steps_run + 1)) or cu.UPDATES[-1] == (steps_run, steps_run)
     assert len(cu.UPDATES) >= steps_run
@@ -407,11 +430,11 @@ def test_lipsync_video_workflow_runs_end_to_end(env):
 
 def test_wan_workflow_runs_our_part_with_a_tiny_model(env):
     nodes, whisper_name = env
-    model = nodes.OmniSyncModelLoader().load(TINY_MODEL, "fp32")[0]
+    model = nodes.OmniSyncModelLoader.execute(TINY_MODEL, "fp32")[0]
     api = fast(load("omnisync_after_wan21_t2v_api.json"), steps=8, window=0, encoder_name=whisper_name,
                model_name=TINY_MODEL, length=9)
     stand = StandIns(text_dim=model.model.config.text_dim)
-    execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+    execute(api, {**stand.classes(), **nodes_by_id(nodes)})
     saved = dict(stand.saved)
     assert saved["video/wan_t2v"].images.shape[0] == 9
     ours = saved["video/omnisync_wan"]
@@ -428,7 +451,7 @@ def test_odd_sized_video_leaves_assemble_with_even_sizes(env):
     api = fast(load("omnisync_lipsync_video_api.json"), steps=2, window=0, encoder_name=whisper_name,
                model_name=TINY_MODEL, mouth="point")
     stand = StandIns(text_dim=0, size=(15, 21))
-    out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+    out = execute(api, {**stand.classes(), **nodes_by_id(nodes)})
     (_, comps), = stand.saved
     images = out["9"][0]
     assert comps.images.shape[1:] == (16, 22, 3) and images.shape[1:] == (15, 21, 3)  # IMAGE keeps the exact size
@@ -457,7 +480,7 @@ def test_xdub_workflow_runs_end_to_end(env):
     nodes, _ = env
     api = fast(load("xdub_lipsync_video_api.json"), steps=2, size=64, dtype="fp32", **XDUB)
     stand = StandIns(text_dim=16)
-    out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+    out = execute(api, {**stand.classes(), **nodes_by_id(nodes)})
     expected_T, expected_samples = follow_audio_length(SRC_FPS)  # X-Dub: as long as the speech, at 25 fps
     (prefix, comps), = stand.saved
     assert prefix == "video/xdub" and float(comps.frame_rate) == SRC_FPS

@@ -38,8 +38,8 @@ def comfy(tmp_path_factory):
 @pytest.fixture(scope="module")
 def loaded(comfy):
     nodes, name, whisper, wav2vec = comfy
-    (model,) = nodes.OmniSyncXDubModelLoader().load(name, "fp32", "none", 0)
-    (encoders,) = nodes.OmniSyncXDubAudioLoader().load(whisper, wav2vec)
+    (model,) = nodes.OmniSyncXDubModelLoader.execute(name, "fp32", "none", 0)
+    (encoders,) = nodes.OmniSyncXDubAudioLoader.execute(whisper, wav2vec)
     return model, encoders
 
 
@@ -49,16 +49,16 @@ def comfy_audio(seconds, sr=22050, seed=0):
 
 
 def run_chain(nodes, model, encoders, vae, crops, audio, **sampler):
-    (latent,) = nodes.OmniSyncXDubEncode().encode(model, vae, encoders, crops, audio, FPS)
-    sampled, report = nodes.OmniSyncXDubSampler().sample(model, latent, **{**SAMPLER, **sampler})
+    (latent,) = nodes.OmniSyncXDubEncode.execute(model, vae, encoders, crops, audio, FPS)
+    sampled, report = nodes.OmniSyncXDubSampler.execute(model, latent, **{**SAMPLER, **sampler})
     return latent, sampled, json.loads(report)
 
 
 def test_loaders_list_and_load_the_files(comfy, loaded):
     nodes, name, whisper, wav2vec = comfy
     model, encoders = loaded
-    assert nodes.OmniSyncXDubModelLoader.INPUT_TYPES()["required"]["model_name"][0] == [name]
-    choices = nodes.OmniSyncXDubAudioLoader.INPUT_TYPES()["required"]["whisper"][0]
+    assert nodes.OmniSyncXDubModelLoader.INPUT_TYPES()["required"]["model_name"][1]["options"] == [name]
+    choices = nodes.OmniSyncXDubAudioLoader.INPUT_TYPES()["required"]["whisper"][1]["options"]
     assert whisper in choices and wav2vec in choices  # Hugging Face folders (config.json inside)
     assert not any(c.startswith((whisper + "/", wav2vec + "/")) for c in choices)  # not the files inside them
     assert model.report["dim"] == 128 and model.report["layers"] == 1 and model.dtype == torch.float32
@@ -71,9 +71,9 @@ def test_missing_files_name_the_folder(comfy):
 
     nodes, _, whisper, _ = comfy
     with pytest.raises(OmniSyncError, match=r"nope\.safetensors.*models/diffusion_models"):
-        nodes.OmniSyncXDubModelLoader().load("nope.safetensors", "bf16", "none", 0)
+        nodes.OmniSyncXDubModelLoader.execute("nope.safetensors", "bf16", "none", 0)
     with pytest.raises(OmniSyncError, match=r"gone.*models/audio_encoders"):
-        nodes.OmniSyncXDubAudioLoader().load(whisper, "gone")
+        nodes.OmniSyncXDubAudioLoader.execute(whisper, "gone")
 
 
 def test_split_nodes_give_what_the_pipeline_gives(comfy, loaded):
@@ -86,7 +86,7 @@ def test_split_nodes_give_what_the_pipeline_gives(comfy, loaded):
     nodes = comfy[0]
     model, encoders = loaded
     full = make_frames(T=12, H=96, W=80, seed=1)
-    crops, track, _ = nodes.OmniSyncFaceCrop().crop(full, "point", CROP, 1.45, 2.0, "shift", 0, 0, 8, 8, 0.5, 0.45,
+    crops, track, _ = nodes.OmniSyncFaceCrop.execute(full, "point", CROP, 1.45, 2.0, "shift", 0, 0, 8, 8, 0.5, 0.45,
                                                     0.6)
     seconds = 3.3  # 83 frames at 25 fps: 2 clips of 77 frames (the second starts at frame 72)
     audio = comfy_audio(seconds)
@@ -97,14 +97,14 @@ def test_split_nodes_give_what_the_pipeline_gives(comfy, loaded):
     assert encodes[:2] == [(77, CROP, CROP, 3)] * 2  # the reference frames, clip by clip
     assert encodes[2:] == [(5, CROP, CROP, 3)]  # the motion frames of clip 1, re-encoded for clip 2
 
-    out_crops, images, face_crop, out_audio, fps, _ = nodes.OmniSyncXDubAssemble().assemble(sampled, full, track)
+    out_crops, images, face_crop, out_audio, fps, _ = nodes.OmniSyncXDubAssemble.execute(sampled, full, track)
     T = math.ceil(seconds * FPS)
     assert out_crops.shape == (T, CROP, CROP, 3) and fps == FPS
     assert out_audio["sample_rate"] == 16000 and out_audio["waveform"].shape == (1, 1, T * 16000 // 25)
     idx = latent.encoded.frame_indices[:T]
     assert idx[:14].tolist() == list(range(12)) + [10, 9]  # ping-pong, as the reference
     assert torch.equal(images, full[idx]) and torch.equal(face_crop.boxes, track.boxes[idx])
-    pasted, _ = nodes.OmniSyncFacePasteBack().paste(images, out_crops, face_crop, 4.0)
+    pasted, _ = nodes.OmniSyncFacePasteBack.execute(images, out_crops, face_crop, 4.0)
     assert pasted.shape == (T, 96, 80, 3)
 
     options = XDubOptions(**{k: SAMPLER[k] for k in ("tau", "shift", "seed", "ref_cfg_scale", "ref_cfg_schedule",
@@ -133,15 +133,15 @@ def test_conditioning_is_used_and_a_wrong_text_encoder_is_named(comfy, loaded):
     assert report["text"] == "CONDITIONING"
     assert not torch.equal(with_text.sampled.latents, without.sampled.latents)
     clip_l = [[torch.zeros(1, 77, 768), {"pooled_output": None}]]  # what Load CLIP makes of Wan's umT5 layout
-    (latent,) = nodes.OmniSyncXDubEncode().encode(model, FakeWan22VAE(), encoders, crops, audio, FPS)
+    (latent,) = nodes.OmniSyncXDubEncode.execute(model, FakeWan22VAE(), encoders, crops, audio, FPS)
     with pytest.raises(OmniSyncError, match=r"\(1, 77, 768\).*models_t5_umt5-xxl-enc-bf16"):
-        nodes.OmniSyncXDubSampler().sample(model, latent, conditioning=clip_l, **SAMPLER)
+        nodes.OmniSyncXDubSampler.execute(model, latent, conditioning=clip_l, **SAMPLER)
 
 
 def test_block_offload_gives_the_same_take(comfy, loaded):
     nodes = comfy[0]
     model, encoders = loaded
-    (swapped,) = nodes.OmniSyncXDubModelLoader().load(comfy[1], "fp32", "blocks", 0)
+    (swapped,) = nodes.OmniSyncXDubModelLoader.execute(comfy[1], "fp32", "blocks", 0)
     assert swapped.report["swapped_blocks"] == 1 and swapped.swap is not None
     crops, audio = make_frames(T=6, H=CROP, W=CROP), comfy_audio(0.5)
     _, a, _ = run_chain(nodes, model, encoders, FakeWan22VAE(), crops, audio)
@@ -155,16 +155,16 @@ def test_progress_and_cancel(comfy, loaded):
 
     nodes = comfy[0]
     model, encoders = loaded
-    (latent,) = nodes.OmniSyncXDubEncode().encode(model, FakeWan22VAE(), encoders, make_frames(T=6, H=CROP, W=CROP),
+    (latent,) = nodes.OmniSyncXDubEncode.execute(model, FakeWan22VAE(), encoders, make_frames(T=6, H=CROP, W=CROP),
                                                   comfy_audio(0.5), FPS)
     cu.UPDATES.clear()
-    nodes.OmniSyncXDubSampler().sample(model, latent, **{**SAMPLER, "steps": 4})
+    nodes.OmniSyncXDubSampler.execute(model, latent, **{**SAMPLER, "steps": 4})
     assert cu.UPDATES[-1] == (4, 4)
     cu.UPDATES.clear()
     cu.HOOK = lambda done, total: mm.interrupt_current_processing(True) if done == 1 else None
     try:
         with pytest.raises(mm.InterruptProcessingException):
-            nodes.OmniSyncXDubSampler().sample(model, latent, **{**SAMPLER, "steps": 4})
+            nodes.OmniSyncXDubSampler.execute(model, latent, **{**SAMPLER, "steps": 4})
     finally:
         cu.HOOK = None
         mm.interrupt_processing = False
@@ -180,14 +180,14 @@ def test_bad_inputs_are_refused_where_they_enter(comfy, loaded):
     wan21 = FakeWan22VAE()
     wan21.latent_channels = 16
     with pytest.raises(OmniSyncError, match="16 latent channels.*Wan 2.2"):
-        nodes.OmniSyncXDubEncode().encode(model, wan21, encoders, crops, audio, FPS)
+        nodes.OmniSyncXDubEncode.execute(model, wan21, encoders, crops, audio, FPS)
     with pytest.raises(OmniSyncError, match="25 fps"):
-        nodes.OmniSyncXDubEncode().encode(model, FakeWan22VAE(), encoders, crops, audio, 30.0)
-    (latent,) = nodes.OmniSyncXDubEncode().encode(model, FakeWan22VAE(), encoders, crops, audio, FPS)
+        nodes.OmniSyncXDubEncode.execute(model, FakeWan22VAE(), encoders, crops, audio, 30.0)
+    (latent,) = nodes.OmniSyncXDubEncode.execute(model, FakeWan22VAE(), encoders, crops, audio, FPS)
     with pytest.raises(OmniSyncError, match="not been sampled"):
-        nodes.OmniSyncXDubAssemble().assemble(latent)
-    sampled, _ = nodes.OmniSyncXDubSampler().sample(model, latent, **SAMPLER)
+        nodes.OmniSyncXDubAssemble.execute(latent)
+    sampled, _ = nodes.OmniSyncXDubSampler.execute(model, latent, **SAMPLER)
     with pytest.raises(OmniSyncError, match="already sampled"):
-        nodes.OmniSyncXDubSampler().sample(model, sampled, **SAMPLER)
+        nodes.OmniSyncXDubSampler.execute(model, sampled, **SAMPLER)
     with pytest.raises(OmniSyncError, match="Face Crop cut the crops from"):
-        nodes.OmniSyncXDubAssemble().assemble(sampled, images=crops[:3])
+        nodes.OmniSyncXDubAssemble.execute(sampled, images=crops[:3])

@@ -14,7 +14,9 @@ is not needed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -27,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 API_DIR = os.path.join(HERE, "api")
 CORE_SCHEMA = os.path.join(HERE, "schemas", "core_nodes_0.3.64.json")
+FAKES = os.path.join(ROOT, "tests", "fakes")  # holds a fake of comfy_api (the V3 schema API), for when ComfyUI is absent
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 # Extra UI-only widget values the frontend stores after the declared ones (upload buttons, previews).
 EXTRA_UI_WIDGETS = {"LoadVideo": ["image"], "LoadAudio": [None, None]}
@@ -93,27 +96,27 @@ def _schema_only_folder_paths() -> types.ModuleType:
 
 @functools.lru_cache(maxsize=1)
 def node_definitions() -> dict:
-    """object_info-shaped definitions of the core nodes used and of the OmniSync nodes."""
+    """object_info-shaped definitions of the core nodes used and of the OmniSync nodes (their V3 schemas, read
+    through ``comfy_api.latest.io``: ComfyUI's own when it is importable, else the test fake of it)."""
     with open(CORE_SCHEMA, encoding="utf-8") as f:
         defs = json.load(f)
-    sys.path.insert(0, ROOT)
+    added = [ROOT]
+    if importlib.util.find_spec("comfy_api") is None:
+        added.append(FAKES)
+    sys.path[:0] = added
     real = sys.modules.get("folder_paths")
     sys.modules["folder_paths"] = real or _schema_only_folder_paths()
     try:
-        from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+        from nodes import NODES
 
-        for name, cls in NODE_CLASS_MAPPINGS.items():
-            spec = cls.INPUT_TYPES()
-            defs[name] = {
-                "input": spec,
-                "input_order": {k: list(v) for k, v in spec.items()},
-                "output": list(cls.RETURN_TYPES),
-                "output_name": list(cls.RETURN_NAMES),
-                "display_name": NODE_DISPLAY_NAME_MAPPINGS[name],
-            }
+        for cls in NODES:
+            info = dataclasses.asdict(cls.GET_SCHEMA().get_v1_info(cls))  # the node's entry of /object_info
+            defs[info["name"]] = {k: info[k] for k in ("input", "input_order", "output", "output_name", "display_name")}
     finally:
         if real is None:
             del sys.modules["folder_paths"]
+        for path in added:
+            sys.path.remove(path)
     return defs
 
 

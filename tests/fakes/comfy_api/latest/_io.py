@@ -9,7 +9,7 @@ node its hidden inputs) and ``NodeOutput``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any
 
@@ -249,6 +249,25 @@ class HiddenHolder:
 
 
 @dataclass
+class NodeInfoV1:
+    input: dict = None
+    input_order: dict = None
+    output: list = None
+    output_is_list: list = None
+    output_name: list = None
+    output_tooltips: list = None
+    name: str = None
+    display_name: str = None
+    description: str = None
+    python_module: Any = None
+    category: str = None
+    output_node: bool = None
+    deprecated: bool = None
+    experimental: bool = None
+    api_node: bool = None
+
+
+@dataclass
 class Schema:
     node_id: str
     display_name: str = None
@@ -284,8 +303,8 @@ class Schema:
             if output.id is None:
                 output.id = f"_{i}_{output.io_type}_"
 
-    def get_v1_info(self, cls) -> dict:
-        """The node's entry of /object_info (NodeInfoV1 as a dict)."""
+    def get_v1_info(self, cls) -> NodeInfoV1:
+        """The node's entry of /object_info."""
         inputs = {"required": {}}
         for i in self.inputs or []:
             as_dict = i.as_dict()
@@ -294,23 +313,23 @@ class Schema:
         for h in self.hidden or []:
             inputs.setdefault("hidden", {})[h.name] = (h.value,)
         outputs = self.outputs or []
-        return {
-            "input": inputs,
-            "input_order": {key: list(value) for key, value in inputs.items()},
-            "output": [o.io_type for o in outputs],
-            "output_is_list": [o.is_output_list for o in outputs],
-            "output_name": [o.display_name if o.display_name else o.io_type for o in outputs],
-            "output_tooltips": [o.tooltip if o.tooltip else None for o in outputs],
-            "name": self.node_id,
-            "display_name": self.display_name,
-            "description": self.description,
-            "python_module": getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes"),
-            "category": self.category,
-            "output_node": self.is_output_node,
-            "deprecated": self.is_deprecated,
-            "experimental": self.is_experimental,
-            "api_node": self.is_api_node,
-        }
+        return NodeInfoV1(
+            input=inputs,
+            input_order={key: list(value) for key, value in inputs.items()},
+            output=[o.io_type for o in outputs],
+            output_is_list=[o.is_output_list for o in outputs],
+            output_name=[o.display_name if o.display_name else o.io_type for o in outputs],
+            output_tooltips=[o.tooltip if o.tooltip else None for o in outputs],
+            name=self.node_id,
+            display_name=self.display_name,
+            description=self.description,
+            python_module=getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes"),
+            category=self.category,
+            output_node=self.is_output_node,
+            deprecated=self.is_deprecated,
+            experimental=self.is_experimental,
+            api_node=self.is_api_node,
+        )
 
 
 class NodeOutput:
@@ -354,14 +373,14 @@ class ComfyNode:
     @classmethod
     def INPUT_TYPES(cls, include_hidden=True, return_schema=False):
         schema = cls.FINALIZE_SCHEMA()
-        inputs = schema.get_v1_info(cls)["input"]
+        inputs = schema.get_v1_info(cls).input
         if not include_hidden:
             inputs.pop("hidden", None)
         return (inputs, schema) if return_schema else inputs
 
     @classmethod
     def GET_NODE_INFO_V1(cls) -> dict:
-        return cls.GET_SCHEMA().get_v1_info(cls)
+        return asdict(cls.GET_SCHEMA().get_v1_info(cls))
 
     @classmethod
     def PREPARE_CLASS_CLONE(cls, hidden_inputs: dict):
