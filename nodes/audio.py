@@ -14,7 +14,7 @@ from .bridge import (
     CATEGORY, OmniSyncAudio, OmniSyncAudioEncoderType, OmniSyncAudioType, audio_from_comfy, audio_to_comfy,
 )
 from .feedback import HIDDEN, Feedback
-from .widgets import shared_inputs
+from .widgets import check_choices, shared_inputs
 
 COMFY_WHISPER_CHUNK_S = 30  # ComfyUI's AudioEncoderEncode pads/cuts Whisper input to 30 s
 
@@ -88,6 +88,10 @@ class OmniSyncAudioEncode(io.ComfyNode):
             ],
             hidden=HIDDEN,
         )
+
+    @classmethod
+    def validate_inputs(cls, length_mode=None) -> bool | str:
+        return check_choices(cls, length_mode=length_mode)
 
     @classmethod
     def execute(cls, audio, fps, num_frames, length_mode, audio_encoder=None, images=None,

@@ -23,6 +23,7 @@ from omnisync_core.image.facecrop import (
 
 from .bridge import CATEGORY, ComfyProgress, comfy_cancel, format_report, run_cancellable
 from .feedback import HIDDEN, Feedback
+from .widgets import check_choices
 
 FaceCropType = io.Custom("OMNISYNC_FACE_CROP")  # omnisync_core.image.facecrop.FaceCropTrack
 FACE_DETECTOR_FOLDER = "face_detection"  # ComfyUI/models/face_detection
@@ -98,6 +99,10 @@ class OmniSyncFaceCrop(io.ComfyNode):
             ],
             hidden=HIDDEN,
         )
+
+    @classmethod
+    def validate_inputs(cls, mode=None, border=None) -> bool | str:
+        return check_choices(cls, mode=mode, border=border)
 
     @classmethod
     def execute(cls, images, mode, size, expand, smoothing, border, box_x, box_y, box_w, box_h, point_x, point_y,

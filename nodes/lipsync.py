@@ -13,7 +13,7 @@ from .bridge import (
     run_cancellable, sync_options, text_from_conditioning,
 )
 from .feedback import HIDDEN, Feedback
-from .widgets import shared_inputs
+from .widgets import check_choices, shared_inputs
 
 
 class OmniSyncLipSync(io.ComfyNode):
@@ -49,6 +49,10 @@ class OmniSyncLipSync(io.ComfyNode):
             ],
             hidden=HIDDEN,
         )
+
+    @classmethod
+    def validate_inputs(cls, length_mode=None, mouth=None) -> bool | str:
+        return check_choices(cls, length_mode=length_mode, mouth=mouth)
 
     @classmethod
     def execute(cls, model, audio_encoder, images, audio, fps, length_mode, tau, steps, seed, omega_peak, mouth,

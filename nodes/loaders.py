@@ -15,6 +15,7 @@ from .bridge import (
     OmniSyncModelType, log, missing_file_error, model_file_list, register_model_folders,
 )
 from .feedback import HIDDEN, Feedback
+from .widgets import check_choices
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 MAX_RESIDENT_BLOCKS = 64  # resident_blocks widget bound (a Wan-1.3B-size OmniSync DiT has 30 blocks)
@@ -105,6 +106,14 @@ class OmniSyncModelLoader(io.ComfyNode):
                                               tooltip="The OmniSync model with its codec and audio-feature specs.")],
             hidden=HIDDEN,
         )
+
+    @classmethod
+    def validate_inputs(cls, model_name=None, dtype=None, offload=None) -> bool | str:
+        import folder_paths
+
+        if model_name is not None and folder_paths.get_full_path(MODEL_FOLDER, model_name) is None:
+            return str(missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint"))
+        return check_choices(cls, dtype=dtype, offload=offload)
 
     @classmethod
     def execute(cls, model_name, dtype, offload="none", resident_blocks=0) -> io.NodeOutput:
@@ -206,6 +215,15 @@ class OmniSyncWhisperLoader(io.ComfyNode):
                                                              "second, any audio length).")],
             hidden=HIDDEN,
         )
+
+    @classmethod
+    def validate_inputs(cls, encoder_name=None) -> bool | str:
+        if encoder_name is not None:
+            try:
+                _whisper_path(encoder_name)
+            except OmniSyncError as e:
+                return str(e)
+        return True
 
     @classmethod
     def execute(cls, encoder_name) -> io.NodeOutput:

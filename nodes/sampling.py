@@ -15,7 +15,7 @@ from .bridge import (
     text_from_conditioning,
 )
 from .feedback import HIDDEN, Feedback
-from .widgets import shared_inputs
+from .widgets import check_choices, shared_inputs
 
 
 class OmniSyncNoiseInit(io.ComfyNode):
@@ -98,6 +98,10 @@ class OmniSyncSampler(io.ComfyNode):
             ],
             hidden=HIDDEN,
         )
+
+    @classmethod
+    def validate_inputs(cls, mouth=None) -> bool | str:
+        return check_choices(cls, mouth=mouth)
 
     @classmethod
     def execute(cls, model, latent, omnisync_audio, omega_base, omega_peak, sigma_spatial, gamma, mouth, mouth_x,

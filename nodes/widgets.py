@@ -98,3 +98,14 @@ _WIDGETS: Dict[str, Callable[[], io.Input]] = {
 def shared_inputs(*names: str) -> List[io.Input]:
     """Fresh inputs for ``names`` (a schema owns its inputs), in that order."""
     return [_WIDGETS[name]() for name in names]
+
+
+def check_choices(node: type, **values) -> bool | str:
+    """A node's ``validate_inputs``: True, or the first widget value that is not among its combo's options, as
+    the error ComfyUI shows before any node of the prompt runs. ComfyUI 0.3.64 checks only V1 list combos itself,
+    not the options of a V3 ``io.Combo``; a value left out (None: linked, not set) is not checked."""
+    options = {i.id: i.options for i in node.define_schema().inputs if isinstance(i, io.Combo.Input)}
+    for name, value in values.items():
+        if value is not None and value not in options[name]:
+            return f"{name} {value!r} is not one of {', '.join(map(str, options[name]))}; choose one of them."
+    return True

@@ -26,6 +26,7 @@ from .bridge import (
 )
 from .facecrop import FaceCropType
 from .feedback import HIDDEN, Feedback
+from .widgets import check_choices
 
 DIFFUSION_FOLDER = "diffusion_models"  # ComfyUI/models/diffusion_models (and models/unet)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -139,6 +140,14 @@ class OmniSyncXDubModelLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model_name=None, dtype=None, offload=None) -> bool | str:
+        import folder_paths
+
+        if model_name is not None and folder_paths.get_full_path(DIFFUSION_FOLDER, model_name) is None:
+            return str(missing_file_error(DIFFUSION_FOLDER, model_name, "X-Dub model"))
+        return check_choices(cls, dtype=dtype, offload=offload)
+
+    @classmethod
     def execute(cls, model_name, dtype, offload, resident_blocks) -> io.NodeOutput:
         import comfy.model_management as mm
         import folder_paths
@@ -200,6 +209,16 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
                                                   tooltip="Whisper + wav2vec2, for X-Dub Audio Encode.")],
             hidden=HIDDEN,
         )
+
+    @classmethod
+    def validate_inputs(cls, whisper=None, wav2vec2=None) -> bool | str:
+        for name, what in ((whisper, "Whisper large-v2"), (wav2vec2, "wav2vec2-base-960h")):
+            if name is not None:
+                try:
+                    audio_encoder_path(name, what)
+                except OmniSyncError as e:
+                    return str(e)
+        return True
 
     @classmethod
     def execute(cls, whisper, wav2vec2) -> io.NodeOutput:

@@ -74,6 +74,10 @@ def test_missing_files_name_the_folder(comfy):
         nodes.OmniSyncXDubModelLoader.execute("nope.safetensors", "bf16", "none", 0)
     with pytest.raises(OmniSyncError, match=r"gone.*models/audio_encoders"):
         nodes.OmniSyncXDubAudioLoader.execute(whisper, "gone")
+    # the same lines when ComfyUI validates the prompt, before any node runs
+    assert "models/diffusion_models" in nodes.OmniSyncXDubModelLoader.validate_inputs(model_name="nope.safetensors")
+    assert "models/audio_encoders" in nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=whisper, wav2vec2="gone")
+    assert nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=whisper) is True
 
 
 def test_split_nodes_give_what_the_pipeline_gives(comfy, loaded):
