@@ -90,15 +90,12 @@ class OmniSyncAudioEncode(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, length_mode=None) -> bool | str:
-        return check_choices(cls, length_mode=length_mode)
-
-    @classmethod
     def execute(cls, audio, fps, num_frames, length_mode, audio_encoder=None, images=None,
                 encoded_audio=None) -> io.NodeOutput:
         from omnisync_core.audio.features import SAMPLE_RATE_HZ, align_features_to_frames
         from omnisync_core.pipelines.omnisync import encode_speech, prepare_audio
 
+        check_choices(cls, length_mode=length_mode)
         if (audio_encoder is None) == (encoded_audio is None):
             raise OmniSyncError(
                 "connect exactly one of audio_encoder (Load Whisper Audio Encoder) or encoded_audio (ComfyUI's "

@@ -101,14 +101,11 @@ class OmniSyncFaceCrop(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mode=None, border=None) -> bool | str:
-        return check_choices(cls, mode=mode, border=border)
-
-    @classmethod
     def execute(cls, images, mode, size, expand, smoothing, border, box_x, box_y, box_w, box_h, point_x, point_y,
                 scale, mask=None) -> io.NodeOutput:
         from omnisync_core.image.facecrop import crop_faces, face_track
 
+        check_choices(cls, mode=mode, border=border)
         track = run_cancellable(
             face_track, images, mode, mask=mask, box=(box_x, box_y, box_w, box_h), point=(point_x, point_y),
             scale=scale, expand=expand, smoothing=smoothing, border=border,

@@ -51,16 +51,13 @@ class OmniSyncLipSync(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, length_mode=None, mouth=None) -> bool | str:
-        return check_choices(cls, length_mode=length_mode, mouth=mouth)
-
-    @classmethod
     def execute(cls, model, audio_encoder, images, audio, fps, length_mode, tau, steps, seed, omega_peak, mouth,
                 mouth_x, mouth_y, window, overlap, composite, cfg_cutoff=-1.0, vae=None, conditioning=None,
                 mouth_mask=None) -> io.NodeOutput:
         from omnisync_core.model.codec import codec_from_spec
         from omnisync_core.pipelines.stream import sync_frames
 
+        check_choices(cls, length_mode=length_mode, mouth=mouth)
         if mouth == "mask" and mouth_mask is None:
             raise OmniSyncError("mouth = mask needs a MASK connected to mouth_mask (or choose auto / point).")
         report = {"warnings": []}

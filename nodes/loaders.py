@@ -108,12 +108,13 @@ class OmniSyncModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name=None, dtype=None, offload=None) -> bool | str:
+    def validate_inputs(cls, model_name=None) -> bool | str:
+        """Before any node of the prompt runs: the file is there (ComfyUI does not check a V3 combo's options)."""
         import folder_paths
 
         if model_name is not None and folder_paths.get_full_path(MODEL_FOLDER, model_name) is None:
             return str(missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint"))
-        return check_choices(cls, dtype=dtype, offload=offload)
+        return True
 
     @classmethod
     def execute(cls, model_name, dtype, offload="none", resident_blocks=0) -> io.NodeOutput:
@@ -127,6 +128,7 @@ class OmniSyncModelLoader(io.ComfyNode):
         from omnisync_core.model.precision import prepare_for_inference
         from omnisync_core.pipelines.checks import check_model_path, dtype_warnings
 
+        check_choices(cls, dtype=dtype, offload=offload)
         path = folder_paths.get_full_path(MODEL_FOLDER, model_name)
         if path is None:
             raise missing_file_error(MODEL_FOLDER, model_name, "OmniSync checkpoint")
@@ -218,6 +220,7 @@ class OmniSyncWhisperLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, encoder_name=None) -> bool | str:
+        """Before any node of the prompt runs: the encoder is there (ComfyUI does not check a V3 combo's options)."""
         if encoder_name is not None:
             try:
                 _whisper_path(encoder_name)

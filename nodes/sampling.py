@@ -100,12 +100,9 @@ class OmniSyncSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, mouth=None) -> bool | str:
-        return check_choices(cls, mouth=mouth)
-
-    @classmethod
     def execute(cls, model, latent, omnisync_audio, omega_base, omega_peak, sigma_spatial, gamma, mouth, mouth_x,
                 mouth_y, window, overlap, cfg_cutoff=-1.0, conditioning=None, mouth_mask=None) -> io.NodeOutput:
+        check_choices(cls, mouth=mouth)
         if latent.denoised:
             raise OmniSyncError("this latent was already sampled; connect the output of OmniSync Noise Init.")
         if omnisync_audio.num_frames != latent.num_frames:

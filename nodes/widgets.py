@@ -12,6 +12,7 @@ from typing import Callable, Dict, List
 
 from comfy_api.latest import io
 
+from omnisync_core.errors import OmniSyncError
 from omnisync_core.length import LENGTH_MODES
 from omnisync_core.sampling.mouth import DEFAULT_MOUTH_CENTRE
 from omnisync_core.sampling.options import SyncOptions
@@ -100,12 +101,12 @@ def shared_inputs(*names: str) -> List[io.Input]:
     return [_WIDGETS[name]() for name in names]
 
 
-def check_choices(node: type, **values) -> bool | str:
-    """A node's ``validate_inputs``: True, or the first widget value that is not among its combo's options, as
-    the error ComfyUI shows before any node of the prompt runs. ComfyUI 0.3.64 checks only V1 list combos itself,
-    not the options of a V3 ``io.Combo``; a value left out (None: linked, not set) is not checked."""
+def check_choices(node: type, **values) -> None:
+    """Raises :class:`OmniSyncError` naming the first widget value that is not among its combo's options. ComfyUI
+    0.3.64 checks only V1 list combos itself, not the options of a V3 ``io.Combo`` (an API prompt can send any
+    value), so each node checks its own choices first thing in ``execute``."""
     options = {i.id: i.options for i in node.define_schema().inputs if isinstance(i, io.Combo.Input)}
     for name, value in values.items():
-        if value is not None and value not in options[name]:
-            return f"{name} {value!r} is not one of {', '.join(map(str, options[name]))}; choose one of them."
-    return True
+        if value not in options[name]:
+            raise OmniSyncError(f"{name} {value!r} is not one of {', '.join(map(str, options[name]))}; choose one "
+                                "of them.")

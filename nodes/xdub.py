@@ -140,12 +140,13 @@ class OmniSyncXDubModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name=None, dtype=None, offload=None) -> bool | str:
+    def validate_inputs(cls, model_name=None) -> bool | str:
+        """Before any node of the prompt runs: the file is there (ComfyUI does not check a V3 combo's options)."""
         import folder_paths
 
         if model_name is not None and folder_paths.get_full_path(DIFFUSION_FOLDER, model_name) is None:
             return str(missing_file_error(DIFFUSION_FOLDER, model_name, "X-Dub model"))
-        return check_choices(cls, dtype=dtype, offload=offload)
+        return True
 
     @classmethod
     def execute(cls, model_name, dtype, offload, resident_blocks) -> io.NodeOutput:
@@ -155,6 +156,7 @@ class OmniSyncXDubModelLoader(io.ComfyNode):
         from omnisync_core.model.offload import check_offload, place_model
         from omnisync_core.model.xdub_weights import load_xdub_model
 
+        check_choices(cls, dtype=dtype, offload=offload)
         path = folder_paths.get_full_path(DIFFUSION_FOLDER, model_name)
         if path is None:
             raise missing_file_error(DIFFUSION_FOLDER, model_name, "X-Dub model")
@@ -212,13 +214,15 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, whisper=None, wav2vec2=None) -> bool | str:
+        """Before any node of the prompt runs: both files are there (ComfyUI does not check a V3 combo's options)."""
+        missing = []
         for name, what in ((whisper, "Whisper large-v2"), (wav2vec2, "wav2vec2-base-960h")):
             if name is not None:
                 try:
                     audio_encoder_path(name, what)
                 except OmniSyncError as e:
-                    return str(e)
-        return True
+                    missing.append(str(e))
+        return " ".join(missing) or True
 
     @classmethod
     def execute(cls, whisper, wav2vec2) -> io.NodeOutput:

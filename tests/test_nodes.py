@@ -440,30 +440,34 @@ def test_video_output_keeps_an_exact_frame_rate(fresh):
     assert make_video(frames, None, 12.5).get_components().frame_rate == Fraction(25, 2)
 
 
-# -- validation before the prompt runs ---------------------------------------------------------------
+# -- bad choices and missing files ------------------------------------------------------------------
 
 
-def test_every_combo_is_checked_before_the_prompt_runs(comfy):
-    """ComfyUI 0.3.64 checks only V1 list combos against their options; every V3 combo of ours is checked by the
-    node's validate_inputs, which ComfyUI calls before any node of the prompt runs."""
+def test_every_combo_choice_is_checked(comfy):
+    """ComfyUI 0.3.64 checks only V1 list combos against their options, so an API prompt reaches a V3 node with any
+    value: each node checks its own fixed choices first thing (a clear error, never a KeyError), and its model
+    files in validate_inputs, which ComfyUI calls before any node of the prompt runs."""
     from comfy_api.latest import io
 
+    from omnisync_core.errors import OmniSyncError
+
+    files = {"model_name", "encoder_name", "whisper", "wav2vec2"}
     for cls in comfy.NODES:
-        combos = {i.id for i in cls.GET_SCHEMA().inputs if isinstance(i, io.Combo.Input)}
-        if combos:
-            assert "validate_inputs" in cls.__dict__, cls
-            assert combos <= set(inspect.signature(cls.validate_inputs).parameters), cls
-            assert cls.validate_inputs() is True  # linked or unset values are not checked
+        combos = [i for i in cls.GET_SCHEMA().inputs if isinstance(i, io.Combo.Input)]
+        for combo in combos:
+            if combo.id in files:
+                assert combo.id in inspect.signature(cls.validate_inputs).parameters, (cls, combo.id)
+                continue
+            good = {c.id: c.options[0] if c.options else None for c in combos}  # the rest is not looked at first
+            args = {**{i.id: None for i in cls.GET_SCHEMA().inputs}, **good, combo.id: "bogus"}
+            with pytest.raises(OmniSyncError, match=f"{combo.id} 'bogus' is not one of {combo.options[0]}"):
+                cls.execute(**args)
 
 
-def test_validation_names_the_bad_choice_and_the_missing_file(comfy):
-    message = comfy.OmniSyncLipSync.validate_inputs(length_mode="follow_audio", mouth="auto")
-    assert "length_mode 'follow_audio' is not one of follow_audio_loop" in message
-    assert comfy.OmniSyncLipSync.validate_inputs(length_mode="follow_video", mouth="point") is True
-    assert "'nope'" in comfy.OmniSyncFaceCrop.validate_inputs(mode="auto", border="nope")
-    assert "fp8" in comfy.OmniSyncModelLoader.validate_inputs(model_name="tiny-omnisync.safetensors", dtype="fp8")
-    assert comfy.OmniSyncModelLoader.validate_inputs(model_name="tiny-omnisync.safetensors", dtype="fp32",
-                                                     offload="blocks") is True
-    missing = comfy.OmniSyncModelLoader.validate_inputs(model_name="gone.safetensors", dtype="fp32")
+def test_validation_names_the_missing_file(comfy):
+    assert comfy.OmniSyncModelLoader.validate_inputs(model_name="tiny-omnisync.safetensors") is True
+    assert comfy.OmniSyncModelLoader.validate_inputs() is True  # a linked value is not known yet
+    missing = comfy.OmniSyncModelLoader.validate_inputs(model_name="gone.safetensors")
     assert "'gone.safetensors' not found in models/omnisync" in missing
     assert "'gone' not found in models/audio_encoders" in comfy.OmniSyncWhisperLoader.validate_inputs(encoder_name="gone")
+    assert comfy.OmniSyncWhisperLoader.validate_inputs(encoder_name="bundled: whisper tiny.en") is True
