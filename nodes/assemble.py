@@ -45,12 +45,13 @@ class OmniSyncVideoAssemble(io.ComfyNode):
             outputs=[
                 io.Image.Output(display_name="images", tooltip="Lip-synced frames (T, H, W, 3) at the source's size."),
                 io.Audio.Output(display_name="audio", tooltip="The speech matched to the output length."),
-                io.Float.Output(display_name="fps", tooltip="Frame rate of the output (the fps given to Audio Encode)."),
+                io.Float.Output(display_name="fps",
+                                tooltip="Frame rate of the output (the fps given to Audio Encode)."),
                 io.Video.Output(display_name="video", tooltip="Frames + speech as a VIDEO (connect to Save Video)."),
                 io.String.Output(display_name="report", tooltip="Run report (JSON): every warning of the chain (length "
                                                                 "matching, padding, frames passed through)."),
             ],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -71,7 +72,7 @@ class OmniSyncVideoAssemble(io.ComfyNode):
         report = {"frames": T, "warnings": all_warnings(omnisync_audio.report, sampler.get("noise_init"), sampler)}
         feedback = Feedback(cls, cls.DISPLAY_NAME, report)
         if latent.fallback_frames:
-            report["fallback_frames"] = latent.fallback_frames  # no mouth located: source pixels kept (the sampler warned)
+            report["fallback_frames"] = latent.fallback_frames  # no mouth found: source pixels kept (the sampler warned)
         if composite:
             report["composite"] = {"radius": composite_radius, "feather_px": feather_px}
         video_frames = pad_for_h264(frames, report, feedback.warn)

@@ -86,7 +86,7 @@ class OmniSyncAudioEncode(io.ComfyNode):
                 io.Audio.Output(display_name="audio", tooltip="The speech matched to the output length (trimmed or "
                                                               "padded with silence in follow_video mode)."),
             ],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod

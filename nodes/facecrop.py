@@ -74,8 +74,10 @@ class OmniSyncFaceCrop(io.ComfyNode):
                                tooltip="At the frame border: shift moves the box inside the frame (shrunk to the "
                                        "shorter side if larger; X-Dub), pad keeps it centred and repeats the edge "
                                        "pixels outside."),
-                io.Int.Input("box_x", default=0, min=0, max=MAX_BOX_PX, tooltip="Box left edge in pixels, for mode = box."),
-                io.Int.Input("box_y", default=0, min=0, max=MAX_BOX_PX, tooltip="Box top edge in pixels, for mode = box."),
+                io.Int.Input("box_x", default=0, min=0, max=MAX_BOX_PX,
+                             tooltip="Box left edge in pixels, for mode = box."),
+                io.Int.Input("box_y", default=0, min=0, max=MAX_BOX_PX,
+                             tooltip="Box top edge in pixels, for mode = box."),
                 io.Int.Input("box_w", default=DEFAULT_CROP_SIZE, min=1, max=MAX_BOX_PX,
                              tooltip="Box width in pixels, for mode = box (a non-square box is made square around "
                                      "its centre with its longer side)."),
@@ -97,7 +99,7 @@ class OmniSyncFaceCrop(io.ComfyNode):
                 io.String.Output(display_name="report", tooltip="Crop report (JSON): frames without a face, boxes "
                                                                 "moved, shrunk or padded at the frame border."),
             ],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -148,7 +150,7 @@ class OmniSyncFacePasteBack(io.ComfyNode):
                 io.String.Output(display_name="report", tooltip="Paste report (JSON): frames passed through unchanged "
                                                                 "(no face), feather."),
             ],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -158,8 +160,8 @@ class OmniSyncFacePasteBack(io.ComfyNode):
         out = run_cancellable(paste_back, images, crops, face_crop, feather_px, progress=ComfyProgress(),
                               cancel=comfy_cancel)
         rep = face_crop.report.to_dict()
-        report = {"frames": face_crop.num_frames,
-                  "pasted_frames": face_crop.num_frames - len(face_crop.report.no_face_frames), "feather_px": feather_px}
+        pasted = face_crop.num_frames - len(face_crop.report.no_face_frames)
+        report = {"frames": face_crop.num_frames, "pasted_frames": pasted, "feather_px": feather_px}
         if "no_face_frames" in rep:
             report["unchanged_frames"] = rep["no_face_frames"]  # no face: the original frame as it was
             Feedback(cls, cls.DISPLAY_NAME).info(f"{len(rep['no_face_frames'])} of {face_crop.num_frames} frame(s) "

@@ -17,7 +17,7 @@ from comfy_api.latest import io
 
 log = logging.getLogger("omnisync")
 
-HIDDEN = [io.Hidden.unique_id]  # every OmniSync node's schema: the executor then hands it its node id
+HIDDEN = (io.Hidden.unique_id,)  # in every node's schema (a fresh list each): the executor hands it its node id
 WARNING_MARK = "⚠ "  # how a warning line reads on the canvas, beside the node's report lines
 
 

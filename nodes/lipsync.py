@@ -42,12 +42,13 @@ class OmniSyncLipSync(io.ComfyNode):
             outputs=[
                 io.Image.Output(display_name="images", tooltip="Lip-synced frames (T, H, W, 3)."),
                 io.Audio.Output(display_name="audio", tooltip="The speech matched to the output length (16 kHz mono)."),
-                io.Mask.Output(display_name="guidance_map", tooltip="DS-CFG guidance map per frame (T, H, W) in [0, 1]."),
+                io.Mask.Output(display_name="guidance_map",
+                               tooltip="DS-CFG guidance map per frame (T, H, W) in [0, 1]."),
                 io.Float.Output(display_name="fps", tooltip="Frame rate of the output."),
                 io.Video.Output(display_name="video", tooltip="Frames + speech as a VIDEO (connect to Save Video)."),
                 io.String.Output(display_name="report", tooltip="Run report (JSON)."),
             ],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -66,7 +67,8 @@ class OmniSyncLipSync(io.ComfyNode):
         text, warning = text_from_conditioning(conditioning, model)
         opts, chosen = sync_options(
             model, feedback.warn, tau=tau, num_steps=steps, seed=seed, omega_peak=omega_peak,
-            mouth=(mouth_x, mouth_y) if mouth == "point" else "auto", mouth_mask=mouth_mask if mouth == "mask" else None,
+            mouth=(mouth_x, mouth_y) if mouth == "point" else "auto",
+            mouth_mask=mouth_mask if mouth == "mask" else None,
             window=window, overlap=overlap, cfg_cutoff=cfg_cutoff, length_mode=length_mode, composite=composite,
             text=text,
         )

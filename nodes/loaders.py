@@ -104,7 +104,7 @@ class OmniSyncModelLoader(io.ComfyNode):
             ],
             outputs=[OmniSyncModelType.Output(display_name="model",
                                               tooltip="The OmniSync model with its codec and audio-feature specs.")],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -215,7 +215,7 @@ class OmniSyncWhisperLoader(io.ComfyNode):
             outputs=[OmniSyncAudioEncoderType.Output(display_name="audio_encoder",
                                                      tooltip="Whisper feature extractor (50 feature frames per "
                                                              "second, any audio length).")],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod

@@ -56,7 +56,7 @@ class OmniSyncGuidanceStrip(io.ComfyNode):
             ],
             outputs=[io.Image.Output(display_name="strip", tooltip="One image (1, H, n·W + gaps, 3): n frames of the "
                                                                    "map, left to right in time.")],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod

@@ -42,7 +42,7 @@ class OmniSyncNoiseInit(io.ComfyNode):
             ],
             outputs=[OmniSyncLatentType.Output(display_name="latent", tooltip="Noisy start latents, source latents "
                                                                                "and the truncated σ schedule.")],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -96,7 +96,7 @@ class OmniSyncSampler(io.ComfyNode):
                 io.String.Output(display_name="report",
                                  tooltip="Run report (JSON): windows, mouth source, fallback frames, warnings."),
             ],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod

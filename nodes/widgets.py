@@ -1,5 +1,6 @@
-"""The sampling widgets (and the optional sockets beside them), declared once for every node that shows them (Lip Sync, Noise Init, DS-CFG Sampler,
-Audio Encode, Video Assemble): name, range, tooltip, and the default from :class:`SyncOptions`.
+"""The sampling widgets (and the optional sockets beside them), declared once for every node that shows them
+(Lip Sync, Noise Init, DS-CFG Sampler, Audio Encode, Video Assemble): name, range, tooltip, and the default from
+:class:`SyncOptions`.
 
 On the auto widgets, 0 (``num_steps``, ``window``, ``tau``, ``shift``, ``omega_base``, ``omega_peak``) or −1
 (``overlap``, ``cfg_cutoff``, where 0 is a real value) means "the checkpoint's recommendation, else the default"
@@ -53,7 +54,8 @@ _WIDGETS: Dict[str, Callable[[], io.Input]] = {
         tooltip="Noise seed (per latent frame, so windows and lengths do not change the noise)."),
     "omega_base": lambda: io.Float.Input(
         "omega_base", default=0.0, min=0.0, max=20.0, step=0.05,
-        tooltip="ω_base: audio CFG scale far from the mouth (1 = no extra guidance). " + AUTO_TIP.format(_G.omega_base)),
+        tooltip="ω_base: audio CFG scale far from the mouth (1 = no extra guidance). "
+                + AUTO_TIP.format(_G.omega_base)),
     "omega_peak": lambda: io.Float.Input(
         "omega_peak", default=0.0, min=0.0, max=20.0, step=0.05,
         tooltip="ω_peak: audio CFG scale at the mouth centre at the first step. "

@@ -136,7 +136,7 @@ class OmniSyncXDubModelLoader(io.ComfyNode):
                                      "every block; more = faster, more GPU memory). Ignored with offload = none."),
             ],
             outputs=[XDubModelType.Output(display_name="model", tooltip="The X-Dub DiT, ready for the X-Dub Sampler.")],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -209,7 +209,7 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
             ],
             outputs=[XDubAudioEncodersType.Output(display_name="audio_encoders",
                                                   tooltip="Whisper + wav2vec2, for X-Dub Audio Encode.")],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -281,7 +281,7 @@ class OmniSyncXDubEncode(io.ComfyNode):
             outputs=[XDubLatentType.Output(display_name="latent", tooltip="The encoded take: reference latents and "
                                                                           "speech windows per clip (connect to X-Dub "
                                                                           "Sampler).")],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -393,7 +393,7 @@ class OmniSyncXDubSampler(io.ComfyNode):
                 io.String.Output(display_name="report", tooltip="Run report (JSON): clips, network passes, steps, "
                                                                 "seconds."),
             ],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod
@@ -460,7 +460,7 @@ class OmniSyncXDubAssemble(io.ComfyNode):
                 io.Float.Output(display_name="fps", tooltip="Frame rate of the output (25)."),
                 io.String.Output(display_name="report", tooltip="Run report (JSON)."),
             ],
-            hidden=HIDDEN,
+            hidden=list(HIDDEN),
         )
 
     @classmethod

@@ -469,5 +469,6 @@ def test_validation_names_the_missing_file(comfy):
     assert comfy.OmniSyncModelLoader.validate_inputs() is True  # a linked value is not known yet
     missing = comfy.OmniSyncModelLoader.validate_inputs(model_name="gone.safetensors")
     assert "'gone.safetensors' not found in models/omnisync" in missing
-    assert "'gone' not found in models/audio_encoders" in comfy.OmniSyncWhisperLoader.validate_inputs(encoder_name="gone")
+    gone = comfy.OmniSyncWhisperLoader.validate_inputs(encoder_name="gone")
+    assert "'gone' not found in models/audio_encoders" in gone
     assert comfy.OmniSyncWhisperLoader.validate_inputs(encoder_name="bundled: whisper tiny.en") is True

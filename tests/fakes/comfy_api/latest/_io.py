@@ -62,7 +62,8 @@ class WidgetInput(Input):
                  default: Any = None, socketless: bool = None, widget_type: str = None, force_input: bool = None,
                  extra_dict=None):
         super().__init__(id, display_name, optional, tooltip, lazy, extra_dict)
-        self.default, self.socketless, self.widget_type, self.force_input = default, socketless, widget_type, force_input
+        self.default, self.socketless = default, socketless
+        self.widget_type, self.force_input = widget_type, force_input
 
     def as_dict(self):
         return super().as_dict() | prune_dict({"default": self.default, "socketless": self.socketless,
