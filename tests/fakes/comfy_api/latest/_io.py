@@ -91,7 +91,7 @@ def comfytype(io_type: str):
     def decorator(cls):
         cls.io_type = _StringIOType(io_type)
         for name in ("Input", "Output"):
-            part = cls.__dict__.get(name) or getattr(cls, name, None)
+            part = cls.__dict__[name] if name in cls.__dict__ else getattr(cls, name, None)
             if part is not None:
                 part = type(part.__name__, (part,), {})
                 part.Parent = cls
@@ -167,7 +167,7 @@ class Float(ComfyTypeIO):
 
 @comfytype(io_type="STRING")
 class String(ComfyTypeIO):
-    pass
+    Input = None  # the real String.Input (multiline, placeholder, ...) is not faked: no node of ours takes text
 
 
 @comfytype(io_type="COMBO")
@@ -188,6 +188,8 @@ class Combo(ComfyTypeIO):
                 "image_folder": self.image_folder.value if self.image_folder else None,
                 "remote": self.remote.as_dict() if self.remote else None,
             })
+
+    Output = None  # the real Combo.Output (with options) is not faked: no node of ours gives a combo
 
 
 @comfytype(io_type="IMAGE")
@@ -357,6 +359,11 @@ class ComfyNode:
 
     @classmethod
     def execute(cls, **kwargs) -> NodeOutput:
+        raise NotImplementedError
+
+    @classmethod
+    def validate_inputs(cls, **kwargs) -> bool:
+        """Optional; ComfyUI calls a node's own override with the constant inputs it names, before the prompt runs."""
         raise NotImplementedError
 
     @classmethod
