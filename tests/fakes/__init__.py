@@ -1,4 +1,5 @@
-"""Fakes of the few ComfyUI modules the nodes touch, installed only for node tests.
+"""Fakes of the few ComfyUI modules the nodes touch (folder_paths, comfy, comfy_api.latest, server), installed only
+for node tests.
 
 ``comfy_fakes(tmp)`` puts this folder first on sys.path, points the fake models dir at ``tmp`` and,
 on exit, removes the path and every fake / node module again, so core tests never see them.
@@ -9,7 +10,7 @@ import os
 import sys
 
 FAKES = os.path.dirname(os.path.abspath(__file__))
-FAKE_TOPS = ("folder_paths", "comfy", "comfy_api")
+FAKE_TOPS = ("folder_paths", "comfy", "comfy_api", "server")
 
 
 def _drop_modules():

@@ -1,1 +1,1 @@
-"""Fake ``comfy_api`` (the video types Save Video consumes)."""
+"""Fake ``comfy_api`` (ComfyUI 0.3.64): only ``comfy_api.latest``, the V3 node API the OmniSync nodes use."""
