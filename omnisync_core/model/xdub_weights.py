@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 
@@ -21,6 +21,10 @@ from .checkpoint import METADATA_KEY, _key_list, _open
 from .config import AudioProjConfig, DiTConfig
 from .dit import OmniSyncDiT
 from .files import missing_message, named_source
+from .fp8 import (
+    FP8_DTYPE, SCALE_SUFFIX, SCALED_FP8_KEY, check_weight_dtype, convert_to_fp8, dequantize_fp8, fp8_layer_names,
+    quantize_fp8, split_scaled_fp8,
+)
 
 XDUB_HEAD_DIM = 128        # Wan 2.2 TI2V-5B: 3072 = 24 heads × 128
 XDUB_AUDIO_HEAD_DIM = 64   # X-Dub's AudioProjModule: 1536 = 24 heads × 64
@@ -105,35 +109,57 @@ def xdub_config_from_shapes(shapes: Mapping[str, Sequence[int]], head_dim: int =
 
 def load_xdub_model(path: str, device="cpu", dtype: Optional[torch.dtype] = torch.bfloat16,
                     head_dim: int = XDUB_HEAD_DIM, audio_head_dim: int = XDUB_AUDIO_HEAD_DIM,
-                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None) -> OmniSyncDiT:
+                    progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None,
+                    weight_dtype=None) -> OmniSyncDiT:
     """X-Dub's DiT from ``X-Dub_model.safetensors`` (safetensors only), in eval mode on ``device``.
 
-    dtype: the weights' dtype (bf16 by default: 6.3 B parameters = 12.6 GB; None keeps the file's).
+    dtype: the weights' dtype (bf16 by default: 6.3 B parameters = 12.6 GB; None keeps the file's), and the
+    compute dtype of fp8 layers (bf16 when None).
+    weight_dtype: "default" / None: the file's format (a scaled-fp8 file, see :mod:`.fp8`, stays fp8);
+    "fp8_e4m3fn": the blocks' linear weights in fp8 with one scale per tensor (6.4 GB), quantised while
+    loading when the file is not fp8 already.
     For a card too small for that, load to ``device="cpu"`` and run it with
     :func:`~omnisync_core.model.offload.enable_block_swap`. ``progress(done, total, message)`` is
     called per block; ``cancel()`` is checked between tensors. Every error names the published file's source.
     """
+    want_fp8 = check_weight_dtype(weight_dtype) is not None
     with named_source("xdub_model"):
-        return _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel)
+        return _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8)
 
 
-def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel) -> OmniSyncDiT:
+def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8) -> OmniSyncDiT:
     if not os.path.isfile(path):
         raise OmniSyncError(missing_message("xdub_model", path))
     with _open(path) as f:
         if METADATA_KEY in (f.metadata() or {}):
             raise OmniSyncError(f"{path!r} is an OmniSync checkpoint, not X-Dub's DiT; load it with "
                                 "omnisync_core.model.checkpoint.load_checkpoint.")
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        marker, scaled_layers, own = split_scaled_fp8(f.keys())
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in own}
         cfg = xdub_config_from_shapes(shapes, head_dim, audio_head_dim, name=repr(path))
+        compute = dtype or torch.bfloat16
         with torch.device("meta"):
             model = OmniSyncDiT(cfg)
+            if want_fp8 or marker:
+                convert_to_fp8(model, compute_dtype=compute)
+        fp8_layers = set(fp8_layer_names(model)) if want_fp8 or marker else set()
+        scaled_layers = set(scaled_layers)
         state = {}
         done_blocks = -1
         for key in shapes:
             check_cancel(cancel)
             t = f.get_tensor(key)
-            if dtype is not None and t.is_floating_point():
+            layer = key[:-len(".weight")] if key.endswith(".weight") else None
+            scale = f.get_tensor(layer + SCALE_SUFFIX) if layer in scaled_layers else None
+            if layer in fp8_layers:
+                if t.dtype == FP8_DTYPE:  # stored fp8: kept as it is, with its scale (1 for a plain fp8 cast)
+                    scale = torch.ones((), dtype=torch.float32) if scale is None else scale.float().reshape(())
+                else:
+                    t, scale = quantize_fp8(t)
+                state[layer + SCALE_SUFFIX] = scale.to(device)
+            elif scale is not None or t.dtype == FP8_DTYPE:  # an fp8 tensor this model keeps in the compute dtype
+                t = dequantize_fp8(t, scale, compute)
+            elif dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
             t = t.to(device)
             # a fresh allocation rather than the reader's buffer (see checkpoint.load_checkpoint)
@@ -145,3 +171,36 @@ def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, ca
     model.load_state_dict(state, strict=True, assign=True)
     report(progress, cfg.num_layers, cfg.num_layers, "loaded X-Dub")
     return model.eval()
+
+
+def convert_xdub_fp8(src: str, dst: str, scaled: bool = True, progress: Optional[ProgressCallback] = None) -> Dict:
+    """Write ``dst``: ``src`` (X-Dub_model.safetensors) with the blocks' linear weights in fp8 e4m3fn, in
+    ComfyUI's scaled-fp8 convention (:mod:`.fp8`); every other tensor as stored. scaled=False: a plain cast
+    (scale 1). Checks ``src`` is a complete X-Dub DiT first; ``dst`` appears only when complete.
+    Returns {"layers": converted layers, "bytes_in", "bytes_out"}."""
+    from safetensors.torch import save_file
+
+    from ..io.files import atomic_output
+
+    with named_source("xdub_model"), _open(src) as f:
+        marker, _, own = split_scaled_fp8(f.keys())
+        if marker:
+            raise OmniSyncError(f"{src!r} is already a scaled-fp8 file; convert the original X-Dub_model.safetensors.")
+        cfg = xdub_config_from_shapes({k: tuple(f.get_slice(k).get_shape()) for k in own}, name=repr(src))
+        with torch.device("meta"):
+            names = set(fp8_layer_names(OmniSyncDiT(cfg)))
+        out, bytes_in = {}, 0
+        for i, key in enumerate(own):  # quantised as read: memory holds the output, not the input as well
+            t = f.get_tensor(key)
+            bytes_in += t.numel() * t.element_size()
+            layer = key[:-len(".weight")]
+            if key.endswith(".weight") and layer in names:
+                out[key], out[layer + SCALE_SUFFIX] = quantize_fp8(t, scaled)
+            else:
+                out[key] = t
+            report(progress, i + 1, len(own), "converting")
+    out[SCALED_FP8_KEY] = torch.empty(0, dtype=FP8_DTYPE)
+    with atomic_output(dst) as tmp:
+        save_file({k: v.contiguous() for k, v in out.items()}, tmp)
+    return {"layers": len(names), "bytes_in": bytes_in,
+            "bytes_out": sum(t.numel() * t.element_size() for t in out.values())}
