@@ -173,6 +173,11 @@ class LayerNorm(nn.LayerNorm):
 
 # -- attention -------------------------------------------------------------------------------------
 
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """PyTorch's fused attention on (B, L, n, d) q, k, v: (B, Lq, n, d)."""
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with RMS q/k norm and 3D RoPE (Wan's ``WanSelfAttention``)."""
 
@@ -187,6 +192,10 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps, **kw) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps, **kw) if qk_norm else nn.Identity()
 
+    # the attention kernel, (q, k, v) (B, L, n, d) -> (B, L, n, d); an instance may replace it (model.parallel
+    # gives the self-attention of each block a sequence-parallel one)
+    attention = staticmethod(sdpa_attention)
+
     def attend(self, x: torch.Tensor, context: torch.Tensor, rope=None) -> torch.Tensor:
         B, Lq, D = x.shape
         Lk, n, d = context.shape[1], self.num_heads, self.head_dim
@@ -195,8 +204,8 @@ class SelfAttention(nn.Module):
         v = self.v(context).view(B, Lk, n, d)
         if rope is not None:
             q, k = rope_apply(q, *rope), rope_apply(k, *rope)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (B, n, Lq, d)
-        return self.o(out.transpose(1, 2).reshape(B, Lq, D))  # (B, Lq, D)
+        out = self.attention(q, k, v)  # (B, Lq, n, d)
+        return self.o(out.reshape(B, Lq, D))  # (B, Lq, D)
 
     def forward(self, x: torch.Tensor, rope: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return self.attend(x, x, rope)  # (B, L, D)
