@@ -56,9 +56,9 @@ def test_fp8_linear_casts_per_call_to_bf16():
     torch.manual_seed(0)
     lin = torch.nn.Linear(16, 8)
     layer = FP8Linear.from_linear(lin)
-    x = torch.randn(4, 16)
+    x = torch.randn(4, 16, dtype=torch.bfloat16)
     w = (layer.weight.float() * layer.scale_weight).to(torch.bfloat16)
-    expected = F.linear(x.to(torch.bfloat16), w, lin.bias.detach().to(torch.bfloat16))
+    expected = F.linear(x, w, lin.bias.detach().to(torch.bfloat16))
     out = layer(x)
     assert out.dtype == torch.bfloat16 and torch.equal(out, expected)
     assert set(layer.state_dict()) == {"weight", "bias", "scale_weight"}  # ComfyUI's keys
@@ -136,3 +136,13 @@ def test_fp8_error_against_bf16_on_a_forward_and_a_guided_step(golden):
     e_forward, e_step = rel(forward[1], forward[0]), rel(step[1], step[0])
     print(f"fp8 vs bf16: forward {e_forward:.4f}, one guided step {e_step:.5f} (relative L2)")
     assert 0 < e_forward <= FORWARD_REL_ERR and 0 < e_step <= STEP_REL_ERR
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp8_linear_on_cuda_equals_the_cpu():
+    torch.manual_seed(0)
+    layer = FP8Linear.from_linear(torch.nn.Linear(256, 128))
+    x = torch.randn(8, 256, dtype=torch.bfloat16)
+    expected = layer(x).float()
+    got = layer.to("cuda")(x.cuda()).float().cpu()
+    assert layer.weight.dtype == FP8_DTYPE and rel(got, expected) <= 1e-2  # bf16 matmuls of different kernels

@@ -59,7 +59,8 @@ def dequantize_fp8(weight: torch.Tensor, scale: Optional[torch.Tensor], dtype: t
 
 class FP8Linear(nn.Linear):
     """An ``nn.Linear`` whose weight is stored in fp8 with a per-tensor ``scale_weight`` and cast to
-    ``compute_dtype`` (bf16 by default) for each call; input and output are in ``compute_dtype``.
+    ``compute_dtype`` (bf16 by default) for each call; the matmul runs in ``compute_dtype``, the output is
+    returned in the input's dtype (the same, in a bf16 network).
 
     State dict: ``weight`` (fp8), ``bias`` (compute dtype or as loaded) and ``scale_weight`` (float32 scalar):
     ComfyUI's scaled-fp8 keys. Inference only (the fp8 weight has no gradient).
@@ -95,7 +96,7 @@ class FP8Linear(nn.Linear):
         dt = self.compute_dtype
         w = dequantize_fp8(self.weight, self.scale_weight, dt)  # (out, in) in the compute dtype, for this call only
         b = None if self.bias is None else self.bias.to(dt)
-        return F.linear(x.to(dt), w, b)
+        return F.linear(x.to(dt), w, b).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, weight=float8_e4m3fn, compute_dtype={self.compute_dtype}"
