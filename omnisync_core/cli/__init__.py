@@ -7,6 +7,8 @@
     python -m omnisync_core eval --model models/omnisync_unet128.safetensors --data data/talking_chars
     python -m omnisync_core train-reader --data data/chars128 --out models/mouth_reader.safetensors
     python -m omnisync_core xdub --model X-Dub_model.safetensors --whisper W --wav2vec V --vae VAE --video face.mp4 ...
+    python -m omnisync_core convert-fp8 X-Dub_model.safetensors X-Dub_fp8_scaled.safetensors   (cli/scale.py)
+    torchrun --nproc-per-node 8 -m omnisync_core batch manifest.csv [--engine xdub ...]    (cli/scale.py)
 
 Every sampling knob of :class:`omnisync_core.sampling.options.SyncOptions` has a flag; a flag left on
 ``auto`` takes the checkpoint's recommended sampling, else the default (``resolve_options``). The Python
@@ -559,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .xdub import add_xdub_arguments
 
     add_xdub_arguments(sub.add_parser("xdub", help="lip-sync a face video with X-Dub's weights (Wan 2.2 5B)"))
+    from .scale import add_scale_parsers
+
+    add_scale_parsers(sub)
     return parser
 
 
@@ -582,6 +587,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             from .xdub import run_xdub
 
             return run_xdub(args)
+        if args.command in ("convert-fp8", "batch"):
+            from .scale import run_batch, run_convert_fp8
+
+            return run_convert_fp8(args) if args.command == "convert-fp8" else run_batch(args)
     except OmniSyncError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
