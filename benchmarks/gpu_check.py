@@ -249,7 +249,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out["weights_gib"] = round(weights_nbytes(model) / GIB, 3)
         return out
     section(settings, "fp8", budget, step_need, fp8)
-    del model
+    model = None  # the weights' memory back before the attention probe
     if device.type == "cuda":
         torch.cuda.empty_cache()
     section(results, "attention", budget, 10.0, lambda: probe_attention(cfg, tokens, device, spec["dtype"]))
