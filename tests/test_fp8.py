@@ -12,7 +12,8 @@ from omnisync_core.errors import OmniSyncError
 from omnisync_core.model.config import preset
 from omnisync_core.model.dit import OmniSyncDiT
 from omnisync_core.model.fp8 import (
-    FP8_DTYPE, FP8_MAX, SCALED_FP8_KEY, FP8Linear, convert_to_fp8, dequantize_fp8, fp8_layer_names, quantize_fp8, weights_nbytes,
+    FP8_DTYPE, FP8_MAX, SCALED_FP8_KEY, FP8Linear, convert_to_fp8, dequantize_fp8, fp8_layer_names, quantize_fp8,
+    split_scaled_fp8, to_scaled_fp8_state_dict, weights_nbytes,
 )
 from omnisync_core.model.xdub_weights import convert_xdub_fp8, load_xdub_model, xdub_config_from_shapes
 from omnisync_core.sampling.schedule import FlowMatchSchedule
@@ -62,6 +63,18 @@ def test_fp8_linear_casts_per_call_to_bf16():
     out = layer(x)
     assert out.dtype == torch.bfloat16 and torch.equal(out, expected)
     assert set(layer.state_dict()) == {"weight", "bias", "scale_weight"}  # ComfyUI's keys
+
+
+def test_state_dict_round_trip_in_memory():
+    torch.manual_seed(0)
+    state = {"a.weight": torch.randn(4, 4), "a.bias": torch.randn(4), "n.weight": torch.ones(4)}
+    out = to_scaled_fp8_state_dict(state, ["a"])
+    marker, scaled, own = split_scaled_fp8(out)
+    assert marker and scaled == ["a"] and sorted(own) == sorted(state)
+    assert out["a.weight"].dtype == FP8_DTYPE and torch.equal(out["n.weight"], state["n.weight"])
+    assert rel(dequantize_fp8(out["a.weight"], out["a.scale_weight"], torch.float32), state["a.weight"]) < 0.05
+    with pytest.raises(OmniSyncError, match="no weight"):
+        to_scaled_fp8_state_dict(state, ["missing"])
 
 
 def test_weights_bytes_full_size_fp8_is_about_half():
