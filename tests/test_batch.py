@@ -40,6 +40,9 @@ def test_two_workers_split_the_rows_and_a_rerun_skips_them(tmp_path, monkeypatch
     manifest = _media(tmp_path, 3)
     model = with_sampling(make_model_checkpoint(str(tmp_path)), {"num_steps": 2, "window": 10, "overlap": 2})
     whisper = make_whisper_folder(str(tmp_path))
+    out = [str(tmp_path / "out" / f"dub{i}.mp4") for i in range(3)]
+    with open(out[1], "wb") as f:  # row 1 finished by an earlier run
+        f.write(b"finished earlier")
     args = ["batch", str(manifest), "--model", model, "--whisper", whisper, "--device", "cpu",
             "--report", str(tmp_path / "report.json")]
     procs = [subprocess.Popen([sys.executable, "-m", "omnisync_core", *args], cwd=ROOT, stdout=subprocess.PIPE,
@@ -49,19 +52,19 @@ def test_two_workers_split_the_rows_and_a_rerun_skips_them(tmp_path, monkeypatch
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     first = [json.loads((tmp_path / f"report.rank{r}.json").read_text()) for r in range(2)]
-    out = [str(tmp_path / "out" / f"dub{i}.mp4") for i in range(3)]
-    assert first[0]["done"] == [out[0], out[2]] and first[1]["done"] == [out[1]]  # rows 0, 2 | row 1
-    assert all(os.path.getsize(p) > 0 for p in out)
+    assert first[0]["done"] == [out[0], out[2]] and first[0]["model_loaded"]  # worker 0: rows 0 and 2
+    assert first[1]["skipped"] == [out[1]] and first[1]["done"] == [] and not first[1]["model_loaded"]  # row 1
+    assert open(out[1], "rb").read() == b"finished earlier"
+    assert all(os.path.getsize(p) > 1000 for p in (out[0], out[2]))
     assert sorted(os.listdir(tmp_path / "out")) == ["dub0.mp4", "dub1.mp4", "dub2.mp4"]  # no partial file left
 
-    os.remove(out[1])  # the rerun (in this process, as each worker would) redoes only the missing row
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # the rerun, each worker in this process: everything is finished
     for rank in range(2):
         monkeypatch.setenv("RANK", str(rank))
         assert main(args) == 0
     second = [json.loads((tmp_path / f"report.rank{r}.json").read_text()) for r in range(2)]
-    assert second[0]["skipped"] == [out[0], out[2]] and second[0]["done"] == []
-    assert second[1]["done"] == [out[1]] and os.path.getsize(out[1]) > 0
+    assert second[0]["skipped"] == [out[0], out[2]] and second[1]["skipped"] == [out[1]]
+    assert not any(r["done"] or r["model_loaded"] for r in second)
 
 
 def test_a_failing_row_leaves_no_output_and_the_others_go_on(tmp_path):

@@ -84,13 +84,19 @@ def run_batch(args) -> int:
     tag = f"[worker {rank}/{world}]"
     mine = len(rows[rank::world])
     print(f"{tag} {mine} of {len(rows)} rows on {device}", flush=True)
-    dub = _dubber(args, device)
+    loaded = []
+
+    def dub(row, path):  # the model is loaded for the first row with work: a finished worker loads nothing
+        if not loaded:
+            loaded.append(_dubber(args, device))
+        return loaded[0](row, path)
 
     def on_row(entry):
         extra = f" ({entry['seconds']} s)" if "seconds" in entry else f": {entry['error']}" if "error" in entry else ""
         print(f"{tag} row {entry['index']}: {entry['status']} {entry['output']}{extra}", flush=True)
 
     report = run(rows, dub, rank, world, on_row=on_row)
+    report["model_loaded"] = bool(loaded)
     if args.report:
         root, ext = os.path.splitext(args.report)
         path = f"{root}.rank{rank}{ext}" if world > 1 else args.report
