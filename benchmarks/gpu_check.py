@@ -167,6 +167,11 @@ def run_subprocess(cmd: List[str], timeout: float) -> Dict[str, Any]:
             "seconds": round(time.perf_counter() - t0, 1), "tail": tail}
 
 
+def mentions_cuda(path: str) -> bool:
+    with open(path, encoding="utf-8") as f:
+        return CUDA_TEST_MARK in f.read()
+
+
 def section(results: Dict[str, Any], name: str, budget: Budget, need: float, fn: Callable[[], Any]) -> None:
     """Run ``fn`` into results[name] if ``need`` seconds are left; record a skip or the error otherwise."""
     if budget.left() < need:
@@ -261,8 +266,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         demo = [sys.executable, "-m", "omnisync_core", "demo", "-o", os.path.join(out_dir, "demo.mp4"),
                 "--device", "cuda", "--quiet", "--report", os.path.join(out_dir, "demo_report.json")]
         section(results, "demo", budget, 30.0, lambda: run_subprocess(demo, max(budget.left() - 60.0, 30.0)))
-        files = sorted(f for f in glob.glob(os.path.join(ROOT, "tests", "test_*.py"))
-                       if CUDA_TEST_MARK in open(f, encoding="utf-8").read())
+        files = sorted(f for f in glob.glob(os.path.join(ROOT, "tests", "test_*.py")) if mentions_cuda(f))
         tests = [sys.executable, "-m", "pytest", "-q", "-rs", "-k", "cuda", *files]
         section(results, "cuda_tests", budget, 20.0, lambda: run_subprocess(tests, max(budget.left() - 5.0, 15.0)))
 
