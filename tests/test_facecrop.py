@@ -10,11 +10,18 @@ import torch.nn.functional as F
 from omnisync_core.errors import Cancelled, OmniSyncError
 from omnisync_core.image.facecrop import (
     DEFAULT_EXPAND,
+    DEFAULT_MAX_GAP,
+    MIN_FACE_RUN,
+    STILL_TOLERANCE,
     FaceCropTrack,
+    boxes_from_detector,
+    classify_gaps,
     crop_faces,
     face_track,
+    fill_confidence,
     paste_back,
     smooth_track,
+    stabilise_track,
 )
 
 T, H, W = 5, 72, 96
@@ -146,7 +153,7 @@ def test_auto_mode_with_a_detector_and_without_mediapipe(monkeypatch):
         return None if detector.calls - 1 in misses else (40.0, 20.0, 60.0, 44.0)
 
     detector.calls = 0
-    track = face_track(x, "auto", detector=detector, smoothing=0)
+    track = face_track(x, "auto", detector=detector, smoothing=0, max_gap=0)  # whole frames: no search window
     assert track.boxes[0].tolist() == [33, 15, 35]  # centre (50, 32), side round(1.45 · 24)
     assert track.report.no_face_frames == [1] and torch.equal(track.boxes[1], track.boxes[0])
     monkeypatch.setitem(sys.modules, "mediapipe", None)  # import fails as when not installed
@@ -179,7 +186,7 @@ def test_mediapipe_adapters_take_the_largest_face(monkeypatch):
     legacy = types.ModuleType("mediapipe")
     legacy.solutions = ns(face_detection=ns(FaceDetection=LegacyDetection))
     monkeypatch.setitem(sys.modules, "mediapipe", legacy)
-    assert mediapipe_detector()(frame) == (40.0, 10.0, 60.0, 30.0)
+    assert mediapipe_detector()(frame) == (40.0, 10.0, 60.0, 30.0, 1.0)  # no score attribute: confidence 1
 
     class TasksDetector:
         @classmethod
@@ -201,7 +208,7 @@ def test_mediapipe_adapters_take_the_largest_face(monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", tasks)
     monkeypatch.setitem(sys.modules, "mediapipe.tasks", types.ModuleType("mediapipe.tasks"))
     monkeypatch.setitem(sys.modules, "mediapipe.tasks.python", python)
-    assert mediapipe_detector("face.tflite")(frame) == (3, 4, 12, 13)
+    assert mediapipe_detector("face.tflite")(frame) == (3, 4, 12, 13, 1.0)
     with pytest.raises(OmniSyncError, match="blaze_face_short_range.tflite"):
         mediapipe_detector()
 
@@ -245,8 +252,8 @@ def test_smoothing_reduces_jitter_and_keeps_a_still_face_constant():
     for t in range(n):
         dx, dy = torch.randint(-3, 4, (2,), generator=g).tolist()
         masks[t, 20 + dy:44 + dy, 36 + dx:60 + dx] = 1.0
-    raw = face_track(x, "mask", mask=masks, smoothing=0).boxes.double()
-    smooth = face_track(x, "mask", mask=masks, smoothing=3.0).boxes.double()
+    raw = face_track(x, "mask", mask=masks, smoothing=0, still=False).boxes.double()
+    smooth = face_track(x, "mask", mask=masks, smoothing=3.0, still=False).boxes.double()
     jitter = lambda b: b[1:, :2].sub(b[:-1, :2]).abs().mean().item()  # noqa: E731
     assert jitter(smooth) < 0.25 * jitter(raw)
     assert (smooth[:, :2].mean(0) - raw[:, :2].mean(0)).abs().max() < 1.0
@@ -266,6 +273,176 @@ def test_smoothing_is_zero_phase_and_fills_gaps():
     assert torch.allclose(smooth_track(gap, found, sigma=0.0), ramp, atol=1e-9)  # linear fill
 
 
+# -- gaps, still head, confidence -------------------------------------------------------------------------------
+
+
+def drawn(boxes):
+    """Black frames with a grey square at each box (x0, y0, x1, y1[, score]; None = no face), grey = score."""
+    x = torch.zeros(len(boxes), H, W, 3)
+    for t, b in enumerate(boxes):
+        if b is not None:
+            x0, y0, x1, y1 = (int(v) for v in b[:4])
+            x[t, y0:y1, x0:x1] = b[4] if len(b) == 5 else 1.0
+    return x
+
+
+def square_detector(frame):
+    """A fake detector: the bounding box of the non-black pixels of what it is shown, grey level as score."""
+    import numpy as np
+
+    on = frame.max(-1) > 0
+    if not on.any():
+        return None
+    ys, xs = np.nonzero(on)
+    return xs.min(), ys.min(), xs.max() + 1, ys.max() + 1, frame[ys[0], xs[0], 0] / 255
+
+
+def moving_boxes(n, speed=1, score=None):
+    """A face box (x0, y0, x1, y1[, score]) moving right by ``speed`` px per frame."""
+    return [(10 + speed * t, 20, 34 + speed * t, 44) + (() if score is None else (score[t],)) for t in range(n)]
+
+
+def transitions(found):
+    return int((found[1:] != found[:-1]).sum())
+
+
+def test_classify_gaps_hand_counted():
+    det = torch.tensor([1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0], dtype=torch.bool)
+    filled, gone = classify_gaps(det, max_gap=3, min_run=1)
+    assert torch.nonzero(filled).flatten().tolist() == [1, 2, 10, 14]  # runs of 2, 1 and the 1 at the end
+    assert torch.nonzero(gone).flatten().tolist() == [5, 6, 7, 8]  # a run of 4 > max_gap
+    filled, gone = classify_gaps(det, max_gap=3, min_run=3)
+    assert torch.nonzero(gone).flatten().tolist() == [5, 6, 7, 8]  # the 1-hit run at 9 touches a short gap: kept
+    stray = torch.tensor([0] * 5 + [1] + [0] * 5 + [1] * 4, dtype=torch.bool)
+    filled, gone = classify_gaps(stray, max_gap=3, min_run=3)
+    assert torch.nonzero(gone).flatten().tolist() == list(range(11))  # a single hit between long gaps is stray
+    filled, gone = classify_gaps(stray, max_gap=0)
+    assert torch.nonzero(gone).flatten().tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]  # max_gap 0: exactly the misses
+
+
+def test_short_misses_are_filled_counted_and_never_flicker():
+    n = 40
+    boxes = moving_boxes(n)
+    misses = [3, 4, 5, 17, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39]  # 3 + 1 inside, 10 at the end (≤ max_gap)
+    for t in misses:
+        boxes[t] = None
+    x = drawn(boxes)
+    track = face_track(x, "auto", detector=square_detector, smoothing=0, max_gap=10, still=False)
+    assert track.report.filled_frames == misses and track.report.no_face_frames == []
+    assert track.found.all() and transitions(track.found) == 0
+    assert "14 of 40 frame(s)" in track.report.to_dict()["filled"]
+    # inside a gap the box is interpolated on the line of motion; after the last face it is held
+    centre_x = track.boxes[:, 0].double() + track.boxes[:, 2].double() / 2
+    truth = torch.tensor([22 + t for t in range(n)], dtype=torch.float64)
+    assert (centre_x[:30] - truth[:30]).abs().max() <= 1.0
+    assert (centre_x[30:] == centre_x[29]).all()
+    out = paste_back(x, torch.full((n, 16, 16, 3), 0.5), track, feather_px=0.0)
+    assert all(not torch.equal(out[t], x[t]) for t in range(n))  # every frame edited, none flips back
+
+
+def test_a_long_gap_passes_through_untouched_and_is_reported():
+    n = 40
+    boxes = moving_boxes(n)
+    for t in range(12, 26):  # 14 frames > max_gap 12: the face is gone
+        boxes[t] = None
+    x = drawn(boxes)
+    track = face_track(x, "auto", detector=square_detector, max_gap=12)
+    assert track.report.no_face_frames == list(range(12, 26)) and track.report.filled_frames == []
+    assert transitions(track.found) == 2  # edited → untouched → edited, once each
+    assert track.report.to_dict()["no_face_frames"] == "12-25" and "14 of 40" in track.report.to_dict()["no_face"]
+    assert track.report.stabilised == ["frames 0-11: fixed size", "frames 26-39: fixed size"]  # 11 px of travel
+    out = paste_back(x, torch.full((n, 16, 16, 3), 0.5), track, feather_px=0.0)
+    assert torch.equal(out[12:26], x[12:26])
+    assert all(not torch.equal(out[t], x[t]) for t in [*range(12), *range(26, n)])
+    assert (track.confidence[12:26] == 0).all()
+
+
+def test_confidence_is_the_score_and_fades_over_a_gap():
+    n, gap = 12, 4
+    score = [0.9] * 4 + [0.0] * 3 + [0.6] * 5
+    boxes = moving_boxes(n, score=score)
+    for t in (4, 5, 6):
+        boxes[t] = None
+    track = face_track(drawn(boxes), "auto", detector=square_detector, max_gap=gap)
+    c = track.confidence  # the grey level is the score, through uint8: ± 1/510
+    assert c.dtype == torch.float32 and torch.allclose(c[:4], torch.full((4,), 0.9), atol=2e-3) and torch.allclose(
+        c[7:], torch.full((5,), 0.6), atol=2e-3)
+    # frames 4, 5, 6: score interpolated 0.9 → 0.6 between frames 3 and 7, times 1 − d / (gap + 1), d = 1, 2, 1
+    want = [(0.9 - 0.3 * k / 4) * (1 - d / (gap + 1)) for k, d in ((1, 1), (2, 2), (3, 1))]
+    assert torch.allclose(c[4:7], torch.tensor(want), atol=2e-3)
+    assert torch.equal(track.take([5, 0]).confidence, c[[5, 0]])
+    exact = fill_confidence(torch.tensor([1.0, 0, 0, 0.5]), torch.tensor([True, False, False, True]),
+                            torch.tensor([False, True, False, False]), max_gap=2)
+    assert torch.allclose(exact, torch.tensor([1.0, (1 - 0.5 / 3) * (1 - 1 / 3), 0.0, 0.5]))  # frame 2: not filled
+    with pytest.raises(OmniSyncError, match="max_gap is a whole number of frames"):
+        face_track(frames(), "auto", detector=square_detector, max_gap=-1)
+    with pytest.raises(OmniSyncError, match=r"must return \(x0, y0, x1, y1\)"):
+        face_track(frames(), "auto", detector=lambda f: (1, 2, 3))
+
+
+def test_still_head_gets_one_fixed_box_and_a_moving_one_does_not():
+    n = 50
+    g = torch.Generator().manual_seed(1)
+    jitter = torch.randint(-2, 3, (n, 2), generator=g).double()  # ±2 px on a 35 px box: within 16 %
+    boxes = [(30 + dx, 20 + dy, 54 + dx, 44 + dy) for dx, dy in jitter.tolist()]
+    x = drawn(boxes)
+    still = face_track(x, "auto", detector=square_detector, smoothing=1.0)
+    assert torch.equal(still.boxes, still.boxes[:1].expand(n, 3)) and still.report.stabilised == ["frames 0-49: fixed box"]
+    # the fixed box is the union of the smoothed boxes: it holds every frame's face box
+    x0, y0, side = still.boxes[0].tolist()
+    assert all(x0 <= b[0] and y0 <= b[1] and b[2] <= x0 + side and b[3] <= y0 + side for b in boxes)
+    free = face_track(x, "auto", detector=square_detector, smoothing=1.0, still=False)
+    assert len({tuple(b) for b in free.boxes.tolist()}) > 1 and free.report.stabilised == []
+    moving = face_track(drawn(moving_boxes(n)), "auto", detector=square_detector)
+    assert moving.report.stabilised == ["frames 0-49: fixed size"]  # 50 px of travel, same size
+    assert (moving.boxes[:, 2] == moving.boxes[0, 2]).all() and moving.boxes[-1, 0] - moving.boxes[0, 0] > 40
+    growing = [(30 - t, 20 - t, 40 + t, 30 + t) for t in range(20)]  # side 10 → 48 px
+    zoom = face_track(drawn(growing), "auto", detector=square_detector)
+    assert zoom.report.stabilised == ["frames 0-19: smoothed"]
+
+
+def test_stabilise_track_tolerance_is_the_reference_16_percent():
+    union = 100.0
+    edge = STILL_TOLERANCE * union  # every edge may sit this far inside the union box
+    inside = torch.tensor([[50.0, 50.0, union - edge], [50.0 + edge, 50.0, union - edge]])  # shifts by ≤ 16 %
+    rep = type("R", (), {"stabilised": []})()
+    out = stabilise_track(inside, torch.ones(2, dtype=torch.bool), (400, 400), rep)
+    assert rep.stabilised == ["frames 0-1: fixed box"] and torch.equal(out[0], out[1])
+    outside = torch.tensor([[50.0, 50.0, 80.0], [50.0 + 30, 50.0, 80.0]])  # union 110: edge 30 > 16 % of it
+    rep.stabilised = []
+    stabilise_track(outside, torch.ones(2, dtype=torch.bool), (400, 400), rep)
+    assert rep.stabilised == ["frames 0-1: fixed size"]
+
+
+def test_search_follows_the_same_face_and_finds_small_ones():
+    """A fake detector that sees coloured squares and, like a real one, only faces ≥ 1/4 of its input's side."""
+    import numpy as np
+
+    def detector(frame):
+        found = []
+        for ch in range(3):
+            on = (frame[..., ch] == 255) & (frame.sum(-1) == 255)
+            if on.any():
+                ys, xs = np.nonzero(on)
+                box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+                if box[2] - box[0] >= min(frame.shape[:2]) / 4:
+                    found.append(box)
+        return max(found, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if found else None
+
+    n = 12
+    x = torch.zeros(n, H, W, 3)
+    for t in range(n):
+        side = 20 if t < 3 else 14  # 14 px < 72 / 4: the whole frame misses it, the search window does not
+        x[t, 20:20 + side, 10:10 + side, 0] = 1.0  # the red face we follow
+        if t >= 6:
+            x[t, 30:60, 60:90, 1] = 1.0  # a larger green face appears far away
+    boxes, found, score = boxes_from_detector(x, detector)
+    assert found.all() and (score == 1).all()
+    assert boxes[:3].tolist() == [[10, 20, 30, 40]] * 3 and boxes[3:].tolist() == [[10, 20, 24, 34]] * (n - 3)
+    alone, found_alone, _ = boxes_from_detector(x[3:], detector)  # no face found before: whole frames only
+    assert not found_alone[:3].any() and alone[3:].tolist() == [[60, 30, 90, 60]] * (n - 6)
+
+
 # -- no-face frames --------------------------------------------------------------------------------------------
 
 
@@ -274,7 +451,7 @@ def test_frames_without_a_face_pass_through_and_are_reported():
     m = rect_mask()
     m[1] = 0
     m[3] = 0
-    track = face_track(x, "mask", mask=m, smoothing=1.0)
+    track = face_track(x, "mask", mask=m, smoothing=1.0, max_gap=0)  # every miss passes through
     assert track.report.no_face_frames == [1, 3] and track.found.tolist() == [True, False, True, False, True]
     assert track.report.to_dict()["no_face_frames"] == "1, 3"
     crops = crop_faces(x, track, size=32)
@@ -287,9 +464,12 @@ def test_take_reindexes_the_track_for_a_frame_plan():
     x = frames()
     m = rect_mask()
     m[1] = 0
-    track = face_track(x, "mask", mask=m, smoothing=0)
+    track = face_track(x, "mask", mask=m, smoothing=0, max_gap=0)
     looped = track.take([0, 1, 2, 1, 0])
     assert looped.report.no_face_frames == [1, 3] and torch.equal(looped.boxes[4], track.boxes[0])
+    assert looped.confidence.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
+    filled = face_track(x, "mask", mask=m, smoothing=0).take([1, 1, 0])
+    assert filled.report.filled_frames == [0, 1] and filled.report.no_face_frames == []
     with pytest.raises(OmniSyncError, match=r"\[0, 5\)"):
         track.take([5])
 
@@ -352,14 +532,23 @@ def test_nodes_crop_and_paste_back(nodes):
 
     x = smooth_frames()
     m = rect_mask()
-    m[2] = 0
+    m[2] = 0  # a short miss: filled, edited like its neighbours
     crop = nodes.OmniSyncFaceCrop
     paste = nodes.OmniSyncFacePasteBack
     crops, track, report = crop.execute(x, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5, mask=m)
-    assert crops.shape == (T, 48, 48, 3) and json.loads(report)["no_face_frames"] == "2"
+    assert crops.shape == (T, 48, 48, 3) and json.loads(report)["filled_frames"] == "2"
+    assert "no_face_frames" not in json.loads(report) and json.loads(report)["stabilised"] == ["frames 0-4: fixed box"]
     out, report = paste.execute(x, crops, track, 4.0)
-    assert torch.equal(out[2], x[2]) and (out - x).abs().max() < 0.02
-    assert json.loads(report)["unchanged_frames"] == "2" and json.loads(report)["pasted_frames"] == 4
+    assert not torch.equal(out[2], x[2]) and (out - x).abs().max() < 0.02
+    assert "unchanged_frames" not in json.loads(report) and json.loads(report)["pasted_frames"] == 5
+    n = 2 * DEFAULT_MAX_GAP + 4  # a long miss: the face is gone there, those frames pass through
+    xl, ml = smooth_frames(T=n), rect_mask(T=n)
+    ml[2:2 + DEFAULT_MAX_GAP + 1] = 0
+    crops, track, report = crop.execute(xl, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5, mask=ml)
+    assert json.loads(report)["no_face_frames"] == f"2-{DEFAULT_MAX_GAP + 2}"
+    out, report = paste.execute(xl, crops, track, 4.0)
+    assert torch.equal(out[2:DEFAULT_MAX_GAP + 3], xl[2:DEFAULT_MAX_GAP + 3])
+    assert json.loads(report)["unchanged_frames"] == f"2-{DEFAULT_MAX_GAP + 2}"
     crops, track, _ = crop.execute(x, "box", 24, 1.45, 0.0, "pad", 10, 10, 24, 24, 0.5, 0.5, 0.5)
     assert torch.equal(crops[0], x[0, 10:34, 10:34])
     with pytest.raises(OmniSyncError, match="connect one"):

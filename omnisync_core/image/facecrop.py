@@ -1,32 +1,44 @@
-"""Face crop and paste-back: a square face box per frame, smooth over time, crops at the model's size, blend back.
+"""Face crop and paste-back: a square face box per frame, kept through detector misses, crops at the model's size, blend back.
 
 X-Dub (KlingAIResearch/X-Dub: ``lip_sync_preprocess.py``, ``utils.py``) feeds its model 512×512 face crops:
-the face-landmark box's longer side × 1.45, centred on the box, moved inside the frame where it would cross a
-border (and shrunk to the frame's shorter side when larger), smoothed over time, resized with a bilinear
-filter; the generated crop is resized back to the box and blended in with a soft edge, except on sides that
-lie on the frame border. This module does the same in plain torch, one stated step at a time:
+the face-landmark box's longer side × 1.45, centred on the box, smoothed over time, one fixed box for the
+whole clip when the head barely moves (``judge_case_flag``: every box within 16 % of the union box), moved
+inside the frame where it would cross a border (and shrunk to the frame's shorter side when larger), resized
+with a bilinear filter; the generated crop is resized back to the box and blended in with a soft edge, except
+on sides that lie on the frame border. This module does the same in plain torch, one stated step at a time:
 
-1. **Raw box per frame** (pixels, x0, y0, x1, y1) from a MASK's bounding box, a fixed box, a point with a
-   scale, or a face detector (``auto``: the optional ``mediapipe`` package). A frame with no face (empty mask,
-   detector miss) is marked not found.
-2. **Square and expand**: centre = the raw box's centre; side = ``expand`` × its longer side (mask and auto);
+1. **Raw box per frame** (pixels, x0, y0, x1, y1) and a confidence in [0, 1] from a MASK's bounding box, a
+   fixed box, a point with a scale, or a face detector (``auto``: the optional ``mediapipe`` package, see
+   :func:`mediapipe_detector`; each frame is searched first around the last face found, see
+   :func:`boxes_from_detector`). A frame with no face (empty mask, detector miss) is a miss.
+2. **Gaps** (:func:`classify_gaps`): a run of at most ``max_gap`` missed frames is a detector miss, not a face
+   that left: those frames are *filled* (box interpolated between the faces around them, or held at the clip's
+   ends) and edited like the rest. A longer run is the face *gone*: those frames pass through paste-back
+   unchanged. So a frame flips between edited and untouched only at a gone run, never for a short miss; every
+   filled and every gone frame is reported. A run of fewer than ``MIN_FACE_RUN`` detections between gone runs
+   (a stray hit) is gone too.
+3. **Square and expand**: centre = the raw box's centre; side = ``expand`` × its longer side (mask and auto);
    a fixed box keeps its longer side, a point gets ``scale`` × the frame's shorter side.
-3. **Smooth over time** (:func:`smooth_track`): no-face frames are filled by linear interpolation between the
+4. **Smooth over time** (:func:`smooth_track`): missed frames are filled by linear interpolation between the
    found frames around them, then centre x, centre y and side are each filtered with a Gaussian of
    ``smoothing`` frames (σ) — a symmetric kernel applied once over edge-replicated ends, so it is zero-phase
    (no lag) and a constant track stays exactly constant.
-4. **Integer box and borders** (:data:`BORDERS`): side rounded to whole pixels, top-left rounded; then
+5. **Still head** (:func:`stabilise_track`, X-Dub's ``process_bbox``), per run of edited frames: when every
+   box lies within :data:`STILL_TOLERANCE` (16 %) of the union box's width / height at each edge, the run gets
+   one fixed box (the union, made square); else when every side lies within :data:`SIZE_TOLERANCE` (±10 %) of
+   the mean side, the side is fixed at the largest and only the centre moves; else the smoothed track is kept.
+6. **Integer box and borders** (:data:`BORDERS`): side rounded to whole pixels, top-left rounded; then
    ``"shift"`` (X-Dub) moves a box that crosses the frame border back inside, shrinking it to the frame's
    shorter side if it is larger, while ``"pad"`` leaves it where it is and :func:`crop_faces` fills the part
    outside the frame by repeating the edge pixels. Every moved, shrunk or padded frame is reported.
-5. **Crop** (:func:`crop_faces`): each box resized to ``size × size`` with :data:`RESAMPLE` — bilinear with
+7. **Crop** (:func:`crop_faces`): each box resized to ``size × size`` with :data:`RESAMPLE` — bilinear with
    antialiasing (``torch.nn.functional.interpolate(mode="bilinear", antialias=True, align_corners=False)``),
    which is what PIL's BILINEAR (X-Dub's filter) does when shrinking; a box already ``size`` wide is copied.
-6. **Paste back** (:func:`paste_back`): the processed crop resized back to the box with the same filter and
+8. **Paste back** (:func:`paste_back`): the processed crop resized back to the box with the same filter and
    blended with a feather weight that rises from 0 at the box edge to 1 at ``feather_px`` inside it (a
    smoothstep per axis, the product of the two); sides on the frame border are not feathered. Outside the
-   box, and on no-face frames, the output is the input bit for bit; with ``feather_px = 0`` the inside of
-   the box is the resized processed crop bit for bit.
+   box, and on gone frames, the output is the input bit for bit; with ``feather_px = 0`` the inside of the
+   box is the resized processed crop bit for bit.
 
 Layouts at every public boundary: frames (T, H, W, 3) float in [0, 1]; mask (T, H, W) (or (1, H, W) for all
 frames) in [0, 1]; boxes in pixels, pixel j covering [j, j + 1).
@@ -36,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -53,14 +65,24 @@ DEFAULT_SMOOTHING = 3.0  # frames, σ of the Gaussian on box centre and side (0 
 DEFAULT_FEATHER_PX = 16.0  # px of the frame, width of the soft edge inside the box at paste-back
 DEFAULT_POINT = (0.5, 0.45)  # frame fractions (x, y): a centred talking head's face
 DEFAULT_SCALE = 0.75  # square side as a fraction of the frame's shorter side (point mode)
+DEFAULT_MAX_GAP = 12  # frames (0.48 s at 25 fps): a longer run of misses is the face gone, a shorter one is filled
+MIN_FACE_RUN = 3  # frames: fewer detections in a row between gone runs are a stray hit, not a face
+STILL_TOLERANCE = 0.16  # X-Dub judge_case_flag case 1: every box edge within 16 % of the union box → one fixed box
+SIZE_TOLERANCE = 0.10  # X-Dub judge_case_flag case 2: every side within ±10 % of the mean → fixed side
 MASK_THRESHOLD = 0.5  # a mask pixel above this belongs to the face
 SMOOTHING_RADIUS_SIGMAS = 3  # the Gaussian kernel is cut at ±3σ frames
 RESAMPLE = "bilinear, antialiased (align_corners=False)"  # the filter of crop and paste-back resizes
 DETECTOR_MIN_CONFIDENCE = 0.5  # mediapipe face detection score needed to count a face as found
-MEDIAPIPE_FULL_RANGE = 1  # mediapipe model_selection: 0 = faces within ~2 m, 1 = within ~5 m
+MEDIAPIPE_SHORT_RANGE, MEDIAPIPE_FULL_RANGE = 0, 1  # mediapipe model_selection: faces within ~2 m / ~5 m
+SEARCH_SCALE = 3.0  # px / px: the next frame is searched first in a square of 3 × the last face's longer side
+MESH_CROP_SCALE = 2.0  # face mesh runs on a square of 2 × the detected box's longer side around it
 
-Detector = Callable[[np.ndarray], Optional[Tuple[float, float, float, float]]]
-"""A face detector: (H, W, 3) uint8 RGB frame → the face box (x0, y0, x1, y1) in pixels, or None (no face)."""
+Box = Tuple[float, float, float, float]
+Detector = Callable[[np.ndarray], Optional[Union[Box, Tuple[float, float, float, float, float]]]]
+"""A face detector: (H, W, 3) uint8 RGB frame → the face box (x0, y0, x1, y1) in pixels, optionally followed by
+its confidence in [0, 1] (taken as 1 when left out), or None (no face)."""
+
+STAGES = ("fixed box", "fixed size", "smoothed")  # what :func:`stabilise_track` did to a run of edited frames
 
 
 # -- the objects handed from crop to paste-back --------------------------------------------------------------
@@ -72,21 +94,28 @@ class CropReport:
 
     mode: str
     frames: int
-    no_face_frames: List[int] = field(default_factory=list)  # passed through unchanged at paste-back
+    no_face_frames: List[int] = field(default_factory=list)  # face gone: passed through unchanged at paste-back
+    filled_frames: List[int] = field(default_factory=list)  # short miss: box held / interpolated, edited
     moved_frames: List[int] = field(default_factory=list)  # box moved inside the frame (border "shift")
     shrunk_frames: List[int] = field(default_factory=list)  # box larger than the frame's shorter side, shrunk
     padded_frames: List[int] = field(default_factory=list)  # box reaches outside the frame (border "pad")
+    stabilised: List[str] = field(default_factory=list)  # per run of edited frames: "frames a-b: <STAGES entry>"
     notes: List[str] = field(default_factory=list)
 
     def to_dict(self) -> Dict:
         out = {"mode": self.mode, "frames": self.frames}
-        for name in ("no_face_frames", "moved_frames", "shrunk_frames", "padded_frames"):
+        for name in ("no_face_frames", "filled_frames", "moved_frames", "shrunk_frames", "padded_frames"):
             frames = getattr(self, name)
             if frames:
                 out[name] = _ranges(frames)
+        if self.filled_frames:
+            out["filled"] = (f"{len(self.filled_frames)} of {self.frames} frame(s) where the face was not found for "
+                             "a short while: box held or interpolated from their neighbours, edited like the rest")
         if self.no_face_frames:
-            out["no_face"] = (f"{len(self.no_face_frames)} of {self.frames} frame(s) without a face: cropped at the "
-                              "box interpolated from their neighbours, passed through unchanged at paste-back")
+            out["no_face"] = (f"{len(self.no_face_frames)} of {self.frames} frame(s) without a face: passed through "
+                              "unchanged at paste-back")
+        if self.stabilised:
+            out["stabilised"] = list(self.stabilised)
         if self.notes:
             out["notes"] = list(self.notes)
         return out
@@ -98,8 +127,11 @@ class FaceCropTrack:
 
     boxes: (T, 3) long (x0, y0, side) in pixels; the box covers columns [x0, x0 + side) and rows
         [y0, y0 + side). Inside the frame, except with border "pad" (then it still overlaps the frame).
-    found: (T,) bool — False where no face was found (the frame passes through paste-back unchanged).
+    found: (T,) bool — False where the face is gone (the frame passes through paste-back unchanged); True on
+        detected and on filled frames.
     frame_size: (H, W) of the frames the track was made for.
+    confidence: (T,) float32 in [0, 1] — the detector's score on a detected frame (1 for mask, box and point),
+        on a filled frame the score of the faces around it times (1 − distance / (max_gap + 1)), 0 where gone.
     """
 
     boxes: torch.Tensor
@@ -107,6 +139,11 @@ class FaceCropTrack:
     frame_size: Tuple[int, int]
     border: str
     report: CropReport
+    confidence: Optional[torch.Tensor] = None
+
+    def __post_init__(self):
+        if self.confidence is None:
+            self.confidence = self.found.float()
 
     @property
     def num_frames(self) -> int:
@@ -120,11 +157,14 @@ class FaceCropTrack:
         found = self.found[idx]
         rep = replace(self.report, frames=int(idx.numel()),
                       no_face_frames=[i for i, f in enumerate(found.tolist()) if not f],
+                      filled_frames=_remap(self.report.filled_frames, idx),
                       moved_frames=_remap(self.report.moved_frames, idx),
                       shrunk_frames=_remap(self.report.shrunk_frames, idx),
                       padded_frames=_remap(self.report.padded_frames, idx),
+                      stabilised=list(self.report.stabilised),
                       notes=list(self.report.notes) + [f"re-indexed to {idx.numel()} frames"])
-        return FaceCropTrack(self.boxes[idx].clone(), found.clone(), self.frame_size, self.border, rep)
+        return FaceCropTrack(self.boxes[idx].clone(), found.clone(), self.frame_size, self.border, rep,
+                             self.confidence[idx].clone())
 
 
 # -- 1. raw boxes -------------------------------------------------------------------------------------------
@@ -167,30 +207,55 @@ def boxes_from_mask(mask: torch.Tensor, num_frames: int, frame_size: Tuple[int, 
 
 
 def boxes_from_detector(frames: torch.Tensor, detector: Detector, progress: Optional[ProgressCallback] = None,
-                        cancel: Optional[CancelCheck] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The detector's face box per frame: boxes (T, 4) float64 pixels (NaN on a miss), found (T,) bool."""
-    T = frames.shape[0]
+                        cancel: Optional[CancelCheck] = None, max_gap: int = DEFAULT_MAX_GAP
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The detector's face box per frame, following one face.
+
+    Within ``max_gap`` frames of the last face found, the detector first sees only the square of
+    :data:`SEARCH_SCALE` × that face's longer side around it (cut to the frame), and the whole frame only when
+    it finds nothing there. This keeps the same person when several faces are in view (the whole frame's
+    largest face can change from frame to frame), and the face fills more of the detector's input, which
+    finds small, partly covered and turned faces that the whole frame hides. The first frame, and frames after
+    a longer miss, are searched whole; the largest face found is taken.
+
+    Returns:
+        boxes (T, 4) float64 pixels (NaN on a miss), found (T,) bool, score (T,) float64 in [0, 1] (0 on a miss).
+    """
+    T, H, W = frames.shape[:3]
     boxes = torch.full((T, 4), math.nan, dtype=torch.float64)
+    score = torch.zeros(T, dtype=torch.float64)
+    last, last_t = None, -1
     for t in range(T):
         check_cancel(cancel)
         frame = (frames[t].detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-        box = detector(frame)
-        if box is not None:
-            x0, y0, x1, y1 = (float(v) for v in box)
-            if x1 > x0 and y1 > y0 and all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-                boxes[t] = torch.tensor([x0, y0, x1, y1], dtype=torch.float64)
+        hit = None
+        if last is not None and t - last_t <= max_gap:  # the same face first, where it just was
+            x0, y0, x1, y1 = _search_window(last, SEARCH_SCALE, H, W)
+            hit = _detection(detector(np.ascontiguousarray(frame[y0:y1, x0:x1])))
+            if hit is not None:
+                hit = (hit[0] + x0, hit[1] + y0, hit[2] + x0, hit[3] + y0, hit[4])
+        if hit is None:
+            hit = _detection(detector(frame))
+        if hit is not None:
+            boxes[t] = torch.tensor(hit[:4], dtype=torch.float64)
+            score[t] = hit[4]
+            last, last_t = hit[:4], t
         report(progress, t + 1, T, "finding faces")
-    return boxes, ~torch.isnan(boxes[:, 0])
+    return boxes, ~torch.isnan(boxes[:, 0]), score
 
 
 def mediapipe_detector(model_path: Optional[str] = None, min_confidence: float = DETECTOR_MIN_CONFIDENCE) -> Detector:
     """A :data:`Detector` on mediapipe's face detection (BlazeFace); the largest face in the frame is taken.
 
-    mediapipe is optional. Up to 0.10.21 it bundles the model (``mediapipe.solutions.face_detection``, full
-    range); later versions only have the Tasks API, which needs the model file ``model_path``
-    (``blaze_face_short_range.tflite`` from the MediaPipe face detector page). Without mediapipe, or with a
-    Tasks-only version and no model file, this raises an OmniSyncError that names what to install or where to
-    put the file; nothing is downloaded.
+    mediapipe is optional. Up to 0.10.21 it bundles the models (``mediapipe.solutions``): the full-range face
+    detector runs first and the short-range one where it finds nothing (the short-range model finds close-up
+    faces the full-range one misses, e.g. a child in ski goggles), and where ``face_mesh`` is there the box is
+    the extent of the face mesh's 468 landmarks (X-Dub takes its box from landmarks too), found on a square of
+    :data:`MESH_CROP_SCALE` × the detected box around it; without landmarks it is the detection box. Later
+    versions only have the Tasks API, which needs the model file ``model_path`` (``blaze_face_short_range.tflite``
+    from the MediaPipe face detector page). Without mediapipe, or with a Tasks-only version and no model file,
+    this raises an OmniSyncError that names what to install or where to put the file; nothing is downloaded.
+    The detector returns (x0, y0, x1, y1, detection score).
     """
     try:
         import mediapipe as mp
@@ -200,17 +265,32 @@ def mediapipe_detector(model_path: Optional[str] = None, min_confidence: float =
             "`pip install mediapipe` in the Python that runs ComfyUI / omnisync (0.10.21 bundles its face model; "
             "newer versions also need blaze_face_short_range.tflite), or choose mode mask, box or point."
         ) from e
-    if model_path is None and hasattr(getattr(mp, "solutions", None), "face_detection"):
-        model = mp.solutions.face_detection.FaceDetection(model_selection=MEDIAPIPE_FULL_RANGE,
-                                                          min_detection_confidence=min_confidence)
+    solutions = getattr(mp, "solutions", None)
+    if model_path is None and hasattr(solutions, "face_detection"):
+        models = [solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=min_confidence)
+                  for m in (MEDIAPIPE_FULL_RANGE, MEDIAPIPE_SHORT_RANGE)]
+        mesh = None
+        if hasattr(solutions, "face_mesh"):
+            mesh = solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                min_detection_confidence=min_confidence)
 
-        def detect_legacy(frame: np.ndarray) -> Optional[Tuple[float, float, float, float]]:
+        def detect_legacy(frame: np.ndarray):
             H, W = frame.shape[:2]
-            found = [d.location_data.relative_bounding_box for d in model.process(np.ascontiguousarray(frame)).detections or ()]
+            frame = np.ascontiguousarray(frame)
+            for model in models:
+                found = model.process(frame).detections or ()
+                if found:
+                    break
             if not found:
                 return None
-            b = max(found, key=lambda b: b.width * b.height)
-            return b.xmin * W, b.ymin * H, (b.xmin + b.width) * W, (b.ymin + b.height) * H
+            best = max(found, key=lambda d: d.location_data.relative_bounding_box.width
+                       * d.location_data.relative_bounding_box.height)
+            b = best.location_data.relative_bounding_box
+            box = (b.xmin * W, b.ymin * H, (b.xmin + b.width) * W, (b.ymin + b.height) * H)
+            conf = float(best.score[0]) if len(getattr(best, "score", ())) else 1.0
+            if mesh is not None:
+                box = _mesh_box(mesh, frame, box) or box
+            return (*box, conf)
 
         return detect_legacy
     if model_path is None:
@@ -225,18 +305,116 @@ def mediapipe_detector(model_path: Optional[str] = None, min_confidence: float =
                                          min_detection_confidence=min_confidence)
     detector = vision.FaceDetector.create_from_options(options)
 
-    def detect_tasks(frame: np.ndarray) -> Optional[Tuple[float, float, float, float]]:
+    def detect_tasks(frame: np.ndarray):
         image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
-        found = [d.bounding_box for d in detector.detect(image).detections or ()]
+        found = detector.detect(image).detections or ()
         if not found:
             return None
-        b = max(found, key=lambda b: b.width * b.height)
-        return b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height
+        best = max(found, key=lambda d: d.bounding_box.width * d.bounding_box.height)
+        b = best.bounding_box
+        cats = getattr(best, "categories", None) or ()
+        conf = float(cats[0].score) if cats and getattr(cats[0], "score", None) is not None else 1.0
+        return b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height, conf
 
     return detect_tasks
 
 
-# -- 2.–4. the track --------------------------------------------------------------------------------------------
+def _mesh_box(mesh, frame: np.ndarray, box: Box) -> Optional[Box]:
+    """The face mesh's landmark extent (pixels), run on the square of MESH_CROP_SCALE × ``box`` around it."""
+    H, W = frame.shape[:2]
+    x0, y0, x1, y1 = _search_window(box, MESH_CROP_SCALE, H, W)
+    result = mesh.process(np.ascontiguousarray(frame[y0:y1, x0:x1])).multi_face_landmarks
+    if not result:
+        return None
+    pts = np.array([(p.x, p.y) for p in result[0].landmark], dtype=np.float64)  # (468, 2) crop fractions
+    xs, ys = x0 + pts[:, 0] * (x1 - x0), y0 + pts[:, 1] * (y1 - y0)
+    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+
+def _detection(hit) -> Optional[Tuple[float, float, float, float, float]]:
+    """A detector's answer → (x0, y0, x1, y1, score) with a valid box, or None."""
+    if hit is None:
+        return None
+    values = [float(v) for v in hit]
+    if len(values) not in (4, 5):
+        raise OmniSyncError(f"a face detector must return (x0, y0, x1, y1) or (x0, y0, x1, y1, score) or None, "
+                            f"got {len(values)} values.")
+    x0, y0, x1, y1 = values[:4]
+    conf = values[4] if len(values) == 5 else 1.0
+    if not (x1 > x0 and y1 > y0 and all(math.isfinite(v) for v in values)):
+        return None
+    return x0, y0, x1, y1, min(max(conf, 0.0), 1.0)
+
+
+def _search_window(box: Box, scale: float, H: int, W: int) -> Tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1) of the square of ``scale`` × the box's longer side around its centre, cut to the frame."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = scale * max(box[2] - box[0], box[3] - box[1]) / 2
+    x0, y0 = max(0, int(math.floor(cx - half))), max(0, int(math.floor(cy - half)))
+    x1, y1 = min(W, int(math.ceil(cx + half))), min(H, int(math.ceil(cy + half)))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+# -- 2. gaps ------------------------------------------------------------------------------------------------------
+
+
+def classify_gaps(detected: torch.Tensor, max_gap: int = DEFAULT_MAX_GAP,
+                  min_run: int = MIN_FACE_RUN) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Which missed frames are filled (a short miss) and which are gone (the face left).
+
+    Args:
+        detected: (T,) bool, True where a face was found.
+        max_gap: longest run of misses (frames) that is filled; a longer run is gone. 0 = every miss is gone.
+        min_run: a run of fewer detections than this with gone runs (or the clip's ends) on both sides, and at
+            least one gone run beside it, is a stray hit: gone too (not with ``max_gap = 0``, which keeps exactly
+            the detector's answer).
+    Returns:
+        filled (T,) bool, gone (T,) bool; ``detected & ~gone | filled`` are the frames that are edited.
+    """
+    det = [bool(v) for v in detected.tolist()]
+    T = len(det)
+    gone = [False] * T
+    runs = _runs(det)  # [(value, start, stop)]
+    for value, a, b in runs:
+        if not value and b - a > max_gap:
+            gone[a:b] = [True] * (b - a)
+    for i, (value, a, b) in enumerate(runs):
+        if value and b - a < min_run and max_gap > 0:
+            before = i == 0 or gone[a - 1]
+            after = i == len(runs) - 1 or gone[b]
+            if before and after and (i > 0 or i < len(runs) - 1):
+                gone[a:b] = [True] * (b - a)
+    filled = [not d and not g for d, g in zip(det, gone)]
+    return torch.tensor(filled, dtype=torch.bool), torch.tensor(gone, dtype=torch.bool)
+
+
+def _runs(values: List[bool]) -> List[Tuple[bool, int, int]]:
+    """[T, T, F, T] → [(True, 0, 2), (False, 2, 3), (True, 3, 4)]."""
+    out, start = [], 0
+    for t in range(1, len(values) + 1):
+        if t == len(values) or values[t] != values[start]:
+            out.append((values[start], start, t))
+            start = t
+    return out
+
+
+def fill_confidence(score: torch.Tensor, detected: torch.Tensor, filled: torch.Tensor, max_gap: int) -> torch.Tensor:
+    """(T,) float32: the score where detected, 0 where gone; on a filled frame the score interpolated between the
+    detections around it (held at the clip's ends) times (1 − d / (max_gap + 1)), d = frames to the nearest
+    detection, so confidence falls the longer the face has not been seen."""
+    T = score.shape[0]
+    out = torch.where(detected, score.double(), torch.zeros_like(score, dtype=torch.float64))
+    idx = torch.nonzero(detected).flatten().tolist()
+    if idx:
+        t = np.arange(T)
+        interp = np.interp(t, idx, score.double().numpy()[idx])
+        dist = np.min(np.abs(t[:, None] - np.asarray(idx)[None, :]), 1)
+        fill = torch.from_numpy(interp * np.clip(1 - dist / (max_gap + 1), 0, 1))
+        out = torch.where(filled, fill, out)
+    return out.float()
+
+
+# -- 3.–6. the track --------------------------------------------------------------------------------------------
 
 
 def face_track(
@@ -252,10 +430,12 @@ def face_track(
     border: str = "shift",
     detector: Optional[Detector] = None,
     detector_model: Optional[str] = None,
+    max_gap: int = DEFAULT_MAX_GAP,
+    still: bool = True,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> FaceCropTrack:
-    """The square face box of every frame (steps 1–4 of the module docstring).
+    """The square face box of every frame (steps 1–6 of the module docstring).
 
     Args:
         frames: (T, H, W, 3) float in [0, 1].
@@ -265,6 +445,9 @@ def face_track(
         expand: square side / longer side of the found face box (mask and auto modes).
         smoothing: σ in frames of the Gaussian on centre and side; 0 leaves the track as found.
         border: "shift" or "pad" (see :data:`BORDERS`).
+        max_gap: frames; a run of up to this many frames without a face is filled (box held / interpolated,
+            edited), a longer one passes through unchanged (mask and auto modes). 0 = every miss passes through.
+        still: one fixed box / fixed size when the head barely moves (step 5; mask and auto modes).
     """
     T, H, W = _check_frames(frames, "frames")
     if mode not in MODES:
@@ -275,22 +458,25 @@ def face_track(
         raise OmniSyncError(f"smoothing is σ in frames and must be ≥ 0, got {smoothing}.")
     if not (math.isfinite(expand) and expand > 0):
         raise OmniSyncError(f"expand must be a positive factor (X-Dub uses {DEFAULT_EXPAND}), got {expand}.")
+    if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 0:
+        raise OmniSyncError(f"max_gap is a whole number of frames ≥ 0 (default {DEFAULT_MAX_GAP}), got {max_gap!r}.")
     rep = CropReport(mode=mode, frames=T)
 
+    tracked = mode in ("mask", "auto")
     if mode == "mask":
         if mask is None:
             raise OmniSyncError("mode 'mask' needs a face MASK; connect one (T, H, W) or choose mode box, point or auto.")
-        raw, found = boxes_from_mask(mask, T, (H, W))
-        if not bool(found.any()):
+        raw, detected = boxes_from_mask(mask, T, (H, W))
+        if not bool(detected.any()):
             raise OmniSyncError("the face mask is empty on every frame, so there is no face to crop; connect a mask "
                                 f"that is > {MASK_THRESHOLD} over the face, or choose mode box, point or auto.")
-        centre, side = _square(raw, expand)
+        score = detected.double()
     elif mode == "auto":
-        raw, found = boxes_from_detector(frames, detector or mediapipe_detector(detector_model), progress, cancel)
-        if not bool(found.any()):
+        raw, detected, score = boxes_from_detector(frames, detector or mediapipe_detector(detector_model), progress,
+                                                   cancel, max_gap)
+        if not bool(detected.any()):
             raise OmniSyncError("no face was found in any frame; choose mode mask, box or point and give the face "
                                 "region yourself.")
-        centre, side = _square(raw, expand)
     elif mode == "box":
         if box is None or len(box) != 4:
             raise OmniSyncError("mode 'box' needs box = (x, y, w, h) in pixels.")
@@ -304,7 +490,6 @@ def face_track(
             rep.notes.append(f"box {w:g}×{h:g} made square: side {max(w, h):g} px around its centre")
         centre = torch.tensor([[x + w / 2, y + h / 2]], dtype=torch.float64).expand(T, 2)
         side = torch.full((T,), max(w, h), dtype=torch.float64)
-        found = torch.ones(T, dtype=torch.bool)
     else:  # point
         px, py = point if point is not None else DEFAULT_POINT
         if not (0.0 <= px <= 1.0 and 0.0 <= py <= 1.0):
@@ -314,12 +499,28 @@ def face_track(
                                 f"got {scale}.")
         centre = torch.tensor([[px * W, py * H]], dtype=torch.float64).expand(T, 2)
         side = torch.full((T,), scale * min(H, W), dtype=torch.float64)
-        found = torch.ones(T, dtype=torch.bool)
 
-    rep.no_face_frames = [t for t in range(T) if not bool(found[t])]
-    track = smooth_track(torch.cat([centre, side[:, None]], 1), found, smoothing)  # (T, 3) cx, cy, side
+    if tracked:
+        filled, gone = classify_gaps(detected, max_gap)
+        if bool(gone.all()):
+            raise OmniSyncError(f"a face was found on only {int(detected.sum())} scattered frame(s) of {T}, fewer than "
+                                f"{MIN_FACE_RUN} in a row; choose mode mask, box or point and give the face region "
+                                "yourself.")
+        confidence = fill_confidence(score, detected, filled, max_gap)
+        usable = detected & ~gone  # stray hits inside gone runs do not steer the box
+        centre, side = _square(raw, expand)
+        track = smooth_track(torch.cat([centre, side[:, None]], 1), usable, smoothing)  # (T, 3) cx, cy, side
+        found = ~gone
+        if still:
+            track = stabilise_track(track, found, (H, W), rep)
+        rep.no_face_frames = torch.nonzero(gone).flatten().tolist()
+        rep.filled_frames = torch.nonzero(filled).flatten().tolist()
+    else:
+        found = torch.ones(T, dtype=torch.bool)
+        confidence = torch.ones(T, dtype=torch.float32)
+        track = torch.cat([centre, side[:, None]], 1)
     boxes = _integer_boxes(track, (H, W), border, rep)
-    return FaceCropTrack(boxes, found.clone(), (H, W), border, rep)
+    return FaceCropTrack(boxes, found, (H, W), border, rep, confidence)
 
 
 def smooth_track(track: torch.Tensor, found: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -347,6 +548,46 @@ def smooth_track(track: torch.Tensor, found: torch.Tensor, sigma: float) -> torc
         padded = np.pad(x, ((radius, radius), (0, 0)), mode="edge")
         x = np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(x.shape[1])], 1)
     return torch.from_numpy(x)
+
+
+def stabilise_track(track: torch.Tensor, edited: torch.Tensor, frame_size: Tuple[int, int],
+                    rep: Optional[CropReport] = None) -> torch.Tensor:
+    """X-Dub's still-head rule (``judge_case_flag`` / ``get_fix_bbox`` / ``get_size_fix_center_smooth_bbox``),
+    on each run of edited frames.
+
+    Args:
+        track: (T, 3) float (cx, cy, side) pixels, already smoothed.
+        edited: (T,) bool, the frames that are pasted back; each maximal run is judged on its own.
+        frame_size: (H, W); a fixed side is at most the frame's shorter side.
+        rep: where the decision per run is written (``stabilised``), if given.
+    Returns:
+        (T, 3) float64: a run whose every box edge lies within :data:`STILL_TOLERANCE` × the union box's width
+        (x edges) / height (y edges) of the union's edge gets the union box, made square around its centre
+        ("fixed box"); else a run whose every side lies within ±:data:`SIZE_TOLERANCE` of its mean side gets the
+        largest side on every frame and keeps its centres ("fixed size"); else it is unchanged ("smoothed").
+    """
+    out = track.detach().double().clone()
+    H, W = frame_size
+    for value, a, b in _runs([bool(v) for v in edited.tolist()]):
+        if not value:
+            continue
+        cx, cy, s = out[a:b, 0], out[a:b, 1], out[a:b, 2]
+        x0, y0, x1, y1 = cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2
+        ux0, uy0, ux1, uy1 = x0.min(), y0.min(), x1.max(), y1.max()
+        tol_x, tol_y = STILL_TOLERANCE * (ux1 - ux0), STILL_TOLERANCE * (uy1 - uy0)
+        if bool(((x0 - ux0) <= tol_x).all() and ((ux1 - x1) <= tol_x).all()
+                and ((y0 - uy0) <= tol_y).all() and ((uy1 - y1) <= tol_y).all()):
+            side = min(float(max(ux1 - ux0, uy1 - uy0)), float(min(H, W)))
+            out[a:b] = torch.tensor([float(ux0 + ux1) / 2, float(uy0 + uy1) / 2, side], dtype=torch.float64)
+            stage = STAGES[0]
+        elif bool(((s - s.mean()).abs() <= SIZE_TOLERANCE * s.mean()).all()):
+            out[a:b, 2] = min(float(s.max()), float(min(H, W)))
+            stage = STAGES[1]
+        else:
+            stage = STAGES[2]
+        if rep is not None:
+            rep.stabilised.append(f"frames {a}-{b - 1}: {stage}")
+    return out
 
 
 def _square(raw: torch.Tensor, expand: float) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -377,7 +618,7 @@ def _integer_boxes(track: torch.Tensor, frame_size: Tuple[int, int], border: str
     return out
 
 
-# -- 5. crop --------------------------------------------------------------------------------------------------
+# -- 7. crop --------------------------------------------------------------------------------------------------
 
 
 def crop_faces(frames: torch.Tensor, track: FaceCropTrack, size: int = DEFAULT_CROP_SIZE,
@@ -385,7 +626,7 @@ def crop_faces(frames: torch.Tensor, track: FaceCropTrack, size: int = DEFAULT_C
     """Every frame's box resized to (size, size) with :data:`RESAMPLE` (border "pad": outside pixels repeat the edge).
 
     frames: (T, H, W, 3) float in [0, 1], the frames the track was made for. Returns (T, size, size, 3) float32
-    on the frames' device. No-face frames are cropped at their interpolated box too (the model needs every
+    on the frames' device. Gone frames are cropped at their interpolated box too (the model needs every
     frame); paste-back leaves them unchanged.
     """
     T, H, W = _check_frames(frames, "frames")
@@ -405,7 +646,7 @@ def crop_faces(frames: torch.Tensor, track: FaceCropTrack, size: int = DEFAULT_C
     return out
 
 
-# -- 6. paste back --------------------------------------------------------------------------------------------
+# -- 8. paste back --------------------------------------------------------------------------------------------
 
 
 def paste_back(frames: torch.Tensor, crops: torch.Tensor, track: FaceCropTrack, feather_px: float = DEFAULT_FEATHER_PX,
