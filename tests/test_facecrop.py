@@ -213,6 +213,58 @@ def test_mediapipe_adapters_take_the_largest_face(monkeypatch):
         mediapipe_detector()
 
 
+def test_mediapipe_face_mesh_gives_the_box_and_confirms_the_face(monkeypatch):
+    """The legacy adapter with a face mesh (fakes with mediapipe 0.10.21's attribute names): short range first,
+    the landmark extent as the box, and the score halved where the mesh finds no landmarks."""
+    import types
+
+    import numpy as np
+
+    from omnisync_core.facecrop import LANDMARKLESS_FACTOR, MEDIAPIPE_SHORT_RANGE, mediapipe_detector
+
+    ns = types.SimpleNamespace
+    made, seen = [], []
+
+    class LegacyDetection:
+        def __init__(self, model_selection, min_detection_confidence):
+            made.append(model_selection)
+
+        def process(self, frame):
+            b = ns(xmin=0.5, ymin=0.25, width=0.25, height=0.5)  # (40, 10, 60, 30) in an 80×40 frame
+            return ns(detections=[ns(location_data=ns(relative_bounding_box=b), score=[0.8])])
+
+    class FaceMesh:
+        landmarks = True
+
+        def __init__(self, static_image_mode, max_num_faces, min_detection_confidence):
+            assert static_image_mode and max_num_faces == 1
+
+        def process(self, crop):
+            seen.append(crop.shape)
+            pts = [ns(x=0.25, y=0.25), ns(x=0.75, y=0.5)]
+            return ns(multi_face_landmarks=[ns(landmark=pts)] if FaceMesh.landmarks else None)
+
+    legacy = types.ModuleType("mediapipe")
+    legacy.solutions = ns(face_detection=ns(FaceDetection=LegacyDetection), face_mesh=ns(FaceMesh=FaceMesh))
+    monkeypatch.setitem(sys.modules, "mediapipe", legacy)
+    detect = mediapipe_detector()
+    assert made[0] == MEDIAPIPE_SHORT_RANGE
+    frame = np.zeros((40, 80, 3), np.uint8)
+    # mesh crop: 2 × the 20 px box around its centre (50, 20), cut to the frame: x 30–70, y 0–40
+    assert detect(frame) == (40.0, 10.0, 60.0, 20.0, 0.8) and seen == [(40, 40, 3)]
+    FaceMesh.landmarks = False
+    assert detect(frame) == (40.0, 10.0, 60.0, 30.0, 0.8 * LANDMARKLESS_FACTOR)
+
+
+def test_a_face_is_taken_above_the_start_score_and_followed_below_it():
+    far = (70, 40, 90, 60)  # a low-score "face" away from the followed one
+    plan = [(10, 20, 34, 44, 0.4)] * 5 + [(10, 20, 34, 44, 0.9)] * 5 + [(10, 20, 34, 44, 0.4)] * 5 + [None] * 2 + [
+        far + (0.4,)] * 3
+    boxes, found, score = boxes_from_detector(drawn(plan), square_detector)
+    assert found.tolist() == [False] * 5 + [True] * 10 + [False] * 5  # not taken at 0.4; followed at 0.4; far: no
+    assert torch.allclose(score[10:15], torch.full((5,), 0.4, dtype=torch.float64), atol=2e-3)
+
+
 # -- borders --------------------------------------------------------------------------------------------------
 
 

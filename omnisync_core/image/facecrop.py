@@ -74,6 +74,8 @@ SMOOTHING_RADIUS_SIGMAS = 3  # the Gaussian kernel is cut at ±3σ frames
 RESAMPLE = "bilinear, antialiased (align_corners=False)"  # the filter of crop and paste-back resizes
 DETECTOR_MIN_CONFIDENCE = 0.5  # mediapipe face detection score needed to count a face as found
 MEDIAPIPE_SHORT_RANGE, MEDIAPIPE_FULL_RANGE = 0, 1  # mediapipe model_selection: faces within ~2 m / ~5 m
+START_SCORE = 0.5  # a face is first taken (and followed on) only with a detector score above this
+LANDMARKLESS_FACTOR = 0.5  # mediapipe: a detection its face mesh does not confirm scores × 0.5, so ≤ START_SCORE
 SEARCH_SCALE = 3.0  # px / px: the next frame is searched first in a square of 3 × the last face's longer side
 MESH_CROP_SCALE = 2.0  # face mesh runs on a square of 2 × the detected box's longer side around it
 
@@ -130,7 +132,8 @@ class FaceCropTrack:
     found: (T,) bool — False where the face is gone (the frame passes through paste-back unchanged); True on
         detected and on filled frames.
     frame_size: (H, W) of the frames the track was made for.
-    confidence: (T,) float32 in [0, 1] — the detector's score on a detected frame (1 for mask, box and point),
+    confidence: (T,) float32 in [0, 1] — the detector's score on a detected frame (1 for mask, box and point;
+        mediapipe: its detection score, halved without face-mesh landmarks),
         on a filled frame the score of the faces around it times (1 − distance / (max_gap + 1)), 0 where gone.
     """
 
@@ -211,12 +214,14 @@ def boxes_from_detector(frames: torch.Tensor, detector: Detector, progress: Opti
                         ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The detector's face box per frame, following one face.
 
-    Within ``max_gap`` frames of the last face found, the detector first sees only the square of
-    :data:`SEARCH_SCALE` × that face's longer side around it (cut to the frame), and the whole frame only when
-    it finds nothing there. This keeps the same person when several faces are in view (the whole frame's
-    largest face can change from frame to frame), and the face fills more of the detector's input, which
-    finds small, partly covered and turned faces that the whole frame hides. The first frame, and frames after
-    a longer miss, are searched whole; the largest face found is taken.
+    A face is *taken* where the detector scores it above :data:`START_SCORE` (for mediapipe: a detection its
+    face mesh confirms). Within ``max_gap`` frames of the last such frame, the detector first sees only the
+    square of :data:`SEARCH_SCALE` × the last face's longer side around it (cut to the frame), and the whole
+    frame only when it finds nothing there; a face found there is kept whatever its score. This keeps the
+    same person when several faces are in view (the whole frame's largest face can change from frame to
+    frame), the face fills more of the detector's input, which finds small, partly covered and turned faces
+    that the whole frame hides, and a low-score hit far from a taken face (a pattern that looks like a face)
+    is not followed. Elsewhere the whole frame is searched and a hit needs a score above START_SCORE.
 
     Returns:
         boxes (T, 4) float64 pixels (NaN on a miss), found (T,) bool, score (T,) float64 in [0, 1] (0 on a miss).
@@ -224,22 +229,27 @@ def boxes_from_detector(frames: torch.Tensor, detector: Detector, progress: Opti
     T, H, W = frames.shape[:3]
     boxes = torch.full((T, 4), math.nan, dtype=torch.float64)
     score = torch.zeros(T, dtype=torch.float64)
-    last, last_t = None, -1
+    last, sure_t = None, -1  # the last face's box; the last frame scored above START_SCORE
     for t in range(T):
         check_cancel(cancel)
         frame = (frames[t].detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         hit = None
-        if last is not None and t - last_t <= max_gap:  # the same face first, where it just was
+        following = last is not None and t - sure_t <= max_gap
+        if following:  # the same face first, where it just was
             x0, y0, x1, y1 = _search_window(last, SEARCH_SCALE, H, W)
             hit = _detection(detector(np.ascontiguousarray(frame[y0:y1, x0:x1])))
             if hit is not None:
                 hit = (hit[0] + x0, hit[1] + y0, hit[2] + x0, hit[3] + y0, hit[4])
         if hit is None:
             hit = _detection(detector(frame))
+            if hit is not None and not (following and _overlaps(hit, last)) and hit[4] <= START_SCORE:
+                hit = None
         if hit is not None:
             boxes[t] = torch.tensor(hit[:4], dtype=torch.float64)
             score[t] = hit[4]
-            last, last_t = hit[:4], t
+            last = hit[:4]
+            if hit[4] > START_SCORE:
+                sure_t = t
         report(progress, t + 1, T, "finding faces")
     return boxes, ~torch.isnan(boxes[:, 0]), score
 
@@ -247,11 +257,14 @@ def boxes_from_detector(frames: torch.Tensor, detector: Detector, progress: Opti
 def mediapipe_detector(model_path: Optional[str] = None, min_confidence: float = DETECTOR_MIN_CONFIDENCE) -> Detector:
     """A :data:`Detector` on mediapipe's face detection (BlazeFace); the largest face in the frame is taken.
 
-    mediapipe is optional. Up to 0.10.21 it bundles the models (``mediapipe.solutions``): the full-range face
-    detector runs first and the short-range one where it finds nothing (the short-range model finds close-up
-    faces the full-range one misses, e.g. a child in ski goggles), and where ``face_mesh`` is there the box is
-    the extent of the face mesh's 468 landmarks (X-Dub takes its box from landmarks too), found on a square of
-    :data:`MESH_CROP_SCALE` × the detected box around it; without landmarks it is the detection box. Later
+    mediapipe is optional. Up to 0.10.21 it bundles the models (``mediapipe.solutions``): the short-range face
+    detector runs first and the full-range one where it finds nothing (the short-range model finds close-up
+    faces the full-range one misses, e.g. a child in ski goggles, and :func:`boxes_from_detector` shows it
+    squares about 3 faces wide), and where ``face_mesh`` is there it checks each detection: the box is the
+    extent of the face mesh's 468 landmarks (X-Dub takes its box from landmarks too), found on a square of
+    :data:`MESH_CROP_SCALE` × the detected box around it, and the score is the detection's; without landmarks
+    the box is the detection box and the score × :data:`LANDMARKLESS_FACTOR` (animals, helmets and textures
+    that the detector takes for a face have no landmarks). Later
     versions only have the Tasks API, which needs the model file ``model_path`` (``blaze_face_short_range.tflite``
     from the MediaPipe face detector page). Without mediapipe, or with a Tasks-only version and no model file,
     this raises an OmniSyncError that names what to install or where to put the file; nothing is downloaded.
@@ -268,7 +281,7 @@ def mediapipe_detector(model_path: Optional[str] = None, min_confidence: float =
     solutions = getattr(mp, "solutions", None)
     if model_path is None and hasattr(solutions, "face_detection"):
         models = [solutions.face_detection.FaceDetection(model_selection=m, min_detection_confidence=min_confidence)
-                  for m in (MEDIAPIPE_FULL_RANGE, MEDIAPIPE_SHORT_RANGE)]
+                  for m in (MEDIAPIPE_SHORT_RANGE, MEDIAPIPE_FULL_RANGE)]
         mesh = None
         if hasattr(solutions, "face_mesh"):
             mesh = solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
@@ -289,7 +302,8 @@ def mediapipe_detector(model_path: Optional[str] = None, min_confidence: float =
             box = (b.xmin * W, b.ymin * H, (b.xmin + b.width) * W, (b.ymin + b.height) * H)
             conf = float(best.score[0]) if len(getattr(best, "score", ())) else 1.0
             if mesh is not None:
-                box = _mesh_box(mesh, frame, box) or box
+                landmarks = _mesh_box(mesh, frame, box)
+                box, conf = (landmarks, conf) if landmarks else (box, conf * LANDMARKLESS_FACTOR)
             return (*box, conf)
 
         return detect_legacy
@@ -329,6 +343,11 @@ def _mesh_box(mesh, frame: np.ndarray, box: Box) -> Optional[Box]:
     pts = np.array([(p.x, p.y) for p in result[0].landmark], dtype=np.float64)  # (468, 2) crop fractions
     xs, ys = x0 + pts[:, 0] * (x1 - x0), y0 + pts[:, 1] * (y1 - y0)
     return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+
+def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two (x0, y0, x1, y1) boxes share any area."""
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
 def _detection(hit) -> Optional[Tuple[float, float, float, float, float]]:
