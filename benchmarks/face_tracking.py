@@ -41,7 +41,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BEFORE_REV = "880e463"  # main before the tracking rework (omnisync_core/facecrop.py)
+BEFORE_REV = "880e463"  # main before the tracking rework, when the module was omnisync_core/facecrop.py
 BEFORE_PATH = "omnisync_core/facecrop.py"
 
 # Clips with a human face in view on every frame (8 evenly spaced frames of each clip looked at by eye).
@@ -130,7 +130,7 @@ def main(argv=None):
     source = subprocess.run(["git", "-C", str(REPO), "show", f"{args.before}:{BEFORE_PATH}"], check=True,
                             capture_output=True, text=True).stdout
     before = load_module("facecrop_before", source)
-    from omnisync_core import facecrop as after
+    from omnisync_core.image import facecrop as after
 
     det_before, det_after = before.mediapipe_detector(), after.mediapipe_detector()
     head = (f"{'clip':44} {'T':>4} {'boxed':>9} {'coverage %':>13} {'centre jit %':>13} {'size jit %':>11} "

@@ -220,7 +220,7 @@ def test_mediapipe_face_mesh_gives_the_box_and_confirms_the_face(monkeypatch):
 
     import numpy as np
 
-    from omnisync_core.facecrop import LANDMARKLESS_FACTOR, MEDIAPIPE_SHORT_RANGE, mediapipe_detector
+    from omnisync_core.image.facecrop import LANDMARKLESS_FACTOR, MEDIAPIPE_SHORT_RANGE, mediapipe_detector
 
     ns = types.SimpleNamespace
     made, seen = [], []
