@@ -595,12 +595,12 @@ def test_nodes_crop_and_paste_back(nodes):
     assert "unchanged_frames" not in json.loads(report) and json.loads(report)["pasted_frames"] == 5
     n = 2 * DEFAULT_MAX_GAP + 4  # a long miss: the face is gone there, those frames pass through
     xl, ml = smooth_frames(T=n), rect_mask(T=n)
-    ml[2:2 + DEFAULT_MAX_GAP + 1] = 0
+    ml[4:4 + DEFAULT_MAX_GAP + 1] = 0
     crops, track, report = crop.execute(xl, "mask", 48, 1.45, 2.0, "shift", 0, 0, 1, 1, 0.5, 0.5, 0.5, mask=ml)
-    assert json.loads(report)["no_face_frames"] == f"2-{DEFAULT_MAX_GAP + 2}"
+    assert json.loads(report)["no_face_frames"] == f"4-{DEFAULT_MAX_GAP + 4}"
     out, report = paste.execute(xl, crops, track, 4.0)
-    assert torch.equal(out[2:DEFAULT_MAX_GAP + 3], xl[2:DEFAULT_MAX_GAP + 3])
-    assert json.loads(report)["unchanged_frames"] == f"2-{DEFAULT_MAX_GAP + 2}"
+    assert torch.equal(out[4:DEFAULT_MAX_GAP + 5], xl[4:DEFAULT_MAX_GAP + 5]) and not torch.equal(out[3], xl[3])
+    assert json.loads(report)["unchanged_frames"] == f"4-{DEFAULT_MAX_GAP + 4}"
     crops, track, _ = crop.execute(x, "box", 24, 1.45, 0.0, "pad", 10, 10, 24, 24, 0.5, 0.5, 0.5)
     assert torch.equal(crops[0], x[0, 10:34, 10:34])
     with pytest.raises(OmniSyncError, match="connect one"):
