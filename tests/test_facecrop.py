@@ -263,6 +263,11 @@ def test_a_face_is_taken_above_the_start_score_and_followed_below_it():
     boxes, found, score = boxes_from_detector(drawn(plan), square_detector)
     assert found.tolist() == [False] * 5 + [True] * 10 + [False] * 5  # not taken at 0.4; followed at 0.4; far: no
     assert torch.allclose(score[10:15], torch.full((5,), 0.4, dtype=torch.float64), atol=2e-3)
+    # no face above the start score anywhere (mediapipe: faces in profile, no landmarks): the low scores are taken,
+    # and the report says so
+    low = face_track(drawn([(10, 20, 34, 44, 0.4)] * 6), "auto", detector=square_detector)
+    assert low.found.all() and "follow the detector's lower-scored faces" in low.report.to_dict()["notes"][0]
+    assert face_track(drawn(plan), "auto", detector=square_detector).report.notes == []
 
 
 # -- borders --------------------------------------------------------------------------------------------------

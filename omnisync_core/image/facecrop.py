@@ -74,7 +74,7 @@ SMOOTHING_RADIUS_SIGMAS = 3  # the Gaussian kernel is cut at ±3σ frames
 RESAMPLE = "bilinear, antialiased (align_corners=False)"  # the filter of crop and paste-back resizes
 DETECTOR_MIN_CONFIDENCE = 0.5  # mediapipe face detection score needed to count a face as found
 MEDIAPIPE_SHORT_RANGE, MEDIAPIPE_FULL_RANGE = 0, 1  # mediapipe model_selection: faces within ~2 m / ~5 m
-START_SCORE = 0.5  # a face is first taken (and followed on) only with a detector score above this
+START_SCORE = 0.5  # a face is first taken only with a detector score above this, then followed at any score
 LANDMARKLESS_FACTOR = 0.5  # mediapipe: a detection its face mesh does not confirm scores × 0.5, so ≤ START_SCORE
 SEARCH_SCALE = 3.0  # px / px: the next frame is searched first in a square of 3 × the last face's longer side
 MESH_CROP_SCALE = 2.0  # face mesh runs on a square of 2 × the detected box's longer side around it
@@ -210,18 +210,18 @@ def boxes_from_mask(mask: torch.Tensor, num_frames: int, frame_size: Tuple[int, 
 
 
 def boxes_from_detector(frames: torch.Tensor, detector: Detector, progress: Optional[ProgressCallback] = None,
-                        cancel: Optional[CancelCheck] = None, max_gap: int = DEFAULT_MAX_GAP
-                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        cancel: Optional[CancelCheck] = None, max_gap: int = DEFAULT_MAX_GAP,
+                        start_score: float = START_SCORE) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The detector's face box per frame, following one face.
 
-    A face is *taken* where the detector scores it above :data:`START_SCORE` (for mediapipe: a detection its
-    face mesh confirms). Within ``max_gap`` frames of the last such frame, the detector first sees only the
-    square of :data:`SEARCH_SCALE` × the last face's longer side around it (cut to the frame), and the whole
-    frame only when it finds nothing there; a face found there is kept whatever its score. This keeps the
-    same person when several faces are in view (the whole frame's largest face can change from frame to
-    frame), the face fills more of the detector's input, which finds small, partly covered and turned faces
-    that the whole frame hides, and a low-score hit far from a taken face (a pattern that looks like a face)
-    is not followed. Elsewhere the whole frame is searched and a hit needs a score above START_SCORE.
+    A face is *taken* where the detector scores it above ``start_score`` (:data:`START_SCORE`; for mediapipe:
+    a detection its face mesh confirms). While a face is followed (found within the last ``max_gap`` frames),
+    the detector first sees only the square of :data:`SEARCH_SCALE` × the last face's longer side around it
+    (cut to the frame), and the whole frame only when it finds nothing there; a face found near the last one
+    is kept whatever its score. This keeps the same person when several faces are in view (the whole frame's
+    largest face can change from frame to frame), the face fills more of the detector's input, which finds
+    small, partly covered and turned faces that the whole frame hides, and a low-score hit away from the
+    followed face (a pattern that looks like a face) is not taken.
 
     Returns:
         boxes (T, 4) float64 pixels (NaN on a miss), found (T,) bool, score (T,) float64 in [0, 1] (0 on a miss).
@@ -229,12 +229,12 @@ def boxes_from_detector(frames: torch.Tensor, detector: Detector, progress: Opti
     T, H, W = frames.shape[:3]
     boxes = torch.full((T, 4), math.nan, dtype=torch.float64)
     score = torch.zeros(T, dtype=torch.float64)
-    last, sure_t = None, -1  # the last face's box; the last frame scored above START_SCORE
+    last, last_t = None, -1  # the followed face's last box and frame
     for t in range(T):
         check_cancel(cancel)
         frame = (frames[t].detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         hit = None
-        following = last is not None and t - sure_t <= max_gap
+        following = last is not None and t - last_t <= max_gap
         if following:  # the same face first, where it just was
             x0, y0, x1, y1 = _search_window(last, SEARCH_SCALE, H, W)
             hit = _detection(detector(np.ascontiguousarray(frame[y0:y1, x0:x1])))
@@ -242,14 +242,12 @@ def boxes_from_detector(frames: torch.Tensor, detector: Detector, progress: Opti
                 hit = (hit[0] + x0, hit[1] + y0, hit[2] + x0, hit[3] + y0, hit[4])
         if hit is None:
             hit = _detection(detector(frame))
-            if hit is not None and not (following and _overlaps(hit, last)) and hit[4] <= START_SCORE:
+            if hit is not None and not (following and _overlaps(hit, last)) and hit[4] <= start_score:
                 hit = None
         if hit is not None:
             boxes[t] = torch.tensor(hit[:4], dtype=torch.float64)
             score[t] = hit[4]
-            last = hit[:4]
-            if hit[4] > START_SCORE:
-                sure_t = t
+            last, last_t = hit[:4], t
         report(progress, t + 1, T, "finding faces")
     return boxes, ~torch.isnan(boxes[:, 0]), score
 
@@ -491,8 +489,13 @@ def face_track(
                                 f"that is > {MASK_THRESHOLD} over the face, or choose mode box, point or auto.")
         score = detected.double()
     elif mode == "auto":
-        raw, detected, score = boxes_from_detector(frames, detector or mediapipe_detector(detector_model), progress,
-                                                   cancel, max_gap)
+        detector = detector or mediapipe_detector(detector_model)
+        raw, detected, score = boxes_from_detector(frames, detector, progress, cancel, max_gap)
+        if not bool(detected.any()):  # e.g. faces in profile, which the face mesh does not confirm
+            raw, detected, score = boxes_from_detector(frames, detector, progress, cancel, max_gap, start_score=0.0)
+            if bool(detected.any()):
+                rep.notes.append(f"no face scored above {START_SCORE} (mediapipe: none confirmed by face landmarks); "
+                                 "the boxes follow the detector's lower-scored faces: check the crops")
         if not bool(detected.any()):
             raise OmniSyncError("no face was found in any frame; choose mode mask, box or point and give the face "
                                 "region yourself.")
