@@ -265,8 +265,10 @@ def test_a_face_is_taken_above_the_start_score_and_followed_below_it():
     assert torch.allclose(score[10:15], torch.full((5,), 0.4, dtype=torch.float64), atol=2e-3)
     # no face above the start score anywhere (mediapipe: faces in profile, no landmarks): the low scores are taken,
     # and the report says so
-    low = face_track(drawn([(10, 20, 34, 44, 0.4)] * 6), "auto", detector=square_detector)
-    assert low.found.all() and "follow the detector's lower-scored faces" in low.report.to_dict()["notes"][0]
+    low = face_track(drawn([(10, 20, 34, 44, 0.45)] * 6), "auto", detector=square_detector)
+    assert low.found.all() and "follow a face scored above 0.4" in low.report.to_dict()["notes"][0]
+    with pytest.raises(OmniSyncError, match="no face was found in any frame"):
+        face_track(drawn([(10, 20, 34, 44, 0.35)] * 6), "auto", detector=square_detector)
     assert face_track(drawn(plan), "auto", detector=square_detector).report.notes == []
 
 

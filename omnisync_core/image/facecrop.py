@@ -9,8 +9,11 @@ on sides that lie on the frame border. This module does the same in plain torch,
 
 1. **Raw box per frame** (pixels, x0, y0, x1, y1) and a confidence in [0, 1] from a MASK's bounding box, a
    fixed box, a point with a scale, or a face detector (``auto``: the optional ``mediapipe`` package, see
-   :func:`mediapipe_detector`; each frame is searched first around the last face found, see
-   :func:`boxes_from_detector`). A frame with no face (empty mask, detector miss) is a miss.
+   :func:`mediapipe_detector`, which checks each face with face-mesh landmarks). ``auto`` follows one face
+   (:func:`boxes_from_detector`): it takes a face scored above :data:`START_SCORE` and then searches each
+   frame first around where that face just was; where no face anywhere scores that high (faces in profile,
+   which the face mesh does not confirm), it takes one above :data:`UNCONFIRMED_START_SCORE` and says so in the
+   report. A frame with no face (empty mask, detector miss) is a miss.
 2. **Gaps** (:func:`classify_gaps`): a run of at most ``max_gap`` missed frames is a detector miss, not a face
    that left: those frames are *filled* (box interpolated between the faces around them, or held at the clip's
    ends) and edited like the rest. A longer run is the face *gone*: those frames pass through paste-back
@@ -76,6 +79,7 @@ DETECTOR_MIN_CONFIDENCE = 0.5  # mediapipe face detection score needed to count 
 MEDIAPIPE_SHORT_RANGE, MEDIAPIPE_FULL_RANGE = 0, 1  # mediapipe model_selection: faces within ~2 m / ~5 m
 START_SCORE = 0.5  # a face is first taken only with a detector score above this, then followed at any score
 LANDMARKLESS_FACTOR = 0.5  # mediapipe: a detection its face mesh does not confirm scores × 0.5, so ≤ START_SCORE
+UNCONFIRMED_START_SCORE = 0.4  # where no face beats START_SCORE anywhere: mediapipe's 0.8 without landmarks
 SEARCH_SCALE = 3.0  # px / px: the next frame is searched first in a square of 3 × the last face's longer side
 MESH_CROP_SCALE = 2.0  # face mesh runs on a square of 2 × the detected box's longer side around it
 
@@ -262,11 +266,11 @@ def mediapipe_detector(model_path: Optional[str] = None, min_confidence: float =
     extent of the face mesh's 468 landmarks (X-Dub takes its box from landmarks too), found on a square of
     :data:`MESH_CROP_SCALE` × the detected box around it, and the score is the detection's; without landmarks
     the box is the detection box and the score × :data:`LANDMARKLESS_FACTOR` (animals, helmets and textures
-    that the detector takes for a face have no landmarks). Later
-    versions only have the Tasks API, which needs the model file ``model_path`` (``blaze_face_short_range.tflite``
-    from the MediaPipe face detector page). Without mediapipe, or with a Tasks-only version and no model file,
-    this raises an OmniSyncError that names what to install or where to put the file; nothing is downloaded.
-    The detector returns (x0, y0, x1, y1, detection score).
+    that the detector takes for a face have no landmarks). Later versions only have the Tasks API, which needs
+    the model file ``model_path`` (``blaze_face_short_range.tflite`` from the MediaPipe face detector page; no
+    landmark check there). Without mediapipe, or with a Tasks-only version and no model file, this raises an
+    OmniSyncError that names what to install or where to put the file; nothing is downloaded. The detector
+    returns (x0, y0, x1, y1, score).
     """
     try:
         import mediapipe as mp
@@ -492,10 +496,11 @@ def face_track(
         detector = detector or mediapipe_detector(detector_model)
         raw, detected, score = boxes_from_detector(frames, detector, progress, cancel, max_gap)
         if not bool(detected.any()):  # e.g. faces in profile, which the face mesh does not confirm
-            raw, detected, score = boxes_from_detector(frames, detector, progress, cancel, max_gap, start_score=0.0)
+            raw, detected, score = boxes_from_detector(frames, detector, progress, cancel, max_gap,
+                                                       start_score=UNCONFIRMED_START_SCORE)
             if bool(detected.any()):
                 rep.notes.append(f"no face scored above {START_SCORE} (mediapipe: none confirmed by face landmarks); "
-                                 "the boxes follow the detector's lower-scored faces: check the crops")
+                                 f"the boxes follow a face scored above {UNCONFIRMED_START_SCORE}: check the crops")
         if not bool(detected.any()):
             raise OmniSyncError("no face was found in any frame; choose mode mask, box or point and give the face "
                                 "region yourself.")
