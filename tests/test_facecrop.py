@@ -11,7 +11,6 @@ from omnisync_core.errors import Cancelled, OmniSyncError
 from omnisync_core.image.facecrop import (
     DEFAULT_EXPAND,
     DEFAULT_MAX_GAP,
-    MIN_FACE_RUN,
     STILL_TOLERANCE,
     FaceCropTrack,
     boxes_from_detector,
@@ -260,7 +259,7 @@ def test_a_face_is_taken_above_the_start_score_and_followed_below_it():
     far = (70, 40, 90, 60)  # a low-score "face" away from the followed one
     plan = [(10, 20, 34, 44, 0.4)] * 5 + [(10, 20, 34, 44, 0.9)] * 5 + [(10, 20, 34, 44, 0.4)] * 5 + [None] * 2 + [
         far + (0.4,)] * 3
-    boxes, found, score = boxes_from_detector(drawn(plan), square_detector)
+    _, found, score = boxes_from_detector(drawn(plan), square_detector)
     assert found.tolist() == [False] * 5 + [True] * 10 + [False] * 5  # not taken at 0.4; followed at 0.4; far: no
     assert torch.allclose(score[10:15], torch.full((5,), 0.4, dtype=torch.float64), atol=2e-3)
     # no face above the start score anywhere (mediapipe: faces in profile, no landmarks): the low scores are taken,
