@@ -14,6 +14,7 @@ from omnisync_core.image.facecrop import (
     DEFAULT_CROP_SIZE,
     DEFAULT_EXPAND,
     DEFAULT_FEATHER_PX,
+    DEFAULT_MAX_GAP,
     DEFAULT_POINT,
     DEFAULT_SCALE,
     DEFAULT_SMOOTHING,
@@ -90,8 +91,9 @@ class OmniSyncFaceCrop(io.ComfyNode):
                 io.Float.Input("scale", default=DEFAULT_SCALE, min=0.01, max=4.0, step=0.01,
                                tooltip="Crop side as a fraction of the frame's shorter side, for mode = point."),
                 io.Mask.Input("mask", optional=True,
-                              tooltip="Face mask (T, H, W) or one mask for all frames, for mode = mask; frames where "
-                                      "it is empty pass through Face Paste Back unchanged."),
+                              tooltip="Face mask (T, H, W) or one mask for all frames, for mode = mask; where it is "
+                                      f"empty for more than {DEFAULT_MAX_GAP} frames in a row, those frames pass "
+                                      "through Face Paste Back unchanged (shorter gaps are filled)."),
             ],
             outputs=[
                 io.Image.Output(display_name="crops", tooltip="Face crops (T, size, size, 3), one per frame."),
