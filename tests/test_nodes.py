@@ -417,15 +417,18 @@ def test_every_warning_reaches_the_canvas_as_progress_text(fresh, loaded):
 def test_face_crop_tells_the_canvas_about_frames_without_a_face(fresh):
     import server
 
-    frames = make_frames(T=4, H=32, W=32)
-    mask = torch.zeros(4, 32, 32)
+    from omnisync_core.image.facecrop import DEFAULT_MAX_GAP
+
+    T = DEFAULT_MAX_GAP + 9
+    frames = make_frames(T=T, H=32, W=32)
+    mask = torch.zeros(T, 32, 32)
     mask[:, 8:24, 8:24] = 1
-    mask[1] = 0  # no face in frame 1
+    mask[4:DEFAULT_MAX_GAP + 5] = 0  # no face for longer than the gaps Face Crop fills
     server.TEXTS.clear()
     _, _, report = run_on_canvas(fresh.OmniSyncFaceCrop, "7", frames, "mask", 16, 1.0, 0.0, "shift", 0, 0, 1, 1, 0.5,
                                  0.5, 0.5, mask=mask)
     (node, text), = server.TEXTS
-    assert node == "7" and "no face in 1 of 4 frame(s)" in text
+    assert node == "7" and f"no face in {DEFAULT_MAX_GAP + 1} of {T} frame(s)" in text
     assert json.loads(report)["warnings"] == [text[2:]]
 
 
