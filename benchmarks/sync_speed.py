@@ -34,7 +34,7 @@ def main() -> None:
         load_runtime,
         resolve_options,
     )
-    from omnisync_core.cli import auto_or
+    from omnisync_core.cli.common import auto_or
     from omnisync_core.io.audio import read_audio
     from omnisync_core.io.video import read_video
 

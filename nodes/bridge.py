@@ -44,9 +44,10 @@ OmniSyncLatentType = io.Custom("OMNISYNC_LATENT")
 
 @dataclass
 class OmniSyncModel:
-    """OMNISYNC_MODEL: the DiT with what its checkpoint says about codec and audio features."""
+    """OMNISYNC_MODEL: the network (the bundled pixel-space U-Net, or a DiT) with what its checkpoint says about
+    codec and audio features."""
 
-    model: torch.nn.Module  # OmniSyncDiT, eval mode, on ``device`` in ``dtype``
+    model: torch.nn.Module  # OmniSyncUNet or OmniSyncDiT (checkpoint's "arch"), eval mode, on ``device`` in ``dtype``
     codec_spec: dict  # checkpoint metadata "codec"
     audio_spec: Any  # AudioFeatureSpec or None
     meta: dict  # the whole checkpoint metadata

@@ -91,8 +91,9 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
     (the DS-CFG map), ``contact_sheet`` (PNG of mouth crops over time; ``truth``: a video of the target
     speech shown as a third row when it is at least as long and the same size). Ping-pong length mode
     keeps the source clip in memory as uint8. Every file appears under its name only when complete (an error
-    or cancel leaves none). Each warning goes to ``on_warning(message)`` as it arises and into
-    ``report["warnings"]``. Returns the run report (``report["written"]`` lists files).
+    or cancel leaves none); an output that names an input (``video_path``, ``truth``) is refused. Each warning
+    goes to ``on_warning(message)`` as it arises and into ``report["warnings"]``. Returns the run report
+    (``report["written"]`` lists files).
     """
     import time
 
@@ -101,8 +102,13 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
     from .image.pictures import CONTACT_COLUMNS, mouth_contact_sheet, side_by_side as sbs, write_png
     from .io.video import VideoReader, VideoWriter
     from .pipelines.stream import stream_sync
-    from .pipelines.checks import warn
+    from .pipelines.checks import check_outputs, warn
 
+    check_outputs({"output": output, "side_by_side": side_by_side, "guidance_video": guidance_video,
+                   "contact_sheet": contact_sheet}, [video_path, truth])  # never over an input
+    if truth:  # read after sampling: a bad file must fail now, before any output exists
+        with VideoReader(truth, min_frames=1):
+            pass
     opts = options or SyncOptions()
     warnings: Dict[str, Any] = {"warnings": []}
 

@@ -364,7 +364,7 @@ def test_cli_argparse_refuses_with_usage_and_one_error_line(corpus, tmp_path, ca
 
 def test_cli_refuses_before_loading_the_model(corpus, tmp_path, capsys, monkeypatch):
     """Output folders, devices and option ranges fail before any model or media is loaded."""
-    from omnisync_core import cli
+    from omnisync_core.cli import omnisync as cli
 
     def boom(*a, **k):
         raise AssertionError("loaded the model before checking the options")
@@ -435,7 +435,7 @@ def loaded_once():
 @pytest.mark.parametrize("case,flags,warnings", CLI_WARNINGS, ids=[c[0] for c in CLI_WARNINGS])
 def test_cli_runs_and_prints_each_adjustment(corpus, tmp_path, capsys, monkeypatch, loaded_once, case, flags,
                                              warnings):
-    from omnisync_core import cli
+    from omnisync_core.cli import omnisync as cli
     from omnisync_core.io.video import read_video
 
     monkeypatch.setattr(cli, "load_runtime", loaded_once)
@@ -763,7 +763,7 @@ def test_chunked_calls_give_the_same_velocity_as_one_call(monkeypatch):
 
 
 def test_interrupted_cli_run_leaves_no_output(corpus, tmp_path, capsys, monkeypatch, loaded_once):
-    from omnisync_core import cli
+    from omnisync_core.cli import omnisync as cli
     from omnisync_core.sampling import sampler
 
     monkeypatch.setattr(cli, "load_runtime", loaded_once)
@@ -1077,8 +1077,8 @@ def test_subprocess_run_prints_warnings_and_writes_exact_size(corpus, tmp_path):
 
 def test_subprocess_ctrl_c_stops_promptly_and_leaves_no_output(corpus, tmp_path):
     """SIGINT during sampling: exit code 130 within seconds, "cancelled", no traceback, no output file."""
-    argv = _sync(corpus, str(tmp_path / "out.mp4"), **{"--steps": "100000", "--tau": "1", "--report":
-                                                       str(tmp_path / "r.json")})
+    argv = _sync(corpus, str(tmp_path / "out.mp4"), **{"--steps": "1000", "--tau": "1", "--report":
+                                                       str(tmp_path / "r.json"), "--audio": corpus["speech1s.wav"]})
     argv.remove("--quiet")
     proc = subprocess.Popen([sys.executable, "-m", "omnisync_core", *argv], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -160,7 +160,7 @@ def test_train_cli_runs_on_the_folder_and_exports_a_checkpoint(dataset, tmp_path
 
 
 def test_heldout_eval_measures_model_and_copy_baseline(dataset, tmp_path):
-    from omnisync_core.cli import load_runtime
+    from omnisync_core.api import load_runtime
     from omnisync_core.eval.heldout import evaluate_heldout, markdown_table
     from omnisync_core.pipelines.omnisync import OmniSyncPipeline, SyncOptions
     from tiny import make_model_checkpoint

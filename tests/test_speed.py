@@ -1,7 +1,6 @@
 """Speed and memory levers keep the results: windows from the checkpoint, streaming equals the in-memory
 path, the chunked speech features equal the whole clip's, torch.compile sees one graph, bf16 by default."""
 
-import numpy as np
 import pytest
 import torch
 

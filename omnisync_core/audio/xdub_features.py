@@ -317,13 +317,6 @@ def _whisper_last_block(encoder, mel: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def _conv_output_length(num_samples: int, config) -> int:
-    n = num_samples
-    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
-        n = (n - kernel) // stride + 1 if n >= kernel else 0
-    return n
-
-
 def _wav2vec_min_samples(config) -> int:
     n = 1
     for kernel, stride in reversed(list(zip(config.conv_kernel, config.conv_stride))):

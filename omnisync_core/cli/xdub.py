@@ -10,22 +10,39 @@ Every file is read as its publisher ships it (``hf download KlingTeam/X-Dub``; s
 sampling flag defaults to :class:`~omnisync_core.sampling.xdub.XDubOptions` (the reference's settings). The
 Wan 2.2 VAE runs on diffusers' ``AutoencoderKLWan`` (the plugin's ``xdub`` extra): without it the command stops
 at once with what to install.
+
+The run goes through the same checks as ``sync`` before anything is loaded (:func:`check_xdub_args`: the
+files, the DiT's header, output names, device and precision, step and guidance bounds, then the video's
+header: 25 fps, frame size, clip length); the output and report appear only when complete; every adjustment
+is one ``warning:`` line and in the report's ``"warnings"``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 
 import torch
 
-from . import add_offload_arguments, check_offload_args, mouth_arg
 from ..errors import OmniSyncError
 from ..model.files import missing_message, named_source, xdub_file
 from ..model.precision import DTYPES
 from ..sampling.xdub import XDubOptions
+from .common import (
+    VIDEO_SUFFIXES,
+    Warnings,
+    add_offload_arguments,
+    check_offload_args,
+    check_outputs,
+    close_bar,
+    mouth_arg,
+    progress_bar,
+    write_report,
+)
+
+# how the xdub command spells the options whose bounds are checked
+XDUB_FLAGS = {"num_steps": "--steps", "tau": "--tau", "omega_base": "--audio-cfg-scale", "omega_peak": "--omega-peak",
+              "ref_cfg_scale": "--ref-cfg-scale"}
 
 
 def _numbers(n: int):
@@ -40,6 +57,13 @@ def _numbers(n: int):
 
     parse.__name__ = f"{n} numbers"
     return parse
+
+
+def add_parsers(sub) -> None:
+    """The xdub sub-command."""
+    p = sub.add_parser("xdub", help="lip-sync a face video with X-Dub's weights (Wan 2.2 5B)")
+    add_xdub_arguments(p)
+    p.set_defaults(run=run_xdub)
 
 
 def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
@@ -138,33 +162,88 @@ def encode_xdub_prompt(args, dtype: torch.dtype) -> torch.Tensor:
     return encoder.encode(args.prompt).float().cpu()
 
 
-def run_xdub(args) -> int:
-    from tqdm import tqdm
-
-    from ..io.audio import read_audio
-    from ..io.video import read_video, write_video
-    from ..model.wan22_vae import load_wan22_vae
+def check_xdub_args(args, on_warning):
+    """Everything about an xdub run that can be checked before reading media or loading a model:
+    → (options, the DiT's config read from its header, dtype)."""
+    from ..model.precision import resolve_dtype
+    from ..pipelines.checks import (
+        check_device,
+        check_input_file,
+        check_sampling_bounds,
+        check_xdub_model_path,
+        dtype_warnings,
+    )
 
     options = options_from_args(args)  # bad flags fail before anything is loaded
-    check_offload_args(args, lambda message: print(f"warning: {message}", file=sys.stderr))
-    check_xdub_files(args)  # every file is there before anything is loaded
-    warnings = []
-    if not args.t5:
-        if args.prompt.strip():
-            raise OmniSyncError(f"a --prompt needs its text encoder: pass --t5 with {xdub_file('umt5_wan').source()} "
-                                "(and --t5-tokenizer), or drop the prompt.")
-        warnings.append(f"no --t5: the text condition is zeros, not the reference's encoded empty prompt; pass --t5 "
-                        f"with {xdub_file('umt5_wan').source()}.")
-        print(f"warning: {warnings[-1]}", file=sys.stderr)
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
-    codec = load_wan22_vae(args.vae, device=args.device)  # first: a missing diffusers is found in a second
+    a = options.audio
+    check_sampling_bounds(options.num_steps, options.shift, options.tau,
+                          {"omega_base": a.omega_base, "omega_peak": a.omega_peak,
+                           "ref_cfg_scale": options.ref_cfg_scale}, XDUB_FLAGS)
+    if args.prompt.strip() and not args.t5:
+        raise OmniSyncError(f"a --prompt needs its text encoder: pass --t5 with {xdub_file('umt5_wan').source()} "
+                            "(and --t5-tokenizer), or drop the prompt.")
+    check_xdub_files(args)  # every file is there
+    try:  # the VAE's reader, missing: said before the files are read, in a second
+        import diffusers  # noqa: F401
+    except ImportError:
+        from ..model.wan22_vae import DIFFUSERS_HINT
 
+        raise OmniSyncError(f"diffusers is not installed: {DIFFUSERS_HINT}.") from None
+    check_input_file(args.video, "video")
+    check_input_file(args.audio, "audio")
+    with named_source("xdub_model"):
+        config = check_xdub_model_path(args.model)
+    check_outputs((("output video (-o)", args.output, VIDEO_SUFFIXES), ("--report file", args.report, (".json",))),
+                  (args.video, args.audio, args.model, args.whisper, args.wav2vec), on_warning)
+    check_device(args.device)
+    check_offload_args(args, on_warning)
+    dtype = DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32)
+    for message in dtype_warnings(args.device, resolve_dtype(dtype, args.device)):
+        on_warning(message)
+    if not args.t5:
+        on_warning(f"no --t5: the text condition is zeros, not the reference's encoded empty prompt; pass --t5 "
+                   f"with {xdub_file('umt5_wan').source()}.")
+    return options, config, dtype
+
+
+def check_xdub_video(args, config, audio_seconds: float, num_frames: int, fps, size) -> None:
+    """The video's header against what X-Dub takes: 25 fps, frames big enough, face crops (no --crop) whose
+    sides the VAE and patch divide, and a clip and speech of the minimum length."""
+    from ..io.fps import exact_fps
+    from ..model.wan22_vae import WAN22_SPATIAL_FACTOR
+    from ..pipelines.checks import check_clip_length, check_frame_size
+    from ..sampling.xdub import XDUB_FPS
+
+    if exact_fps(fps) != XDUB_FPS:
+        raise OmniSyncError(f"X-Dub was trained on {XDUB_FPS} fps video, and {args.video!r} is {float(fps):g} fps; "
+                            f"convert it first: ffmpeg -i in.mp4 -r {XDUB_FPS} out.mp4.")
+    check_frame_size(*size)
+    stride = WAN22_SPATIAL_FACTOR * max(config.patch_size[1:])
+    H, W = size
+    if args.crop == "none" and (H % stride or W % stride):
+        raise OmniSyncError(f"{args.video!r} is {W}×{H}: without --crop it must be the face crop itself, with sides "
+                            f"divisible by {stride} (512×512 for the published weights); pass --crop box|point|auto "
+                            "to crop the face from the frame.")
+    check_clip_length(fps, num_frames, audio_seconds)
+
+
+def run_xdub(args) -> int:
     from ..audio.xdub_features import load_xdub_audio_encoders
+    from ..io.audio import read_audio
+    from ..io.video import VideoReader, read_video, write_video
+    from ..model.offload import place_model
+    from ..model.wan22_vae import load_wan22_vae
     from ..model.xdub_weights import load_xdub_model
     from ..pipelines.xdub import XDubPipeline
 
-    frames, fps = read_video(args.video)
+    warnings = Warnings()
+    options, config, dtype = check_xdub_args(args, warnings)  # before any media is read or model loaded
+    with VideoReader(args.video) as reader:  # the header: a bad video fails here, before the models load
+        num_frames, fps, size = reader.num_frames, reader.fps, reader.size
     wave, sr = read_audio(args.audio)
+    check_xdub_video(args, config, torch.as_tensor(wave).shape[-1] / sr, num_frames, fps, size)
+    codec = load_wan22_vae(args.vae, device=args.device)
+    frames, fps = read_video(args.video)
     encoders = load_xdub_audio_encoders(args.whisper, args.wav2vec, device=args.device)
     text, text_report = None, "zeros (no text encoder)"
     if args.t5:
@@ -173,17 +252,8 @@ def run_xdub(args) -> int:
     with named_source("xdub_model"):
         model = load_xdub_model(args.model, device="cpu" if args.offload else args.device, dtype=dtype)
     if args.offload:
-        from ..model.offload import place_model
-
         place_model(model, args.device, "blocks", args.resident_blocks)
     pipe = XDubPipeline(model, codec, encoders, device=args.device)
-    bar = None if args.quiet else tqdm(total=1, unit="step", desc="x-dub")
-
-    def progress(done, total, message):
-        if bar is not None:
-            bar.total, bar.n = total, done
-            bar.set_postfix_str(message, refresh=False)
-            bar.refresh()
 
     track = None
     if args.crop != "none":
@@ -194,11 +264,12 @@ def run_xdub(args) -> int:
         crops = crop_faces(frames, track, size=args.crop_size)
     else:
         crops = frames
+    bar, progress = progress_bar("x-dub", args.quiet, unit="step", warnings=warnings)
     try:
         result = pipe(crops, fps, wave, sr, text=text, options=options, progress=progress)
     finally:
-        if bar is not None:
-            bar.close()
+        close_bar(bar, warnings)
+    report = dict(result.report)
     out = result.frames
     if track is not None:  # back into the full frames, in the take's order (the video may be ping-ponged)
         from ..image.facecrop import paste_back
@@ -206,15 +277,26 @@ def run_xdub(args) -> int:
         idx = result.frame_indices
         kw = {} if args.feather is None else {"feather_px": args.feather}
         out = paste_back(frames[idx], out, track.take(idx.tolist()), **kw)
-        result.report["face_crop"] = track.report.to_dict()
-    write_video(args.output, out, result.fps, result.waveform, result.sample_rate)
-    result.report["text_condition"] = text_report
-    result.report["warnings"] = result.report.get("warnings", []) + warnings
-    if args.report:
-        with open(args.report, "w") as f:
-            json.dump(result.report, f, indent=2, default=str)
-    print(f"wrote {args.output} ({result.frames.shape[0]} frames at {result.fps:g} fps, {result.report['clips']} "
-          f"clip(s), {result.report['steps']} steps, {result.report['seconds']:.1f} s)")
-    if track is not None and result.report["face_crop"].get("no_face"):
-        print(f"note: {result.report['face_crop']['no_face']}")
+        report["face_crop"] = track.report.to_dict()
+        if report["face_crop"].get("no_face"):
+            warnings(report["face_crop"]["no_face"])
+    info = write_video(args.output, out, result.fps, result.waveform, result.sample_rate)  # whole, or not at all
+    for message in info["warnings"]:
+        warnings(message)
+    report["text_condition"] = text_report
+    report["written"] = [args.output]
+    report["options"] = options_report(options)
+    report["warnings"] = warnings.lines  # the CLI's own and the run's, in the order printed
+    write_report(args.report, report)
+    print(f"wrote {args.output} ({result.frames.shape[0]} frames at {result.fps:g} fps, {report['clips']} "
+          f"clip(s), {report['steps']} steps, {report['seconds']:.1f} s)")
     return 0
+
+
+def options_report(options: XDubOptions) -> dict:
+    """The run's X-Dub options as JSON-ready values (the report's ``"options"``, as sync's)."""
+    import dataclasses
+
+    out = dataclasses.asdict(options)
+    out["mouth"] = options.mouth if isinstance(options.mouth, str) else list(options.mouth)
+    return out

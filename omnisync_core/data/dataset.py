@@ -29,6 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import OmniSyncError
+from ..io.files import atomic_output
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 
 SPLITS = ("train", "heldout")
@@ -135,10 +136,8 @@ def _write_index(root: str, split: str, samples: List[Dict], size: int, fps: flo
     index.update({"size": size, "fps": fps,
                   "audio_spec": encoder.spec.to_dict() if encoder is not None else None})
     index.setdefault("splits", {})[split] = samples
-    tmp = os.path.join(root, DATASET_FILE + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_output(os.path.join(root, DATASET_FILE)) as part, open(part, "w") as f:
         json.dump(index, f, indent=1)
-    os.replace(tmp, os.path.join(root, DATASET_FILE))
     return index
 
 

@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import OmniSyncError
+from ..io.files import atomic_output
 from .config import CodecSpec, DiTConfig
 from .dit import OmniSyncDiT
 from .unet import OmniSyncUNet, UNetConfig
@@ -94,9 +95,8 @@ def save_checkpoint(path: str, model: torch.nn.Module, codec: Union[CodecSpec, M
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    tmp = path + ".tmp"
-    save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-    os.replace(tmp, path)
+    with atomic_output(path) as part:
+        save_file(tensors, part, metadata={METADATA_KEY: json.dumps(meta)})
     return path
 
 

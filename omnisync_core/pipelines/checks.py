@@ -4,8 +4,11 @@ The CLI, the Python API (:mod:`omnisync_core.api`) and the ComfyUI nodes call th
 device this build cannot use or a clip that is too short fails in a second with one line that names
 the fix, instead of after the model was loaded or the clip sampled.
 
-- paths: :func:`check_input_file`, :func:`check_model_path`, :func:`check_output_path`;
+- paths: :func:`check_input_file`, :func:`check_model_path` (OmniSync) and :func:`check_xdub_model_path`
+  (X-Dub), both from the file's header only; :func:`check_output_path` (folder, suffix, name length the file
+  system takes), :func:`check_outputs` (distinct names, never over an input);
 - device and precision: :func:`check_device`, :func:`dtype_warnings`;
+- sampling: :func:`check_sampling_bounds` (step count, guidance weights, τ giving at least one step);
 - lengths: :func:`check_clip_length` — video and speech by the same rule (at least
   :data:`MIN_CLIP_FRAMES` frames at the video's fps), :func:`check_frame_size`;
 - the model's training conditions: :func:`training_warnings` (fps and frame size far from them);
@@ -21,14 +24,22 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 
 from ..errors import OmniSyncError
+from ..io.files import partial_name
 from ..io.frames import MIN_CLIP_FRAMES
-from ..model.checkpoint import ARCHITECTURES, read_metadata
+from ..model.checkpoint import ARCHITECTURES, METADATA_KEY, _open, read_metadata
+from ..model.config import DiTConfig
+from ..sampling.schedule import SIGMA_MATCH_EPS, FlowMatchSchedule
 
 MIN_FRAME_SIDE_PX = 8  # below this there is no mouth to edit (a 1×1 "video" was passed through untouched)
 TRAINING_FPS_RATIO = 2.0  # fps more than this factor above/below the training fps: warned
 TRAINING_SIZE_RATIO = 2.0  # shorter frame side more than this factor off the training size: warned
-CHECKPOINT_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
+# More steps than the 1000 training timesteps cannot be finer, only slower: 10^5 would take days, and 10^9
+# tried to allocate 17 GB for the σ grid alone. The paper uses 50, X-Dub's reference 30.
+MAX_NUM_STEPS = 1000
+# A CFG scale extrapolates the conditional prediction away from the unconditional one by that factor; the
+# largest either family uses is X-Dub's audio scale 10. At 10^9, 35% of the pixels came out clipped.
+MAX_GUIDANCE_WEIGHT = 50.0
+NAME_MAX_FALLBACK = 255  # bytes in one file name where the file system does not say (ext4, APFS, NTFS: 255)
 
 WarningCallback = Callable[[str], None]
 
@@ -101,7 +112,101 @@ def check_output_path(path: Any, what: str, suffixes: Optional[Sequence[str]] = 
         raise OmniSyncError(f"the folder of the {what} {folder!r} is not writable; pick another folder.")
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise OmniSyncError(f"the {what} {path!r} exists and is read-only; remove it or pick another name.")
+    _check_name_length(path, what, folder)
     return path
+
+
+def _check_name_length(path: str, what: str, folder: str) -> None:
+    """The output's name, and the longer temporary name it is written under first (``io.files.partial_name``),
+    must fit the file system: found here, not when the finished video is renamed."""
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows) or the file system does not say
+        name_max = NAME_MAX_FALLBACK
+    name = len(os.fsencode(os.path.basename(path)))
+    extra = len(os.fsencode(os.path.basename(partial_name(path)))) - name
+    if name + extra > name_max:
+        raise OmniSyncError(f"the {what} file name is {name} bytes; this file system takes {name_max} and the run "
+                            f"first writes it under a name {extra} bytes longer: shorten the name to at most "
+                            f"{name_max - extra} bytes.")
+
+
+def check_outputs(outputs: Mapping[str, Optional[str]], inputs: Sequence[Optional[str]]) -> None:
+    """Outputs ({what: path or None}) with distinct names, none of them an input (by real path, so a symlink
+    or a second name of the same file counts): a run never writes over what it reads."""
+    given = {what: os.path.realpath(p) for what, p in outputs.items() if p}
+    seen: Dict[str, str] = {}
+    for what, real in given.items():
+        if real in seen:
+            raise OmniSyncError(f"{seen[real]} and {what} have the same file name {real!r}; give each output its own "
+                                "name.")
+        seen[real] = what
+    for src in (p for p in inputs if p):
+        real_in = os.path.realpath(src)
+        for what, real in given.items():
+            if real == real_in or (os.path.exists(real) and os.path.exists(real_in) and os.path.samefile(real, real_in)):
+                raise OmniSyncError(f"the {what} {outputs[what]!r} would overwrite an input of this run ({src!r}); "
+                                    "give the output another name.")
+
+
+def check_xdub_model_path(path: Any) -> DiTConfig:
+    """X-Dub's DiT (X-Dub_model.safetensors), checked from its header only (keys and shapes, no weights read):
+    → its config. A folder, a missing file, a pickle, an OmniSync checkpoint or another network: one line each."""
+    from ..model.xdub_weights import xdub_config_from_shapes
+
+    if path is None or (isinstance(path, str) and not path.strip()):
+        raise OmniSyncError("no X-Dub model given; pass X-Dub_model.safetensors.")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise OmniSyncError(f"the X-Dub model path {path!r} is a folder; pass the X-Dub_model.safetensors file in it.")
+    check_input_file(path, "X-Dub model")
+    with _open(path) as f:
+        if METADATA_KEY in (f.metadata() or {}):
+            raise OmniSyncError(f"{path!r} is an OmniSync checkpoint, not X-Dub's DiT; run it with the sync command.")
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    return xdub_config_from_shapes(shapes, name=repr(path))
+
+
+# -- sampling ----------------------------------------------------------------------------------------------
+
+
+def check_sampling_bounds(num_steps: int, shift: float, tau: float, weights: Mapping[str, float],
+                          names: Optional[Mapping[str, str]] = None,
+                          origins: Optional[Mapping[str, str]] = None) -> int:
+    """Settings that pass their type checks but cannot give a video, refused before any compute:
+    more than :data:`MAX_NUM_STEPS` steps, a guidance weight above :data:`MAX_GUIDANCE_WEIGHT`, a τ so small
+    that no step of the schedule runs. → the number of steps that will run (per window or clip).
+
+    weights: {option name: CFG scale}; names: {option name: how the caller spells it (a CLI flag)};
+    origins: {option name: "user" | "checkpoint" | "default"} (``resolve_options``): a checkpoint's bad
+    recommendation is named as such, with the flag that overrides it.
+    """
+    names, origins = names or {}, origins or {}
+
+    def subject(field: str, value: str) -> str:
+        if origins.get(field) == "checkpoint":
+            return f"the checkpoint recommends {field} {value}"
+        return f"{names.get(field, field)} {value}"
+
+    def fix(field: str, bound: str) -> str:
+        flag = names.get(field, field)
+        return f"override it with {flag} {bound}" if origins.get(field) == "checkpoint" else f"pass {flag} {bound}"
+
+    if num_steps > MAX_NUM_STEPS:
+        raise OmniSyncError(f"{subject('num_steps', str(num_steps))}: more than {MAX_NUM_STEPS} steps (the schedule "
+                            f"has {MAX_NUM_STEPS} timesteps) is not finer, only slower; "
+                            f"{fix('num_steps', f'of at most {MAX_NUM_STEPS}')} (50 in the paper, 30 for X-Dub).")
+    for field, weight in weights.items():
+        if weight > MAX_GUIDANCE_WEIGHT:
+            raise OmniSyncError(f"{subject(field, f'{weight:g}')}: a guidance weight above {MAX_GUIDANCE_WEIGHT:g} "
+                                "pushes the pixels far outside [0, 1] (clipped); "
+                                f"{fix(field, f'of at most {MAX_GUIDANCE_WEIGHT:g}')} (1 to 10 is the useful range).")
+    steps = FlowMatchSchedule(num_steps, shift).truncate(tau).numel() - 1
+    if steps < 1:
+        raise OmniSyncError(f"{subject('tau', f'{tau:g}')}: no step of the {num_steps}-step schedule lies below it, so "
+                            f"nothing would change; {fix('tau', f'above {SIGMA_MATCH_EPS:g}')} (0.92 in the paper, "
+                            "1 = from pure noise).")
+    return steps
 
 
 # -- device and precision ----------------------------------------------------------------------------------

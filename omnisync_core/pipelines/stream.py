@@ -16,7 +16,7 @@ of the whole clip's observed range, which is only known at the end.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, List, Optional, Protocol
+from typing import Callable, Dict, Optional, Protocol
 
 import numpy as np
 import torch

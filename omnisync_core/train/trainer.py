@@ -40,6 +40,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import OmniSyncError
+from ..io.files import atomic_output
 from ..progress import CancelCheck, check_cancel
 from ..sampling.schedule import FlowMatchSchedule, sigma_to_timestep
 from . import distributed as D
@@ -386,9 +387,8 @@ def save_training_state(config: TrainConfig, step: int, model: nn.Module, ema: E
 
 
 def _save_atomic(tensors: Dict[str, torch.Tensor], path: str, metadata: Dict[str, str]) -> None:
-    tmp = path + ".tmp"
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_output(path) as part:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, part, metadata=metadata)
 
 
 def _read(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:

@@ -1,6 +1,5 @@
 """Fake of ``comfy.model_patcher``: a ModelPatcher that records its devices and moves the model when loaded."""
 
-import torch
 
 
 class ModelPatcher:
