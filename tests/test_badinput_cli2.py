@@ -46,6 +46,9 @@ def files(tmp_path_factory):
     write_video(p["long_video"], make_frames(T=100), 25.0)
     p["long_speech"] = str(d / "long.wav")
     write_wav(p["long_speech"], make_speech_like(4.0), 16000)
+    from xdub_standins import write_wan22_vae
+
+    p["vae"] = write_wan22_vae(str(d / "Wan2.2_VAE.safetensors"))
     p["face"] = str(d / "face.mp4")  # 64×64 face crops at 25 fps: what xdub takes
     write_video(p["face"], make_frames(T=8, H=64, W=64), 25.0)
     p["face30"] = str(d / "face30.mp4")
@@ -127,7 +130,7 @@ def _sync(f, out, *extra, video=None, model=None):
 
 def _xdub(f, out, *extra, video=None, model=None):
     return ["xdub", "--model", model or f["xdub"], "--whisper", f["whisper"], "--wav2vec", f["wav2vec"],
-            "--vae", "unused", "--video", video or f["face"], "--audio", f["speech"], "-o", out, "--steps", "2",
+            "--vae", f["vae"], "--video", video or f["face"], "--audio", f["speech"], "-o", out, "--steps", "2",
             "--quiet", *extra]
 
 
@@ -318,7 +321,21 @@ def test_api_refuses_to_write_over_its_own_input(files, tmp_path):
 # -- X-Dub: the same checks before compute -------------------------------------------------------------
 
 
+def _named(key, text):
+    """``text`` as an error inside ``model.files.named_source(key)`` reads (the published file's source added)."""
+    from omnisync_core.errors import OmniSyncError
+    from omnisync_core.model.files import named_source
+
+    try:
+        with named_source(key):
+            raise OmniSyncError(text)
+    except OmniSyncError as exc:
+        return str(exc)
+
+
 def _xdub_cases(f, tmp):
+    from omnisync_core.model.files import missing_message, xdub_file
+
     out = os.path.join(tmp, "dub.mp4")
     return [  # (id, argv, expected message)
         ("steps-100k", _xdub(f, out, "--steps", "100000")[:-2] + ["--steps", "100000"], STEPS_USER.format(n=100000)),
@@ -328,7 +345,7 @@ def _xdub_cases(f, tmp):
         ("tau-1e-7", _xdub(f, out, "--tau", "1e-7"), TAU_USER.format(n=2)),
         ("over-input", _xdub(f, f["face"]), _over_input("output video (-o)", f["face"], f["face"])),
         ("omnisync-model", _xdub(f, out, model=f["model"]),
-         f"{f['model']!r} is an OmniSync checkpoint, not X-Dub's DiT; run it with the sync command."),
+         _named("xdub_model", f"{f['model']!r} is an OmniSync checkpoint, not X-Dub's DiT; run it with the sync command.")),
         ("fps30", _xdub(f, out, video=f["face30"]),
          f"X-Dub was trained on 25 fps video, and {f['face30']!r} is 30 fps; convert it first: ffmpeg -i in.mp4 -r 25 "
          "out.mp4."),
@@ -336,11 +353,12 @@ def _xdub_cases(f, tmp):
          f"{f['face48']!r} is 48×48: without --crop it must be the face crop itself, with sides divisible by 32 "
          "(512×512 for the published weights); pass --crop box|point|auto to crop the face from the frame."),
         ("prompt-no-t5", _xdub(f, out, "--prompt", "a face"),
-         "a --prompt needs its text encoder: pass --t5 FOLDER (umT5-XXL), or drop the prompt."),
+         f"a --prompt needs its text encoder: pass --t5 with {xdub_file('umt5_wan').source()} (and --t5-tokenizer), or "
+         "drop the prompt."),
         ("report-suffix", _xdub(f, out, "--report", os.path.join(tmp, "r.txt")),
          f"the --report file {os.path.join(tmp, 'r.txt')!r} must end in .json; rename it."),
         ("missing-wav2vec", _xdub(f, out)[:6] + [os.path.join(tmp, "nowhere")] + _xdub(f, out)[7:],
-         f"--wav2vec {os.path.join(tmp, 'nowhere')!r} does not exist; check the path."),
+         missing_message("wav2vec2", os.path.join(tmp, "nowhere"), "--wav2vec")),
         ("missing-video", _xdub(f, out, video=os.path.join(tmp, "none.mp4")),
          f"video file not found: {os.path.join(tmp, 'none.mp4')!r}; check the path."),
     ]
@@ -379,11 +397,16 @@ def test_xdub_writes_output_report_and_warnings_like_sync(files, tmp_path, capsy
     out, report = str(tmp_path / "dub.mp4"), str(tmp_path / "run.json")
     rc, so, se = run_main(capsys, _xdub(files, out, "--report", report, "--resident-blocks", "2"))
     assert rc == 0 and "Traceback" not in so + se, se
-    warning = "--resident-blocks 2 does nothing without --offload (every block is on the device already)."
-    assert f"warning: {warning}" in se.splitlines()
+    from omnisync_core.model.files import xdub_file
+
+    warnings = ["--resident-blocks 2 does nothing without --offload (every block is on the device already).",
+                f"no --t5: the text condition is zeros, not the reference's encoded empty prompt; pass --t5 with "
+                f"{xdub_file('umt5_wan').source()}."]
+    assert [ln for ln in se.splitlines() if ln.startswith("warning:")] == [f"warning: {w}" for w in warnings]
     with open(report) as f:
         rep = json.load(f)
-    assert rep["warnings"] == [warning] and rep["written"] == [out] and rep["options"]["num_steps"] == 2
+    assert rep["warnings"] == warnings and rep["written"] == [out] and rep["options"]["num_steps"] == 2
+    assert rep["text_condition"] == "zeros (no text encoder)"
     assert _leftovers(str(tmp_path)) == []
 
 

@@ -108,10 +108,9 @@ def update_metadata(path: str, **entries: Any) -> str:
     meta = read_metadata(path)
     meta.update(entries)
     tensors = load_file(path)
-    tmp = path + ".tmp"
-    save_file(tensors, tmp, metadata={METADATA_KEY: json.dumps(meta)})
-    shutil.copymode(path, tmp)  # safetensors creates the file private; keep the checkpoint's permissions
-    os.replace(tmp, path)
+    with atomic_output(path) as part:
+        save_file(tensors, part, metadata={METADATA_KEY: json.dumps(meta)})
+        shutil.copymode(path, part)  # safetensors creates the file private; keep the checkpoint's permissions
     return path
 
 
