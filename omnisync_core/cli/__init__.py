@@ -11,8 +11,8 @@
     torchrun --nproc-per-node 8 -m omnisync_core batch manifest.csv [--engine xdub ...]
 
 One module per family of commands: :mod:`.omnisync` (sync, demo), :mod:`.training` (make-data, train, eval,
-train-reader, convert-whisper), :mod:`.xdub` (xdub), :mod:`.scale` (convert-fp8, batch); what they share is in :mod:`.common`. This file builds
-the parser and runs a command. The Python API is :mod:`omnisync_core.api`.
+train-reader, convert-whisper), :mod:`.xdub` (xdub), :mod:`.scale` (convert-fp8, batch); what they share is in
+:mod:`.common`. This file builds the parser and runs a command. The Python API is :mod:`omnisync_core.api`.
 
 Errors from bad input are printed as one line (``error: ...``) with exit code 2, never a traceback;
 everything that can be checked (paths, output names, device, option ranges, clip lengths) is checked
