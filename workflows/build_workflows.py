@@ -30,6 +30,9 @@ ROOT = os.path.dirname(HERE)
 API_DIR = os.path.join(HERE, "api")
 CORE_SCHEMA = os.path.join(HERE, "schemas", "core_nodes_0.3.64.json")
 FAKES = os.path.join(ROOT, "tests", "fakes")  # holds a fake of comfy_api (the V3 schema API), for when ComfyUI is absent
+# The model files of ComfyUI's own Wan templates (comfyui-workflow-templates 0.1.94: text_to_video_wan,
+# video_wan2_2_5B_ti2v), with the metadata those templates give them; files of the X-Dub registry come from it.
+CORE_TEMPLATE_MODELS = os.path.join(HERE, "schemas", "core_template_models_0.1.94.json")
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 # Extra UI-only widget values the frontend stores after the declared ones (upload buttons, previews).
 EXTRA_UI_WIDGETS = {"LoadVideo": ["image"], "LoadAudio": [None, None]}
@@ -41,6 +44,22 @@ GAP = 40  # free space between stacked nodes (the frontend draws a source badge 
 # The frontend (1.27.10) grows a node to its computeSize on load: 20 px per socket row (the longer of the
 # input and output columns), 24 px per widget, 14 px padding. Heights below are at least that.
 SLOT_H, WIDGET_H, BODY_PAD = 20, 24, 14
+# Model widgets: the file inputs whose value the frontend's Missing Models dialog checks (``properties.models``).
+MODEL_WIDGETS = {"UNETLoader": ("unet_name",), "CLIPLoader": ("clip_name",), "VAELoader": ("vae_name",),
+                 "OmniSyncXDubModelLoader": ("model_name",), "OmniSyncXDubAudioLoader": ("whisper", "wav2vec2")}
+
+# The saved view (``extra.ds``): a template opens with its notes and its whole graph on screen in a 1600×1000
+# window. Measured in ComfyUI 0.3.64's frontend 1.27.10 (headless Chromium, new menu at the top): the canvas
+# starts below the top bar and right of the side bar; the minimap is open at the bottom right; the zoom toolbar
+# and the stats text sit along the bottom edge. screen = (graph + offset) · scale + canvas corner.
+WINDOW = (1600, 1000)
+CANVAS_TOP_LEFT = (64, 78)
+FREE = (84, 98, 1580, 925)  # where nodes may land on screen (x0, y0, x1, y1)
+MINIMAP = (1306, 734, 1556, 934)  # screen rectangle no node may be under
+BADGE_H = 22  # the frontend draws a node-source badge ("omnisync") above a custom node's title bar
+# Below this scale the frontend draws nodes without text (LiteGraph.Canvas.MinFontSizeForLOD 8 px over the
+# 14 px node font): a note would open unreadable.
+MIN_SCALE = 8 / 14
 
 # The files the shipped workflows name. The bundled model is changed here, in one place.
 MODEL_FILE = "omnisync_unet128.safetensors"  # in the plugin's models/ folder
@@ -56,7 +75,6 @@ class Node:
     links: Dict[str, Tuple[int, int]] = field(default_factory=dict)  # input name -> (source id, output slot)
     size: Tuple[int, int] = (300, 130)
     title: Optional[str] = None
-    models: List[dict] = field(default_factory=list)  # files the frontend offers to download when missing
 
 
 def stack(x: int, y: int, *column: Node) -> List[Node]:
@@ -64,7 +82,8 @@ def stack(x: int, y: int, *column: Node) -> List[Node]:
     first grown to the height the frontend gives it."""
     defs = node_definitions()
     for n in column:
-        n.size = (n.size[0], max(n.size[1], min_height(n, defs)))
+        if n.type != NOTE:
+            n.size = (n.size[0], max(n.size[1], min_height(n, defs)))
         n.pos = (x, y + TITLE_H)
         y += TITLE_H + n.size[1] + GAP
     return list(column)
@@ -203,8 +222,9 @@ def to_ui(graph, defs) -> dict:
         }
         if n.title:
             node["title"] = n.title
-        if n.models:
-            node["properties"]["models"] = n.models
+        models = model_metadata(n)
+        if models:
+            node["properties"]["models"] = models
         nodes.append(node)
     for n in notes:
         nodes.append({"id": n.id, "type": NOTE, "pos": list(n.pos), "size": list(n.size), "flags": {},
@@ -217,8 +237,78 @@ def to_ui(graph, defs) -> dict:
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "omnisync/" + "/".join(n.type for n in graph))),
         "revision": 0, "last_node_id": max(n.id for n in graph), "last_link_id": link_id,
         "nodes": nodes, "links": links, "groups": [], "config": {},
-        "extra": {"ds": {"scale": 0.6, "offset": [60, 60]}}, "version": 0.4,
+        "extra": {"ds": saved_view(nodes)}, "version": 0.4,
     }
+
+
+def screen_rectangles(nodes, ds) -> Dict[int, Tuple[float, float, float, float]]:
+    """Where each UI node (badge and title bar included) lands in the window under the view ``ds``."""
+    (ox, oy), s = ds["offset"], ds["scale"]
+    cx, cy = CANVAS_TOP_LEFT
+    return {n["id"]: ((n["pos"][0] + ox) * s + cx, (n["pos"][1] - TITLE_H - BADGE_H + oy) * s + cy,
+                      (n["pos"][0] + n["size"][0] + ox) * s + cx, (n["pos"][1] + n["size"][1] + oy) * s + cy)
+            for n in nodes}
+
+
+def saved_view(nodes) -> dict:
+    """``extra.ds`` that shows every node (notes first among them) at the largest scale up to 1 that fits FREE,
+    centred across; raises if that scale would draw the nodes without text or a node would sit under the
+    minimap (then the layout needs changing)."""
+    x0 = min(n["pos"][0] for n in nodes)
+    y0 = min(n["pos"][1] - TITLE_H - BADGE_H for n in nodes)
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes)
+    y1 = max(n["pos"][1] + n["size"][1] for n in nodes)
+    fx0, fy0, fx1, fy1 = FREE
+    scale = min(1.0, (fx1 - fx0) / (x1 - x0), (fy1 - fy0) / (y1 - y0))
+    if scale < MIN_SCALE:
+        raise ValueError(f"the graph ({x1 - x0}×{y1 - y0}) fits the window only at scale {scale:.2f}, below "
+                         f"{MIN_SCALE:.2f} where the frontend drops node text: make the layout more compact")
+    scale = round(scale, 3)
+    spare = (fx1 - fx0) - (x1 - x0) * scale
+    offset = [round((fx0 + spare / 2 - CANVAS_TOP_LEFT[0]) / scale - x0, 1),
+              round((fy0 - CANVAS_TOP_LEFT[1]) / scale - y0, 1)]
+    ds = {"scale": scale, "offset": offset}
+    for nid, (a, b, c, d) in screen_rectangles(nodes, ds).items():
+        if not (c <= MINIMAP[0] or a >= MINIMAP[2] or d <= MINIMAP[1] or b >= MINIMAP[3]):
+            raise ValueError(f"node {nid} would open under the minimap: move it or shorten its column")
+    return ds
+
+
+@functools.lru_cache(maxsize=1)
+def _registry():
+    """``omnisync_core.model.files``: the X-Dub files, their publishers, URLs and ComfyUI folders."""
+    added = ROOT not in sys.path
+    if added:
+        sys.path.insert(0, ROOT)
+    try:
+        from omnisync_core.model import files
+    finally:
+        if added:
+            sys.path.remove(ROOT)
+    return files
+
+
+@functools.lru_cache(maxsize=1)
+def _core_template_models() -> Dict[str, dict]:
+    with open(CORE_TEMPLATE_MODELS, encoding="utf-8") as f:
+        return {m["name"]: m for models in json.load(f).values() for m in models}
+
+
+def file_metadata(name: str) -> Optional[dict]:
+    """The frontend's ``{name, url, directory}`` of a model file: the X-Dub registry's entry where it lists the
+    file, else the one ComfyUI's own Wan templates give it; None for a folder (the frontend downloads files only)."""
+    files = _registry()
+    try:
+        entry = files.xdub_file(name)
+    except KeyError:
+        return dict(_core_template_models()[name])
+    return None if entry.is_folder else files.comfy_model_metadata(entry.key)
+
+
+def model_metadata(n: Node) -> List[dict]:
+    """``properties.models`` of a node: one entry per file its model widgets name."""
+    names = [n.widgets[w] for w in MODEL_WIDGETS.get(n.type, ()) if w in n.widgets]
+    return [m for m in map(file_metadata, names) if m is not None]
 
 
 def _sockets(n: Node, defs):
@@ -246,17 +336,34 @@ def _topological(graph):
 
 SAMPLER_WIDGETS = dict(omega_base=0.0, omega_peak=0.0, sigma_spatial=0.15, gamma=1.5, mouth="auto",
                        mouth_x=0.5, mouth_y=0.62, window=WINDOW, overlap=OVERLAP)
-WAN_REPACKAGED = "https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/resolve/main/split_files/"
-WAN_FILES = {  # ComfyUI model folder -> file, as in ComfyUI's text_to_video_wan template
+WAN21_FILES = {  # ComfyUI model folder -> file, as in ComfyUI's text_to_video_wan template
     "diffusion_models": "wan2.1_t2v_1.3B_fp16.safetensors",
     "text_encoders": "umt5_xxl_fp8_e4m3fn_scaled.safetensors",
     "vae": "wan_2.1_vae.safetensors",
 }
+WAN22_MODEL = "wan2.2_ti2v_5B_fp16.safetensors"  # as in ComfyUI's video_wan2_2_5B_ti2v template
 
 
-def wan_model(directory: str) -> List[dict]:
-    name = WAN_FILES[directory]
-    return [{"name": name, "url": f"{WAN_REPACKAGED}{directory}/{name}?download=true", "directory": directory}]
+def xdub_name(key: str) -> str:
+    """The published name of an X-Dub registry file (``omnisync_core.model.files``)."""
+    return _registry().xdub_file(key).name
+
+
+def file_note(names, header: str) -> str:
+    """A note listing each file (or folder) the graph names: where it goes and where it comes from."""
+    lines = [header, ""]
+    for name in names:
+        meta = file_metadata(name)
+        if meta is None:  # a folder of the X-Dub registry
+            f = _registry().xdub_file(name)
+            meta = {"name": name + "/", "url": f.url, "directory": f.directory}
+        lines += [f"ComfyUI/models/{meta['directory']}/{meta['name']}", f"    from {meta['url'].split('?')[0]}"]
+    return "\n".join(lines)
+
+
+FILES_HEADER = ("Model files (not bundled; nothing is downloaded at run time): put each one where its line says, "
+                "then press R. The Missing Models dialog offers the .safetensors files with a Download button "
+                "(it downloads no .pt file and no folder: fetch those from their address).")
 
 
 def lipsync_video_graph():
@@ -290,89 +397,84 @@ def lipsync_video_graph():
     ]
 
 
+
+
 WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
                 "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
                 "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 
-WAN_NOTE = "\n".join([
-    "Wan 2.1 files (not bundled; nothing is downloaded at run time). Put them here, then press R to refresh:",
+WAN21_NOTE = file_note(WAN21_FILES.values(), FILES_HEADER + f"\nThe OmniSync model ({MODEL_FILE}) and the speech "
+                                                             "sample come with the plugin.")
+BUNDLED_LIMITS_NOTE = "\n".join([
+    "What the bundled OmniSync model can dub: the synthetic talking characters it was trained on (human-like, "
+    "stylised and non-human heads, 128×128). On realistic faces it leaves the mouth almost unchanged or paints a "
+    "cartoon mouth over the lips; the prompt below asks Wan for a cartoon character for that reason.",
     "",
-    *(f"ComfyUI/models/{d}/{f}" for d, f in WAN_FILES.items()),
-    "",
-    "From Hugging Face: Comfy-Org/Wan_2.1_ComfyUI_repackaged (split_files/<folder>/<file>).",
-    "",
-    f"The OmniSync model ({MODEL_FILE}) and the speech sample come with the plugin.",
+    "Realistic people: open the template wan22_ti2v_then_xdub (Wan 2.2 TI2V-5B, dubbed with the X-Dub weights). "
+    "X-Dub is not used here: it needs 25 fps video and the Wan 2.2 VAE, and Wan 2.1 1.3B makes 16 fps frames "
+    "with the Wan 2.1 VAE.",
 ])
 
 
 def wan_t2v_graph():
-    # Nodes 3–50 keep the layout of ComfyUI's template text_to_video_wan.json (comfyui-workflow-templates 0.1.94).
+    # The Wan 2.1 part keeps the nodes and settings of ComfyUI's text_to_video_wan template
+    # (comfyui-workflow-templates 0.1.94), packed into columns so the whole graph opens readable.
     _, speech = sample_inputs()
     return [
-        Node(70, NOTE, (-120, -250), {"text": WAN_NOTE}, size=(430, 230), title="Wan 2.1 model files"),
-        Node(37, "UNETLoader", (-120, 40), {"unet_name": WAN_FILES["diffusion_models"], "weight_dtype": "default"},
-             size=(390, 82), models=wan_model("diffusion_models")),
-        Node(38, "CLIPLoader", (-120, 170), {"clip_name": WAN_FILES["text_encoders"], "type": "wan",
-                                             "device": "default"}, size=(390, 106), models=wan_model("text_encoders")),
-        Node(39, "VAELoader", (-120, 320), {"vae_name": WAN_FILES["vae"]}, size=(390, 60), models=wan_model("vae")),
-        Node(40, "EmptyHunyuanLatentVideo", (-80, 490), {"width": 832, "height": 480, "length": 33, "batch_size": 1},
-             size=(315, 130)),
-        Node(6, "CLIPTextEncode", (310, 40), {"text": "a news presenter talking to the camera in a bright studio, "
-                                                      "medium close-up, static camera"},
-             links={"clip": (38, 0)}, size=(422, 164), title="CLIP Text Encode (Positive Prompt)"),
-        Node(7, "CLIPTextEncode", (310, 250), {"text": WAN_NEGATIVE}, links={"clip": (38, 0)}, size=(425, 180),
-             title="CLIP Text Encode (Negative Prompt)"),
-        Node(48, "ModelSamplingSD3", (770, 40), {"shift": 8.0}, links={"model": (37, 0)}, size=(210, 58)),
-        Node(3, "KSampler", (770, 160), {"seed": 82628696717253, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc",
-                                         "scheduler": "simple", "denoise": 1.0},
-             links={"model": (48, 0), "positive": (6, 0), "negative": (7, 0), "latent_image": (40, 0)}, size=(315, 262)),
-        Node(8, "VAEDecode", (1110, 40), links={"samples": (3, 0), "vae": (39, 0)}, size=(210, 46)),
-        Node(49, "CreateVideo", (1110, 140), {"fps": 16.0}, links={"images": (8, 0)}, size=(270, 78)),
-        Node(50, "SaveVideo", (1110, 270), {"filename_prefix": "video/wan_t2v", "format": "auto", "codec": "auto"},
-             links={"video": (49, 0)}, size=(480, 440)),
-        # OmniSync: dub the generated clip with a speech track (a column right of the Wan graph).
-        *stack(1650, 0,
+        *stack(0, 0,
+               Node(70, NOTE, widgets={"text": WAN21_NOTE}, size=(460, 300), title="Wan 2.1 model files"),
+               Node(71, NOTE, widgets={"text": BUNDLED_LIMITS_NOTE}, size=(460, 280),
+                    title="Bundled model: synthetic characters only"),
+               Node(37, "UNETLoader", widgets={"unet_name": WAN21_FILES["diffusion_models"], "weight_dtype": "default"},
+                    size=(460, 82)),
+               Node(38, "CLIPLoader", widgets={"clip_name": WAN21_FILES["text_encoders"], "type": "wan",
+                                               "device": "default"}, size=(460, 106)),
+               Node(39, "VAELoader", widgets={"vae_name": WAN21_FILES["vae"]}, size=(460, 60))),
+        *stack(500, 0,
+               Node(6, "CLIPTextEncode", widgets={"text": "a stylised 3D cartoon character with a round head talking "
+                                                          "to the camera, head and shoulders, front view, plain light "
+                                                          "background, static camera"},
+                    links={"clip": (38, 0)}, size=(425, 164), title="CLIP Text Encode (Positive Prompt)"),
+               Node(7, "CLIPTextEncode", widgets={"text": WAN_NEGATIVE}, links={"clip": (38, 0)}, size=(425, 180),
+                    title="CLIP Text Encode (Negative Prompt)"),
+               Node(40, "EmptyHunyuanLatentVideo", widgets={"width": 832, "height": 480, "length": 33, "batch_size": 1},
+                    size=(425, 130))),
+        *stack(965, 0,
+               Node(48, "ModelSamplingSD3", widgets={"shift": 8.0}, links={"model": (37, 0)}, size=(315, 58)),
+               Node(3, "KSampler", widgets={"seed": 82628696717253, "steps": 30, "cfg": 6.0, "sampler_name": "uni_pc",
+                                            "scheduler": "simple", "denoise": 1.0},
+                    links={"model": (48, 0), "positive": (6, 0), "negative": (7, 0), "latent_image": (40, 0)},
+                    size=(315, 262)),
+               Node(8, "VAEDecode", links={"samples": (3, 0), "vae": (39, 0)}, size=(315, 46)),
+               Node(49, "CreateVideo", widgets={"fps": 16.0}, links={"images": (8, 0)}, size=(315, 78)),
+               Node(50, "SaveVideo", widgets={"filename_prefix": "video/wan_t2v", "format": "auto", "codec": "auto"},
+                    links={"video": (49, 0)}, size=(315, 330))),
+        # OmniSync: dub the generated clip with a speech track
+        *stack(1320, 0,
                Node(60, "LoadAudio", widgets={"audio": speech}, size=(320, 140)),
                Node(61, "OmniSyncModelLoader", widgets={"model_name": MODEL_FILE, "dtype": "auto", "offload": "none",
                                                        "resident_blocks": 0}, size=(320, 130)),
-               Node(62, "OmniSyncWhisperLoader", widgets={"encoder_name": "bundled: whisper tiny.en"}, size=(320, 60))),
-        *stack(2030, 0,
+               Node(62, "OmniSyncWhisperLoader", widgets={"encoder_name": "bundled: whisper tiny.en"}, size=(320, 60)),
+               Node(65, "OmniSyncGuidanceStrip", widgets={"frames": 8}, links={"guidance_map": (63, 2)},
+                    size=(320, 60), title="Guidance map (8 frames)"),
+               Node(66, "PreviewImage", links={"images": (65, 0)}, size=(320, 250))),
+        *stack(1680, 0,
                Node(63, "OmniSyncLipSync",
                     widgets={"fps": 16.0, "length_mode": "follow_audio_pingpong", "tau": 0.92, "steps": STEPS,
                              "seed": 0, "omega_peak": 0.0, "mouth": "auto", "mouth_x": 0.5, "mouth_y": 0.62,
                              "window": WINDOW, "overlap": OVERLAP, "composite": False},
                     links={"model": (61, 0), "audio_encoder": (62, 0), "images": (8, 0), "audio": (60, 0),
                            "vae": (39, 0), "conditioning": (6, 0)}, size=(340, 480))),
-        *stack(2430, 0,
+        *stack(2060, 0,
                Node(64, "SaveVideo", widgets={"filename_prefix": "video/omnisync_wan", "format": "auto", "codec": "auto"},
-                    links={"video": (63, 4)}, size=(480, 440)),
-               Node(65, "OmniSyncGuidanceStrip", widgets={"frames": 8}, links={"guidance_map": (63, 2)},
-                    size=(320, 60), title="Guidance map (8 frames)"),
-               Node(66, "PreviewImage", links={"images": (65, 0)}, size=(320, 250))),
+                    links={"video": (63, 4)}, size=(420, 440))),
     ]
 
 
-XDUB_FILES = {  # ComfyUI model folder -> the files the X-Dub workflow names
-    "diffusion_models": "X-Dub_model.safetensors",
-    "vae": "Wan2.2_VAE.safetensors",
-    "text_encoders": WAN_FILES["text_encoders"],  # ComfyUI's layout of the same umT5-XXL (see the README)
-    "audio_encoders": ("whisper-large-v2-encoder.safetensors", "wav2vec2-base-960h"),
-}
-XDUB_HF = "https://huggingface.co/KlingTeam/X-Dub"
-XDUB_NOTE = "\n".join([
-    "X-Dub weights (not bundled; nothing is downloaded at run time; their licence is their owner's).",
-    "Put them here, then press R to refresh:",
-    "",
-    f"ComfyUI/models/diffusion_models/{XDUB_FILES['diffusion_models']}   ({XDUB_HF})",
-    f"ComfyUI/models/vae/{XDUB_FILES['vae']}   (same bundle)",
-    f"ComfyUI/models/text_encoders/{XDUB_FILES['text_encoders']}   (Comfy-Org/Wan_2.1_ComfyUI_repackaged)",
-    f"ComfyUI/models/audio_encoders/{XDUB_FILES['audio_encoders'][0]}   (the bundle's whisper/large-v2.pt,",
-    "    converted once: python -m omnisync_core convert-whisper whisper/large-v2.pt "
-    f"ComfyUI/models/audio_encoders/{XDUB_FILES['audio_encoders'][0]})",
-    f"ComfyUI/models/audio_encoders/{XDUB_FILES['audio_encoders'][1]}/   (the bundle's folder)",
-    "",
-    "GPU memory: offload = blocks on Load X-Dub Model for 12-16 GB cards (README).",
-])
+XDUB_KEYS = ("xdub_model", "wan22_vae", "umt5_comfy", "whisper", "wav2vec2")  # what a ComfyUI X-Dub graph names
+XDUB_NOTE = file_note([xdub_name(k) for k in XDUB_KEYS],
+                      FILES_HEADER + " Their licence is their owner's. GPU memory: offload = blocks on Load X-Dub Model "
+                                     "for 12-16 GB cards (README).")
 
 
 def widget_defaults(node_type: str, **overrides) -> Dict[str, object]:
@@ -394,11 +496,20 @@ def widget_defaults(node_type: str, **overrides) -> Dict[str, object]:
     return values
 
 
+def xdub_loaders(model_id: int, audio_id: int):
+    """Load X-Dub Model and Load X-Dub Audio Encoders on the published files."""
+    return (Node(model_id, "OmniSyncXDubModelLoader",
+                 widgets=widget_defaults("OmniSyncXDubModelLoader", model_name=xdub_name("xdub_model")),
+                 size=(340, 90)),
+            Node(audio_id, "OmniSyncXDubAudioLoader", widgets={"whisper": xdub_name("whisper"),
+                                                               "wav2vec2": xdub_name("wav2vec2")}, size=(340, 60)))
+
+
 def xdub_graph():
     video, speech = sample_inputs()
-    files = XDUB_FILES
+    model, audio_encoders = xdub_loaders(7, 6)
     return [
-        Node(30, NOTE, (0, -330), {"text": XDUB_NOTE}, size=(700, 280), title="X-Dub model files"),
+        Node(30, NOTE, (0, -380), {"text": XDUB_NOTE}, size=(700, 300), title="X-Dub model files"),
         *stack(0, 0,
                Node(1, "LoadVideo", widgets={"file": video}, size=(300, 400)),
                Node(2, "GetVideoComponents", links={"video": (1, 0)}, size=(260, 70)),
@@ -406,16 +517,12 @@ def xdub_graph():
         *stack(360, 0,
                Node(4, "OmniSyncFaceCrop", widgets=widget_defaults("OmniSyncFaceCrop", mode="point"),
                     links={"images": (2, 0)}, size=(340, 300)),
-               Node(5, "VAELoader", widgets={"vae_name": files["vae"]}, size=(340, 60),
-                    models=[{"name": files["vae"], "url": f"{XDUB_HF}/resolve/main/{files['vae']}", "directory": "vae"}]),
-               Node(6, "OmniSyncXDubAudioLoader", widgets={"whisper": files["audio_encoders"][0],
-                                                           "wav2vec2": files["audio_encoders"][1]}, size=(340, 60))),
+               Node(5, "VAELoader", widgets={"vae_name": xdub_name("wan22_vae")}, size=(340, 60)),
+               audio_encoders),
         *stack(760, 0,
-               Node(7, "OmniSyncXDubModelLoader", widgets=widget_defaults("OmniSyncXDubModelLoader",
-                                                                          model_name=files["diffusion_models"]),
-                    size=(340, 90)),
-               Node(8, "CLIPLoader", widgets={"clip_name": files["text_encoders"], "type": "wan", "device": "default"},
-                    size=(340, 106), models=wan_model("text_encoders")),
+               model,
+               Node(8, "CLIPLoader", widgets={"clip_name": xdub_name("umt5_comfy"), "type": "wan", "device": "default"},
+                    size=(340, 106)),
                Node(9, "CLIPTextEncode", widgets={"text": ""}, links={"clip": (8, 0)}, size=(420, 120),
                     title="CLIP Text Encode (X-Dub prompt: empty, as the reference)"),
                Node(10, "OmniSyncXDubEncode", widgets=widget_defaults("OmniSyncXDubEncode"),
@@ -433,7 +540,80 @@ def xdub_graph():
                     size=(340, 80))),
         *stack(2060, 0,
                Node(15, "SaveVideo", widgets={"filename_prefix": "video/xdub", "format": "auto", "codec": "auto"},
-                    links={"video": (14, 0)}, size=(420, 540))),
+                    links={"video": (14, 0)}, size=(420, 440))),
+    ]
+
+
+WAN22_NOTE = file_note([WAN22_MODEL, *(xdub_name(k) for k in XDUB_KEYS)],
+                       FILES_HEADER + " One Load VAE (Wan 2.2) and one Load CLIP (umT5) serve both Wan and X-Dub. "
+                                      "Comfy-Org's wan2.2_vae.safetensors also loads in Load VAE; X-Dub was checked "
+                                      "with the bundle's file.")
+WAN22_HOW = "\n".join([
+    "Wan 2.2 TI2V-5B writes the clip from the prompt (settings of ComfyUI's video_wan2_2_5B_ti2v template; connect "
+    "a Load Image to start_image for image-to-video), X-Dub dubs it with the speech in Load Audio.",
+    "",
+    "Face Crop: point mode, centred at 0.5 / 0.45 with a crop of 0.75 of the frame height, where the prompt puts "
+    "the face; move point_x / point_y after the first run if your clip frames the face elsewhere.",
+    "X-Dub runs at 25 fps: the 24 fps Wan frames are taken as 25 fps (4% faster), and the dubbed clip is as long "
+    "as the speech (the frames played back and forth).",
+])
+
+
+def wan22_xdub_graph():
+    """Wan 2.2 TI2V-5B text-to-video (core nodes), then X-Dub on the generated frames."""
+    _, speech = sample_inputs()
+    model, audio_encoders = xdub_loaders(20, 21)
+    top = -430  # the row of notes, inputs and the output above the two halves
+    return [
+        Node(30, NOTE, (0, top), {"text": WAN22_NOTE}, size=(620, 370), title="Model files (Wan 2.2 + X-Dub)"),
+        Node(31, NOTE, (660, top), {"text": WAN22_HOW}, size=(420, 370), title="How this graph works"),
+        *stack(1120, top - TITLE_H, Node(22, "LoadAudio", widgets={"audio": speech}, size=(340, 140)), audio_encoders),
+        *stack(1500, top - TITLE_H, model),
+        *stack(1880, top - TITLE_H,
+               Node(29, "SaveVideo", widgets={"filename_prefix": "video/wan22_xdub", "format": "auto", "codec": "auto"},
+                    links={"video": (28, 0)}, size=(420, 370))),
+        # Wan 2.2 TI2V-5B
+        *stack(0, 0,
+               Node(37, "UNETLoader", widgets={"unet_name": WAN22_MODEL, "weight_dtype": "default"}, size=(400, 82)),
+               Node(38, "CLIPLoader", widgets={"clip_name": xdub_name("umt5_comfy"), "type": "wan",
+                                               "device": "default"}, size=(400, 106)),
+               Node(39, "VAELoader", widgets={"vae_name": xdub_name("wan22_vae")}, size=(400, 60)),
+               Node(55, "Wan22ImageToVideoLatent", widgets={"width": 1280, "height": 704, "length": 121,
+                                                            "batch_size": 1},
+                    links={"vae": (39, 0)}, size=(400, 150))),
+        *stack(440, 0,
+               Node(6, "CLIPTextEncode", widgets={"text": "A woman in her thirties talks to the camera in a bright, "
+                                                          "quiet living room, medium close-up, her face centred in "
+                                                          "the upper half of the frame, static camera, natural light."},
+                    links={"clip": (38, 0)}, size=(430, 164), title="CLIP Text Encode (Positive Prompt)"),
+               Node(7, "CLIPTextEncode", widgets={"text": WAN_NEGATIVE}, links={"clip": (38, 0)}, size=(430, 180),
+                    title="CLIP Text Encode (Negative Prompt)"),
+               Node(23, "CLIPTextEncode", widgets={"text": ""}, links={"clip": (38, 0)}, size=(430, 120),
+                    title="CLIP Text Encode (X-Dub prompt: empty, as the reference)")),
+        *stack(910, 0,
+               Node(48, "ModelSamplingSD3", widgets={"shift": 8.0}, links={"model": (37, 0)}, size=(320, 58)),
+               Node(3, "KSampler", widgets={"seed": 898471028164125, "steps": 20, "cfg": 5.0, "sampler_name": "uni_pc",
+                                            "scheduler": "simple", "denoise": 1.0},
+                    links={"model": (48, 0), "positive": (6, 0), "negative": (7, 0), "latent_image": (55, 0)},
+                    size=(320, 262)),
+               Node(8, "VAEDecode", links={"samples": (3, 0), "vae": (39, 0)}, size=(320, 46))),
+        # X-Dub on the generated frames
+        *stack(1270, 0,
+               Node(24, "OmniSyncFaceCrop", widgets=widget_defaults("OmniSyncFaceCrop", mode="point"),
+                    links={"images": (8, 0)}, size=(340, 300)),
+               Node(25, "OmniSyncXDubEncode", widgets=widget_defaults("OmniSyncXDubEncode", fps=25.0),
+                    links={"model": (20, 0), "vae": (39, 0), "audio_encoders": (21, 0), "crops": (24, 0),
+                           "audio": (22, 0)}, size=(340, 150))),
+        *stack(1650, 0,
+               Node(26, "OmniSyncXDubSampler", widgets=widget_defaults("OmniSyncXDubSampler"),
+                    links={"model": (20, 0), "latent": (25, 0), "conditioning": (23, 0)}, size=(340, 400))),
+        *stack(2030, 0,
+               Node(27, "OmniSyncXDubAssemble", links={"latent": (26, 0), "images": (8, 0), "face_crop": (24, 1)},
+                    size=(340, 130)),
+               Node(32, "OmniSyncFacePasteBack", widgets=widget_defaults("OmniSyncFacePasteBack"),
+                    links={"images": (27, 1), "crops": (27, 0), "face_crop": (27, 2)}, size=(340, 100)),
+               Node(28, "CreateVideo", widgets={"fps": 25.0}, links={"images": (32, 0), "audio": (27, 3),
+                                                                    "fps": (27, 4)}, size=(340, 80))),
     ]
 
 
@@ -441,6 +621,7 @@ GRAPHS = {
     "omnisync_lipsync_video": lipsync_video_graph,
     "omnisync_after_wan21_t2v": wan_t2v_graph,
     "xdub_lipsync_video": xdub_graph,
+    "wan22_ti2v_then_xdub": wan22_xdub_graph,
 }
 
 
@@ -490,7 +671,8 @@ def main() -> None:
     defs = node_definitions()
     titles = {"omnisync_lipsync_video": "OmniSync: lip-sync a video to new speech",
               "omnisync_after_wan21_t2v": "Wan 2.1 text-to-video, then OmniSync lip-sync",
-              "xdub_lipsync_video": "X-Dub weights: lip-sync real footage (face crop, paste back)"}
+              "xdub_lipsync_video": "X-Dub weights: lip-sync real footage (face crop, paste back)",
+              "wan22_ti2v_then_xdub": "Wan 2.2 TI2V-5B text-to-video, then X-Dub lip-sync"}
     for name, make in GRAPHS.items():
         graph = make()
         with open(os.path.join(HERE, name + ".json"), "w", encoding="utf-8") as f:
