@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOWS = os.path.join(ROOT, "workflows")
 CORE_SCHEMA = os.path.join(WORKFLOWS, "schemas", "core_nodes_0.3.64.json")
 FULL_SCHEMA = os.path.join(ROOT, "..", "shared", "comfyui", "object_info-0.3.64.json")
-NAMES = ["omnisync_lipsync_video", "omnisync_after_wan21_t2v", "xdub_lipsync_video"]
+NAMES = ["omnisync_lipsync_video", "omnisync_after_wan21_t2v", "xdub_lipsync_video", "wan22_ti2v_then_xdub"]
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 # Combos listing files on the user's disk: any file name is valid in a shared workflow.
 FILE_COMBOS = {"unet_name", "clip_name", "vae_name", "file", "audio", "model_name", "encoder_name", "whisper",
@@ -159,17 +159,135 @@ def test_workflow_names_the_bundled_files(name, env):
             assert os.path.isfile(os.path.join(SAMPLES_DIR, value))
 
 
-def test_wan_workflow_says_where_its_missing_files_go():
-    ui = load("omnisync_after_wan21_t2v.json")
-    note, = [n for n in ui["nodes"] if n["type"] == build_workflows.NOTE]
-    text = note["widgets_values"][0]
-    loaders = {"UNETLoader": "diffusion_models", "CLIPLoader": "text_encoders", "VAELoader": "vae"}
+# -- model files: the frontend's metadata, the notes ------------------------------------------------
+
+# the file widgets whose value the frontend's Missing Models dialog checks, per node type
+MODEL_WIDGETS = {"UNETLoader": ["unet_name"], "CLIPLoader": ["clip_name"], "VAELoader": ["vae_name"],
+                 "OmniSyncXDubModelLoader": ["model_name"], "OmniSyncXDubAudioLoader": ["whisper", "wav2vec2"]}
+CORE_TEMPLATE_MODELS = os.path.join(WORKFLOWS, "schemas", "core_template_models_0.1.94.json")
+
+
+def model_files(ui):
+    """(node, widget name, file name) of every model widget of a UI workflow."""
     for n in graph_nodes(ui):
-        if n["type"] in loaders:
-            folder, name = loaders[n["type"]], n["widgets_values"][0]
-            assert f"ComfyUI/models/{folder}/{name}" in text
-            model, = n["properties"]["models"]  # the frontend's missing-models dialog
-            assert model["name"] == name and model["directory"] == folder and model["url"].startswith("https://")
+        if n["type"] in MODEL_WIDGETS:
+            values = dict(zip([w for w in widget_names(n["type"])], n["widgets_values"]))
+            for w in MODEL_WIDGETS[n["type"]]:
+                yield n, w, values[w]
+
+
+def widget_names(node_type):
+    with open(CORE_SCHEMA, encoding="utf-8") as f:
+        core = json.load(f)
+    d = core.get(node_type) or build_workflows.node_definitions()[node_type]
+    return [name for name, decl, _ in all_inputs(d) if kind(decl) in WIDGET_TYPES]
+
+
+def expected_metadata(name):
+    """What the frontend should get for a model file: the X-Dub registry's entry (None for a folder), else the
+    entry ComfyUI's own Wan templates give the file."""
+    from omnisync_core.model.files import XDUB_FILES, comfy_model_metadata
+
+    for f in XDUB_FILES:
+        if f.name == name:
+            return None if f.is_folder else comfy_model_metadata(f.key)
+    with open(CORE_TEMPLATE_MODELS, encoding="utf-8") as f:
+        core = {m["name"]: m for models in json.load(f).values() for m in models}
+    return core[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_widget_carries_the_registry_metadata(name, defs):
+    """ComfyUI's Missing Models dialog lists a file only from ``properties.models`` entries whose name is one of the
+    node's string widget values and which have a url (frontend 1.27.10, getSelectedModelsMetadata)."""
+    ui = load(name + ".json")
+    seen = 0
+    for n, widget, value in model_files(ui):
+        want = expected_metadata(value)
+        models = n.get("properties", {}).get("models", [])
+        if want is None:  # a folder: the frontend downloads single files only; the note names it
+            assert not [m for m in models if m["name"] == value], (n["type"], value)
+            continue
+        assert [m for m in models if m["name"] == value] == [want], (n["type"], widget, value)
+        assert want["name"] in n["widgets_values"] and want["url"].startswith("https://huggingface.co/")
+        seen += 1
+    for n in graph_nodes(ui):  # nothing but the files the widgets name
+        names = {v for _, _, v in model_files({"nodes": [n]})}
+        assert {m["name"] for m in n.get("properties", {}).get("models", [])} <= names, n["type"]
+    assert seen or name == "omnisync_lipsync_video"  # that one names only the bundled files
+
+
+def test_xdub_workflows_name_every_file_comfyui_reads():
+    from omnisync_core.model.files import XDUB_FILES
+
+    read_in_comfy = {f.name for f in XDUB_FILES if f.read_by}
+    assert len(read_in_comfy) == 5
+    for name in ("xdub_lipsync_video", "wan22_ti2v_then_xdub"):
+        assert {v for _, _, v in model_files(load(name + ".json"))} >= read_in_comfy, name
+
+
+def test_core_template_models_match_comfyui_workflow_templates():
+    """The cut of ComfyUI's Wan templates the workflows copy their metadata from equals the templates themselves
+    (comfyui-workflow-templates, installed with ComfyUI; not in CI)."""
+    templates = pytest.importorskip("comfyui_workflow_templates")
+    folder = os.path.join(os.path.dirname(templates.__file__), "templates")
+    with open(CORE_TEMPLATE_MODELS, encoding="utf-8") as f:
+        cut = json.load(f)
+    for template, models in cut.items():
+        with open(os.path.join(folder, template + ".json"), encoding="utf-8") as f:
+            real = json.load(f)
+        assert models == [m for n in real["nodes"] for m in n.get("properties", {}).get("models", [])], template
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notes_list_every_model_file_with_its_source_and_folder(name):
+    ui = load(name + ".json")
+    text = "\n".join(n["widgets_values"][0] for n in ui["nodes"] if n["type"] == build_workflows.NOTE)
+    for n, _, value in model_files(ui):
+        want = expected_metadata(value)
+        if want is None:
+            from omnisync_core.model.files import xdub_file
+
+            f = xdub_file(value)
+            want = {"name": value + "/", "directory": f.directory, "url": f.url}
+        assert f"ComfyUI/models/{want['directory']}/{want['name']}" in text, (name, value)
+        assert want["url"].split("?")[0] in text, (name, value)
+
+
+def test_wan21_workflow_says_what_the_bundled_model_cannot_do():
+    ui = load("omnisync_after_wan21_t2v.json")
+    text = " ".join(n["widgets_values"][0] for n in ui["nodes"] if n["type"] == build_workflows.NOTE)
+    assert "synthetic talking characters" in text and "realistic faces" in text
+    assert "wan22_ti2v_then_xdub" in text and "wan22_ti2v_then_xdub" in build_workflows.GRAPHS
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_saved_view_shows_notes_and_every_node_readable(name):
+    """The view a template opens with (``extra.ds``) puts every node, notes included, inside the free part of a
+    1600×1000 window of ComfyUI 0.3.64's frontend (canvas corner, minimap and toolbars measured there), at a scale
+    where the frontend still draws node text."""
+    ui = load(name + ".json")
+    ds = ui["extra"]["ds"]
+    assert build_workflows.MIN_SCALE <= ds["scale"] <= 1
+    (ox, oy), s = ds["offset"], ds["scale"]
+    cx, cy = build_workflows.CANVAS_TOP_LEFT
+    fx0, fy0, fx1, fy1 = build_workflows.FREE
+    mx0, my0, mx1, my1 = build_workflows.MINIMAP
+    for n in ui["nodes"]:
+        top = n["pos"][1] - TITLE_H - build_workflows.BADGE_H
+        x0, y0 = (n["pos"][0] + ox) * s + cx, (top + oy) * s + cy
+        x1, y1 = (n["pos"][0] + n["size"][0] + ox) * s + cx, (n["pos"][1] + n["size"][1] + oy) * s + cy
+        assert fx0 - 0.5 <= x0 and x1 <= fx1 + 0.5 and fy0 - 0.5 <= y0 and y1 <= fy1 + 0.5, (n["id"], x0, y0, x1, y1)
+        assert x1 <= mx0 or x0 >= mx1 or y1 <= my0 or y0 >= my1, f"node {n['id']} opens under the minimap"
+
+
+def test_saved_view_check_sees_a_node_off_screen():
+    nodes = [{"id": 1, "pos": [0, 0], "size": [300, 100]}, {"id": 2, "pos": [5000, 0], "size": [300, 100]}]
+    with pytest.raises(ValueError, match="scale"):
+        build_workflows.saved_view(nodes)
+    nodes[1]["pos"] = [2000, 900]  # fits, but under the minimap at the bottom right
+    with pytest.raises(ValueError, match="minimap"):
+        build_workflows.saved_view(nodes)
 
 
 def rectangles(ui):
@@ -323,7 +441,7 @@ class StandIns:
             return ("umt5",)
 
         def VAELoader(vae_name):
-            if vae_name == build_workflows.XDUB_FILES["vae"]:
+            if vae_name == build_workflows.xdub_name("wan22_vae"):
                 me.vaes.append(FakeComfyWan22VAE())
                 return (me.vaes[-1],)
             return (None,)  # the tiny OmniSync model works on pixels and ignores the VAE
@@ -332,6 +450,10 @@ class StandIns:
             return ([[torch.randn(1, 5, me.text_dim), {}]],)
 
         def EmptyHunyuanLatentVideo(width, height, length, batch_size):
+            return ({"length": length},)
+
+        def Wan22ImageToVideoLatent(vae, width, height, length, batch_size, start_image=None):
+            assert isinstance(vae, FakeComfyWan22VAE)  # the one Wan 2.2 VAE loader serves Wan and X-Dub
             return ({"length": length},)
 
         def ModelSamplingSD3(model, shift):
@@ -345,7 +467,7 @@ class StandIns:
 
         fns = [LoadVideo, GetVideoComponents, LoadAudio, CreateVideo, SaveVideo, PreviewImage,
                UNETLoader, CLIPLoader, VAELoader, CLIPTextEncode, EmptyHunyuanLatentVideo, ModelSamplingSD3,
-               KSampler, VAEDecode]
+               KSampler, VAEDecode, Wan22ImageToVideoLatent]
         return {f.__name__: node(f) for f in fns}
 
 
@@ -459,19 +581,49 @@ def test_odd_sized_video_leaves_assemble_with_even_sizes(env):
     assert "21x15 -> 22x16" in json.loads(out["9"][4])["padded_to_even"]
 
 
-def test_xdub_workflow_says_where_its_missing_files_go():
+def test_xdub_workflow_names_the_published_files():
+    from omnisync_core.model.files import xdub_file
+
     ui = load("xdub_lipsync_video.json")
     note, = [n for n in ui["nodes"] if n["type"] == build_workflows.NOTE]
-    text = note["widgets_values"][0]
-    assert "licence is their owner's" in text
-    files = build_workflows.XDUB_FILES
-    for folder, name in [("diffusion_models", files["diffusion_models"]), ("vae", files["vae"]),
-                         ("text_encoders", files["text_encoders"]), *(("audio_encoders", f) for f in files["audio_encoders"])]:
-        assert f"ComfyUI/models/{folder}/{name}" in text
+    assert "licence is their owner's" in note["widgets_values"][0]
     widgets = {n["type"]: n["widgets_values"] for n in graph_nodes(ui)}
-    assert widgets["OmniSyncXDubModelLoader"][0] == files["diffusion_models"]
-    assert widgets["VAELoader"][0] == files["vae"] and widgets["CLIPLoader"][:2] == [files["text_encoders"], "wan"]
-    assert widgets["OmniSyncXDubAudioLoader"] == list(files["audio_encoders"])
+    name = lambda key: xdub_file(key).name  # noqa: E731
+    assert widgets["OmniSyncXDubModelLoader"][0] == name("xdub_model")
+    assert widgets["VAELoader"][0] == name("wan22_vae") and widgets["CLIPLoader"][:2] == [name("umt5_comfy"), "wan"]
+    assert widgets["OmniSyncXDubAudioLoader"] == [name("whisper"), name("wav2vec2")]
+
+
+def test_wan22_xdub_workflow_shares_one_vae_and_one_text_encoder():
+    api = load("wan22_ti2v_then_xdub_api.json")
+    loaders = {nid: n for nid, n in api.items() if n["class_type"] in ("VAELoader", "CLIPLoader")}
+    (vae_id,) = [nid for nid, n in loaders.items() if n["class_type"] == "VAELoader"]
+    (clip_id,) = [nid for nid, n in loaders.items() if n["class_type"] == "CLIPLoader"]
+    users = {nid: n["class_type"] for nid, n in api.items()
+             if any(v == [vae_id, 0] for v in n["inputs"].values())}
+    assert sorted(users.values()) == ["OmniSyncXDubEncode", "VAEDecode", "Wan22ImageToVideoLatent"]
+    encoders = [n for n in api.values() if n["inputs"].get("clip") == [clip_id, 0]]
+    assert len(encoders) == 3  # Wan's positive and negative prompts, X-Dub's empty prompt
+    xdub_prompt, = [n for n in encoders if n["inputs"]["text"] == ""]
+    samplers = [n for n in api.values() if n["class_type"] == "OmniSyncXDubSampler"]
+    assert [api[s["inputs"]["conditioning"][0]] for s in samplers] == [xdub_prompt]
+
+
+def test_wan22_xdub_workflow_runs_end_to_end(env):
+    """Wan 2.2 TI2V-5B (stand-ins for the core nodes: the decoder returns a made-up clip) → Face Crop → X-Dub
+    Encode / Sampler / Assemble → Face Paste Back → Create Video → Save Video with the tiny X-Dub stand-ins."""
+    nodes, _ = env
+    api = fast(load("wan22_ti2v_then_xdub_api.json"), steps=2, size=64, dtype="fp32", length=9, **XDUB)
+    stand = StandIns(text_dim=16)
+    out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+    expected_T, expected_samples = follow_audio_length(25.0)  # as long as the speech, at X-Dub's 25 fps
+    (prefix, comps), = stand.saved
+    assert prefix == "video/wan22_xdub" and float(comps.frame_rate) == 25.0
+    assert comps.images.shape == (expected_T, 32, 32, 3) and comps.audio["waveform"].shape[-1] == expected_samples
+    (vae,) = stand.vaes
+    assert [shape for kind, shape in vae.calls if kind == "encode"] == [(77, 64, 64, 3)]  # one 77-frame clip
+    wan_frames = [v for k, v in out.items() if api[k]["class_type"] == "VAEDecode"][0][0]
+    assert wan_frames.shape[0] == 9
 
 
 def test_xdub_workflow_runs_end_to_end(env):
