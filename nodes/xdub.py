@@ -22,7 +22,7 @@ from omnisync_core.model.offload import OFFLOAD_MODES
 
 from .bridge import (
     AUDIO_ENCODER_FOLDER, CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report,
-    missing_file_error, run_cancellable,
+    run_cancellable,
 )
 from .facecrop import FaceCropType
 from .feedback import HIDDEN, Feedback
@@ -32,6 +32,9 @@ DIFFUSION_FOLDER = "diffusion_models"  # ComfyUI/models/diffusion_models (and mo
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 MAX_BLOCKS = 64  # resident_blocks widget bound (X-Dub has 30)
 HF_FOLDER_MARKER = "config.json"  # a Hugging Face model folder
+# Listed audio-encoder files: safetensors, and the bundle's openai-whisper large-v2.pt (read with
+# torch.load(weights_only=True) on torch >= 2.6, never unpickled otherwise)
+AUDIO_ENCODER_SUFFIXES = (".safetensors", ".pt")
 COMFY_UMT5_FILE = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's layout of umT5-XXL (Comfy-Org/Wan_2.1_ComfyUI_repackaged)
 
 XDubModelType = io.Custom("XDUB_MODEL")
@@ -80,8 +83,8 @@ def diffusion_model_files() -> List[str]:
 
 
 def audio_encoder_choices() -> List[str]:
-    """Hugging Face folders (with config.json) and .safetensors files in models/audio_encoders; the weight files
-    inside such a folder are not listed on their own."""
+    """Hugging Face folders (with config.json), .safetensors files and the bundle's Whisper .pt in
+    models/audio_encoders; the weight files inside such a folder are not listed on their own."""
     import folder_paths
 
     folders = set()
@@ -89,18 +92,32 @@ def audio_encoder_choices() -> List[str]:
         if os.path.isdir(root):
             folders |= {name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, HF_FOLDER_MARKER))}
     files = {f for f in folder_paths.get_filename_list(AUDIO_ENCODER_FOLDER)
-             if f.lower().endswith(".safetensors") and f.split("/")[0] not in folders}
+             if f.lower().endswith(AUDIO_ENCODER_SUFFIXES) and f.split("/")[0] not in folders}
     return sorted(folders | files)
 
 
-def audio_encoder_path(name: str, what: str) -> str:
+def audio_encoder_path(name: str, key: str) -> str:
+    """The path of ``name`` in models/audio_encoders; ``key``: the X-Dub registry's file it stands for."""
     import folder_paths
 
     for root in folder_paths.get_folder_paths(AUDIO_ENCODER_FOLDER):
         candidate = os.path.join(root, name)
         if os.path.exists(candidate):
             return candidate
-    raise missing_file_error(AUDIO_ENCODER_FOLDER, name, what)
+    raise published_file_missing(key, AUDIO_ENCODER_FOLDER, name)
+
+
+def published_file_missing(key: str, folder: str, name: str) -> OmniSyncError:
+    """A published X-Dub file (registry ``key``) is not at models/<folder>/<name>: the registry's line (the file,
+    where it comes from, where it goes) and every folder ComfyUI searched."""
+    import folder_paths
+
+    from omnisync_core.model.files import missing_message
+
+    roots = folder_paths.get_folder_paths(folder)
+    path = os.path.join(roots[0], name) if roots else f"models/{folder}/{name}"
+    searched = f" ComfyUI also searched {', '.join(roots[1:])}." if len(roots) > 1 else ""
+    return OmniSyncError(f"{missing_message(key, path)}{searched} Refresh the node list (R) once it is there.")
 
 
 # -- loaders ---------------------------------------------------------------------------------------
@@ -145,7 +162,7 @@ class OmniSyncXDubModelLoader(io.ComfyNode):
         import folder_paths
 
         if model_name is not None and folder_paths.get_full_path(DIFFUSION_FOLDER, model_name) is None:
-            return str(missing_file_error(DIFFUSION_FOLDER, model_name, "X-Dub model"))
+            return str(published_file_missing("xdub_model", DIFFUSION_FOLDER, model_name))
         return True
 
     @classmethod
@@ -159,7 +176,7 @@ class OmniSyncXDubModelLoader(io.ComfyNode):
         check_choices(cls, dtype=dtype, offload=offload)
         path = folder_paths.get_full_path(DIFFUSION_FOLDER, model_name)
         if path is None:
-            raise missing_file_error(DIFFUSION_FOLDER, model_name, "X-Dub model")
+            raise published_file_missing("xdub_model", DIFFUSION_FOLDER, model_name)
         check_offload(offload, resident_blocks)
         device, torch_dtype = mm.get_torch_device(), DTYPES[dtype]
         if offload == "none":
@@ -195,14 +212,15 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
             display_name=cls.DISPLAY_NAME,
             category=CATEGORY,
             description=(
-                "Loads X-Dub's two speech encoders from models/audio_encoders: Whisper large-v2 (a Hugging Face "
-                "folder or the .safetensors that `python -m omnisync_core convert-whisper` makes from the bundle's "
-                ".pt) and wav2vec2-base-960h (a Hugging Face folder)."
+                "Loads X-Dub's two speech encoders from models/audio_encoders: Whisper large-v2 (the bundle's "
+                "large-v2.pt, read with torch.load(weights_only=True) on torch >= 2.6; or a Hugging Face folder, or "
+                "the .safetensors that `python -m omnisync_core convert-whisper` makes) and wav2vec2-base-960h (the "
+                "bundle's Hugging Face folder)."
             ),
             inputs=[
                 io.Combo.Input("whisper", options=choices,
-                               tooltip="Whisper large-v2: a Hugging Face folder or a converted .safetensors in "
-                                       "models/audio_encoders."),
+                               tooltip="Whisper large-v2: the bundle's large-v2.pt (or a Hugging Face folder, or a "
+                                       "converted .safetensors) in models/audio_encoders."),
                 io.Combo.Input("wav2vec2", options=choices,
                                tooltip="wav2vec2-base-960h: a Hugging Face folder (config.json + model.safetensors) in "
                                        "models/audio_encoders."),
@@ -216,10 +234,10 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
     def validate_inputs(cls, whisper=None, wav2vec2=None) -> bool | str:
         """Before any node of the prompt runs: both files are there (ComfyUI does not check a V3 combo's options)."""
         missing = []
-        for name, what in ((whisper, "Whisper large-v2"), (wav2vec2, "wav2vec2-base-960h")):
+        for name, key in ((whisper, "whisper"), (wav2vec2, "wav2vec2")):
             if name is not None:
                 try:
-                    audio_encoder_path(name, what)
+                    audio_encoder_path(name, key)
                 except OmniSyncError as e:
                     missing.append(str(e))
         return " ".join(missing) or True
@@ -229,8 +247,8 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
         from omnisync_core.audio.xdub_features import load_xdub_audio_encoders
 
         # in CPU memory until X-Dub Encode needs them (it moves them to the GPU and back, as the reference does)
-        return io.NodeOutput(load_xdub_audio_encoders(audio_encoder_path(whisper, "Whisper large-v2"),
-                                                      audio_encoder_path(wav2vec2, "wav2vec2-base-960h"), device="cpu"))
+        return io.NodeOutput(load_xdub_audio_encoders(audio_encoder_path(whisper, "whisper"),
+                                                      audio_encoder_path(wav2vec2, "wav2vec2"), device="cpu"))
 
 
 # -- the take --------------------------------------------------------------------------------------

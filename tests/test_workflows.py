@@ -615,7 +615,7 @@ def test_wan22_xdub_workflow_runs_end_to_end(env):
     nodes, _ = env
     api = fast(load("wan22_ti2v_then_xdub_api.json"), steps=2, size=64, dtype="fp32", length=9, **XDUB)
     stand = StandIns(text_dim=16)
-    out = execute(api, {**stand.classes(), **nodes.NODE_CLASS_MAPPINGS})
+    out = execute(api, {**stand.classes(), **nodes_by_id(nodes)})
     expected_T, expected_samples = follow_audio_length(25.0)  # as long as the speech, at X-Dub's 25 fps
     (prefix, comps), = stand.saved
     assert prefix == "video/wan22_xdub" and float(comps.frame_rate) == 25.0

@@ -66,18 +66,50 @@ def test_loaders_list_and_load_the_files(comfy, loaded):
     assert sum(encoders.dims) == model.model.config.audio_dim and encoders.device == torch.device("cpu")
 
 
-def test_missing_files_name_the_folder(comfy):
-    from omnisync_core.errors import OmniSyncError
+def test_missing_files_name_the_file_its_source_and_the_folder(comfy):
+    """A loader that finds no file says which published file it is, where it comes from (the registry's address) and
+    the folder it goes to, at run time and when ComfyUI validates the prompt (before any node runs; a V3 combo's
+    options are not checked by ComfyUI 0.3.64, so this is the only message the user sees)."""
+    import folder_paths
 
-    nodes, _, whisper, _ = comfy
-    with pytest.raises(OmniSyncError, match=r"nope\.safetensors.*models/diffusion_models"):
-        nodes.OmniSyncXDubModelLoader.execute("nope.safetensors", "bf16", "none", 0)
-    with pytest.raises(OmniSyncError, match=r"gone.*models/audio_encoders"):
-        nodes.OmniSyncXDubAudioLoader.execute(whisper, "gone")
-    # the same lines when ComfyUI validates the prompt, before any node runs
-    assert "models/diffusion_models" in nodes.OmniSyncXDubModelLoader.validate_inputs(model_name="nope.safetensors")
-    assert "models/audio_encoders" in nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=whisper, wav2vec2="gone")
-    assert nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=whisper) is True
+    from omnisync_core.errors import OmniSyncError
+    from omnisync_core.model.files import xdub_file
+
+    nodes, name, whisper, wav2vec = comfy
+    model_dir = folder_paths.get_folder_paths("diffusion_models")[0]
+    audio_dir = folder_paths.get_folder_paths("audio_encoders")[0]
+    published = {k: xdub_file(k) for k in ("xdub_model", "whisper", "wav2vec2")}
+    with pytest.raises(OmniSyncError) as e:
+        nodes.OmniSyncXDubModelLoader.execute("X-Dub_model.safetensors", "bf16", "none", 0)
+    text = str(e.value)
+    assert os.path.join(model_dir, "X-Dub_model.safetensors") in text
+    assert published["xdub_model"].url in text and "ComfyUI/models/diffusion_models/" in text
+    with pytest.raises(OmniSyncError) as e:
+        nodes.OmniSyncXDubAudioLoader.execute(whisper, "wav2vec2-base-960h")
+    text = str(e.value)
+    assert os.path.join(audio_dir, "wav2vec2-base-960h") in text
+    assert published["wav2vec2"].url in text and "ComfyUI/models/audio_encoders/" in text
+    # the same lines when ComfyUI validates the prompt
+    assert nodes.OmniSyncXDubModelLoader.validate_inputs(model_name="nope.safetensors") == str(
+        nodes.xdub.published_file_missing("xdub_model", "diffusion_models", "nope.safetensors"))
+    both = nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper="large-v2.pt", wav2vec2="wav2vec2-base-960h")
+    assert published["whisper"].url in both and published["wav2vec2"].url in both
+    assert nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=whisper, wav2vec2=wav2vec) is True
+    assert nodes.OmniSyncXDubModelLoader.validate_inputs(model_name=name) is True
+    assert nodes.OmniSyncXDubAudioLoader.validate_inputs() is True  # linked values are not known yet
+
+
+def test_the_bundles_whisper_pt_is_listed(comfy):
+    """The bundle's large-v2.pt is read as published (torch.load(weights_only=True)), so the loader lists it."""
+    import folder_paths
+
+    nodes, _, _, _ = comfy
+    pt = os.path.join(folder_paths.get_folder_paths("audio_encoders")[0], "large-v2.pt")
+    open(pt, "wb").close()
+    try:
+        assert "large-v2.pt" in nodes.OmniSyncXDubAudioLoader.INPUT_TYPES()["required"]["whisper"][1]["options"]
+    finally:
+        os.remove(pt)
 
 
 def test_split_nodes_give_what_the_pipeline_gives(comfy, loaded):
