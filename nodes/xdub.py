@@ -96,28 +96,41 @@ def audio_encoder_choices() -> List[str]:
     return sorted(folders | files)
 
 
-def audio_encoder_path(name: str, key: str) -> str:
-    """The path of ``name`` in models/audio_encoders; ``key``: the X-Dub registry's file it stands for."""
+def find_audio_encoder(name: str) -> Optional[str]:
+    """The path of file or folder ``name`` in models/audio_encoders, None if it is not there."""
     import folder_paths
 
     for root in folder_paths.get_folder_paths(AUDIO_ENCODER_FOLDER):
         candidate = os.path.join(root, name)
         if os.path.exists(candidate):
             return candidate
-    raise published_file_missing(key, AUDIO_ENCODER_FOLDER, name)
+    return None
 
 
-def published_file_missing(key: str, folder: str, name: str) -> OmniSyncError:
+def audio_encoder_path(name: str, key: str) -> str:
+    """The path of ``name`` in models/audio_encoders; ``key``: the X-Dub registry's file it stands for."""
+    path = find_audio_encoder(name)
+    if path is None:
+        raise published_file_missing(key, AUDIO_ENCODER_FOLDER, name)
+    return path
+
+
+REFRESH = "Refresh the node list (R) once the files are there."
+
+
+def published_file_missing(key: str, folder: str, name: str, refresh: bool = True) -> OmniSyncError:
     """A published X-Dub file (registry ``key``) is not at models/<folder>/<name>: the registry's line (the file,
-    where it comes from, where it goes) and every folder ComfyUI searched."""
+    where it comes from, where it goes) and the other folders ComfyUI searched."""
     import folder_paths
 
-    from omnisync_core.model.files import missing_message
+    from omnisync_core.model.files import missing_message, xdub_file
 
     roots = folder_paths.get_folder_paths(folder)
+    # the folder the registry names first (ComfyUI lists e.g. models/unet before models/diffusion_models)
+    roots = sorted(roots, key=lambda r: os.path.basename(os.path.normpath(r)) != xdub_file(key).directory)
     path = os.path.join(roots[0], name) if roots else f"models/{folder}/{name}"
     searched = f" ComfyUI also searched {', '.join(roots[1:])}." if len(roots) > 1 else ""
-    return OmniSyncError(f"{missing_message(key, path)}{searched} Refresh the node list (R) once it is there.")
+    return OmniSyncError(missing_message(key, path) + searched + (" " + REFRESH if refresh else ""))
 
 
 # -- loaders ---------------------------------------------------------------------------------------
@@ -233,14 +246,11 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, whisper=None, wav2vec2=None) -> bool | str:
         """Before any node of the prompt runs: both files are there (ComfyUI does not check a V3 combo's options)."""
-        missing = []
-        for name, key in ((whisper, "whisper"), (wav2vec2, "wav2vec2")):
-            if name is not None:
-                try:
-                    audio_encoder_path(name, key)
-                except OmniSyncError as e:
-                    missing.append(str(e))
-        return " ".join(missing) or True
+        # ComfyUI shows the returned line under each input it checked: one line names every missing file
+        missing = [str(published_file_missing(key, AUDIO_ENCODER_FOLDER, name, refresh=False))
+                   for name, key in ((whisper, "whisper"), (wav2vec2, "wav2vec2"))
+                   if name is not None and find_audio_encoder(name) is None]
+        return " ".join(missing + [REFRESH]) if missing else True
 
     @classmethod
     def execute(cls, whisper, wav2vec2) -> io.NodeOutput:

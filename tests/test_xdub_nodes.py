@@ -97,6 +97,15 @@ def test_missing_files_name_the_file_its_source_and_the_folder(comfy):
     assert nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=whisper, wav2vec2=wav2vec) is True
     assert nodes.OmniSyncXDubModelLoader.validate_inputs(model_name=name) is True
     assert nodes.OmniSyncXDubAudioLoader.validate_inputs() is True  # linked values are not known yet
+    # ComfyUI 0.3.64 lists models/unet before models/diffusion_models: the message names the folder the file goes to
+    unet = os.path.join(os.path.dirname(model_dir), "unet")
+    folder_paths.add_model_folder_path("diffusion_models", unet, is_default=True)
+    try:
+        text = nodes.OmniSyncXDubModelLoader.validate_inputs(model_name="X-Dub_model.safetensors")
+    finally:
+        folder_paths.folder_names_and_paths["diffusion_models"][0].remove(unet)
+    assert f"not found at {os.path.join(model_dir, 'X-Dub_model.safetensors')!r}" in text
+    assert f"also searched {unet}." in text
 
 
 def test_the_bundles_whisper_pt_is_listed(comfy):
