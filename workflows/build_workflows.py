@@ -546,8 +546,8 @@ def xdub_graph():
 
 WAN22_NOTE = file_note([WAN22_MODEL, *(xdub_name(k) for k in XDUB_KEYS)],
                        FILES_HEADER + " One Load VAE (Wan 2.2) and one Load CLIP (umT5) serve both Wan and X-Dub. "
-                                      "Comfy-Org's wan2.2_vae.safetensors also loads in Load VAE; X-Dub was checked "
-                                      "with the bundle's file.")
+                                      "Comfy-Org's wan2.2_vae.safetensors (the VAE of ComfyUI's Wan 2.2 templates) "
+                                      "also loads in Load VAE; X-Dub's reference code uses the bundle's file.")
 WAN22_HOW = "\n".join([
     "Wan 2.2 TI2V-5B writes the clip from the prompt (settings of ComfyUI's video_wan2_2_5B_ti2v template; connect "
     "a Load Image to start_image for image-to-video), X-Dub dubs it with the speech in Load Audio.",
