@@ -44,6 +44,9 @@ GAP = 40  # free space between stacked nodes (the frontend draws a source badge 
 # The frontend (1.27.10) grows a node to its computeSize on load: 20 px per socket row (the longer of the
 # input and output columns), 24 px per widget, 14 px padding. Heights below are at least that.
 SLOT_H, WIDGET_H, BODY_PAD = 20, 24, 14
+# The frontend shows a node's progress text (our warnings and reports) below its widgets, inside the node's
+# height, without growing it: room for four lines (two wrapped warnings) on every OmniSync node.
+FEEDBACK_H = 72
 # Model widgets: the file inputs whose value the frontend's Missing Models dialog checks (``properties.models``).
 MODEL_WIDGETS = {"UNETLoader": ("unet_name",), "CLIPLoader": ("clip_name",), "VAELoader": ("vae_name",),
                  "OmniSyncXDubModelLoader": ("model_name",), "OmniSyncXDubAudioLoader": ("whisper", "wav2vec2")}
@@ -90,7 +93,8 @@ def stack(x: int, y: int, *column: Node) -> List[Node]:
 
 
 def min_height(n: Node, defs: dict) -> int:
-    """The body height the frontend computes for ``n``: socket rows, widget rows, padding."""
+    """The body height the frontend computes for ``n`` (socket rows, widget rows, padding), plus room for the
+    text an OmniSync node shows on the canvas after a run (its warnings and reports)."""
     d = defs[n.type]
     sockets = widgets = 0
     for name, spec, _ in ordered_inputs(d):
@@ -99,7 +103,8 @@ def min_height(n: Node, defs: dict) -> int:
         elif name in n.widgets or name in n.links:
             opts = spec[1] if len(spec) > 1 else {}
             widgets += 2 if input_kind(spec) == "INT" and (opts.get("control_after_generate") or name in SEED_NAMES) else 1
-    return SLOT_H * max(sockets, len(d["output"])) + WIDGET_H * widgets + BODY_PAD
+    feedback = FEEDBACK_H if n.type.startswith("OmniSync") else 0
+    return SLOT_H * max(sockets, len(d["output"])) + WIDGET_H * widgets + BODY_PAD + feedback
 
 
 def _schema_only_folder_paths() -> types.ModuleType:
@@ -568,7 +573,9 @@ def wan22_xdub_graph():
         Node(30, NOTE, (0, top), {"text": WAN22_NOTE}, size=(620, 370), title="Model files (Wan 2.2 + X-Dub)"),
         Node(31, NOTE, (660, top), {"text": WAN22_HOW}, size=(420, 370), title="How this graph works"),
         *stack(1120, top - TITLE_H, Node(22, "LoadAudio", widgets={"audio": speech}, size=(340, 140)), audio_encoders),
-        *stack(1500, top - TITLE_H, model),
+        *stack(1500, top - TITLE_H, model,
+               Node(28, "CreateVideo", widgets={"fps": 25.0}, links={"images": (32, 0), "audio": (27, 3),
+                                                                    "fps": (27, 4)}, size=(340, 80))),
         *stack(1880, top - TITLE_H,
                Node(29, "SaveVideo", widgets={"filename_prefix": "video/wan22_xdub", "format": "auto", "codec": "auto"},
                     links={"video": (28, 0)}, size=(420, 370))),
@@ -611,9 +618,7 @@ def wan22_xdub_graph():
                Node(27, "OmniSyncXDubAssemble", links={"latent": (26, 0), "images": (8, 0), "face_crop": (24, 1)},
                     size=(340, 130)),
                Node(32, "OmniSyncFacePasteBack", widgets=widget_defaults("OmniSyncFacePasteBack"),
-                    links={"images": (27, 1), "crops": (27, 0), "face_crop": (27, 2)}, size=(340, 100)),
-               Node(28, "CreateVideo", widgets={"fps": 25.0}, links={"images": (32, 0), "audio": (27, 3),
-                                                                    "fps": (27, 4)}, size=(340, 80))),
+                    links={"images": (27, 1), "crops": (27, 0), "face_crop": (27, 2)}, size=(340, 100))),
     ]
 
 
@@ -675,8 +680,9 @@ def main() -> None:
               "wan22_ti2v_then_xdub": "Wan 2.2 TI2V-5B text-to-video, then X-Dub lip-sync"}
     for name, make in GRAPHS.items():
         graph = make()
+        ui = to_ui(graph, defs)  # raises before any file is written when a layout does not open readable
         with open(os.path.join(HERE, name + ".json"), "w", encoding="utf-8") as f:
-            json.dump(to_ui(graph, defs), f, indent=1, ensure_ascii=False)
+            json.dump(ui, f, indent=1, ensure_ascii=False)
         os.makedirs(API_DIR, exist_ok=True)
         with open(os.path.join(API_DIR, name + "_api.json"), "w", encoding="utf-8") as f:
             json.dump(to_api(graph), f, indent=1, ensure_ascii=False)
