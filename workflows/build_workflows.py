@@ -45,8 +45,8 @@ GAP = 40  # free space between stacked nodes (the frontend draws a source badge 
 # input and output columns), 24 px per widget, 14 px padding. Heights below are at least that.
 SLOT_H, WIDGET_H, BODY_PAD = 20, 24, 14
 # The frontend shows a node's progress text (our warnings and reports) below its widgets, inside the node's
-# height, without growing it: room for four lines (two wrapped warnings) on every OmniSync node.
-FEEDBACK_H = 72
+# height, without growing it: room for six lines (two warnings, wrapped) on every OmniSync node.
+FEEDBACK_H = 90
 # Model widgets: the file inputs whose value the frontend's Missing Models dialog checks (``properties.models``).
 MODEL_WIDGETS = {"UNETLoader": ("unet_name",), "CLIPLoader": ("clip_name",), "VAELoader": ("vae_name",),
                  "OmniSyncXDubModelLoader": ("model_name",), "OmniSyncXDubAudioLoader": ("whisper", "wav2vec2")}
