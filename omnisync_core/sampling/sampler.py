@@ -10,7 +10,8 @@ whole-clip window stops within about a second of Ctrl-C or ComfyUI's /interrupt.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 
@@ -19,7 +20,7 @@ from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from .guidance import GuidanceConfig, ds_cfg_combine, guidance_weight, passes_needed, spatial_guidance_map
 from .mouth import DEFAULT_MOUTH_CENTRE, centres_from_guidance, fill_missing
 from .schedule import FlowMatchSchedule, sigma_to_timestep
-from .windows import blend_weights, plan_windows, window_overlaps
+from .windows import WindowBlender, plan_windows
 
 Centres = Union[str, torch.Tensor]  # "auto" or (F, 2) frame fractions
 # latent frames × h × w per forward call of a per-frame model: one call (one convolution) over a whole
@@ -159,6 +160,90 @@ def denoise(
     return x, info
 
 
+@dataclass
+class WindowInput:
+    """What :func:`sample_windows` needs for window [s, e): (C, n, h, w) start latents and source latents,
+    (n, N_a, K) audio tokens or None, and the mouth: "auto" or (n, 2) frame fractions."""
+
+    x_init: torch.Tensor
+    source: torch.Tensor
+    audio_tokens: Optional[torch.Tensor]
+    centres: Centres
+
+
+@dataclass
+class Run:
+    """A run of finished latent frames [start, start + n): latents (C, n, h, w) float32 on the CPU, the
+    first-step guidance weight (n, h, w), mouth centres (n, 2), all cross-faded over their windows, and
+    ``fallback_frames``: the run's latent frames (clip indices) where some window found no mouth."""
+
+    start: int
+    latents: torch.Tensor
+    guidance_map: torch.Tensor
+    centres: torch.Tensor
+    fallback_frames: List[int]
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.latents.shape[1])
+
+
+def sample_windows(
+    model,
+    windows: List[Tuple[int, int]],
+    window_input: Callable[[int, int], WindowInput],
+    text: Optional[torch.Tensor],
+    sigmas: torch.Tensor,
+    guidance: GuidanceConfig,
+    report_: Dict,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelCheck] = None,
+    device: Optional[torch.device] = None,
+) -> Iterator[Run]:
+    """The one window loop: denoise each window of latent frames (``window_input(s, e)`` builds its inputs
+    when it is reached, so a caller may read and encode the source window by window), cross-fade the shared
+    frames (:class:`.windows.WindowBlender`) and yield each run of frames as soon as no later window touches it.
+
+    Only the current window is moved to ``device`` (default: the model's). Progress counts steps over all
+    windows. ``report_`` receives ``windows``, ``forward_passes``, ``uncond_passes`` and, at the end,
+    ``fallback_frames`` (latent frames where some window found no mouth).
+    """
+    if device is None:
+        device = next(model.parameters()).device
+    steps = torch.as_tensor(sigmas).numel() - 1
+    total = steps * len(windows)
+    text = text.to(device) if text is not None else None
+    blender = WindowBlender(windows)
+    lost: set = set()
+    report_.update(windows=windows, forward_passes=0, uncond_passes=0)
+    for k, (s, e) in enumerate(windows):
+        check_cancel(cancel)
+
+        def window_progress(done, _total, message, _base=k * steps):
+            report(progress, _base + done, total, message)
+
+        inp = window_input(s, e)
+        tokens = inp.audio_tokens.to(device) if inp.audio_tokens is not None else None
+        lat, info = denoise(model, inp.x_init.to(device), inp.source.to(device), tokens, text, sigmas, guidance,
+                            inp.centres, progress=window_progress, cancel=cancel)
+        report_["forward_passes"] += info["forward_passes"]
+        report_["uncond_passes"] += info["uncond_passes"]
+        lost.update(s + f for f in info["fallback_frames"])
+        start, done = blender.add(k, {"latents": lat.cpu().movedim(1, 0), "guidance_map": info["guidance_map"].cpu(),
+                                      "centres": info["centres"].cpu()})
+        n = done["centres"].shape[0]
+        if n:
+            yield Run(start=start, latents=done["latents"].movedim(0, 1).contiguous(),
+                      guidance_map=done["guidance_map"], centres=done["centres"],
+                      fallback_frames=sorted(f for f in lost if start <= f < start + n))
+    report_["fallback_frames"] = sorted(lost)
+
+
+def plan_latent_windows(num_frames: int, window: int, overlap: int) -> List[Tuple[int, int]]:
+    """Windows over ``num_frames`` latent frames: one (0, F) for window 0 or ≥ F, else :func:`.windows.plan_windows`."""
+    return [(0, num_frames)] if window == 0 or window >= num_frames else plan_windows(num_frames, window, overlap)
+
+
 def sample_windowed(
     model,
     x_init: torch.Tensor,
@@ -174,53 +259,26 @@ def sample_windowed(
     cancel: Optional[CancelCheck] = None,
     device: Optional[torch.device] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, Dict]:
-    """The sampling loop of every front end: a whole latent video in overlapping windows.
+    """A whole latent video in overlapping windows, held in memory: :func:`sample_windows` over slices.
 
-    The pipeline (CLI, all-in-one node), the split sampler node and the training validator all call
-    this. Shapes as in :func:`denoise`, with F the whole clip; ``audio_tokens`` (F, N_a, K) are built
-    once over the whole clip, so each window's tokens keep their audio context across its seams.
-    ``window`` latent frames per window (0, or ≥ F: one window), ``overlap`` shared with the next;
-    each window is denoised on its own and the shared frames are cross-faded linearly
-    (:func:`.windows.blend_weights`). Only the current window is moved to ``device`` (default: the
-    model's), so the model's memory is bounded by the window. Progress counts steps over all windows.
+    The split sampler node and the training validator call this (the pipeline's engine calls
+    :func:`sample_windows` itself, window by window). Shapes as in :func:`denoise`, with F the whole clip;
+    ``audio_tokens`` (F, N_a, K) are built once over the whole clip, so each window's tokens keep their audio
+    context across its seams. ``window`` latent frames per window (0, or ≥ F: one window), ``overlap`` shared
+    with the next; the shared frames are cross-faded linearly (:func:`.windows.blend_weights`).
 
     Returns latents (C, F, h, w) float32 on the CPU, guidance_map (F, h, w) (first-step weight G·ω,
     blended) and a report: ``windows`` (latent frames), ``centres`` (F, 2) (blended), ``fallback_frames``
     (latent frames where some window found no mouth), ``forward_passes``, ``uncond_passes``.
     """
-    C, F_, h, w = x_init.shape
-    if device is None:
-        device = next(model.parameters()).device
-    windows = [(0, F_)] if window == 0 or window >= F_ else plan_windows(F_, window, overlap)
-    steps = torch.as_tensor(sigmas).numel() - 1
-    total = steps * len(windows)
-    text = text.to(device) if text is not None else None
-    out = torch.zeros(C, F_, h, w)
-    gmap = torch.zeros(F_, h, w)
-    found_centres = torch.zeros(F_, 2)
-    weight_sum = torch.zeros(F_)
-    fallback: List[int] = []
-    passes = uncond = 0
-    for k, (s, e) in enumerate(windows):
-        check_cancel(cancel)
+    windows = plan_latent_windows(x_init.shape[1], window, overlap)
 
-        def window_progress(done, _total, message, _base=k * steps):
-            report(progress, _base + done, total, message)
+    def window_input(s: int, e: int) -> WindowInput:
+        return WindowInput(x_init[:, s:e], source[:, s:e], audio_tokens[s:e] if audio_tokens is not None else None,
+                           centres if isinstance(centres, str) else centres[s:e])
 
-        win_centres = centres if isinstance(centres, str) else centres[s:e]
-        win_tokens = audio_tokens[s:e].to(device) if audio_tokens is not None else None
-        lat, info = denoise(model, x_init[:, s:e].to(device), source[:, s:e].to(device), win_tokens, text, sigmas,
-                            guidance, win_centres, progress=window_progress, cancel=cancel)
-        wts = blend_weights(e - s, *window_overlaps(windows, k))  # (F_w,)
-        out[:, s:e] += wts.view(1, -1, 1, 1) * lat.cpu()
-        gmap[s:e] += wts.view(-1, 1, 1) * info["guidance_map"].cpu()
-        found_centres[s:e] += wts[:, None] * info["centres"].cpu()
-        weight_sum[s:e] += wts
-        fallback += [s + f for f in info["fallback_frames"]]
-        passes += info["forward_passes"]
-        uncond += info["uncond_passes"]
-    out = out / weight_sum.view(1, -1, 1, 1)
-    report_ = {"windows": windows, "centres": found_centres / weight_sum[:, None],
-               "fallback_frames": sorted(set(fallback)), "forward_passes": passes,
-               "uncond_passes": uncond}
-    return out, gmap / weight_sum.view(-1, 1, 1), report_
+    rep: Dict = {}
+    runs = list(sample_windows(model, windows, window_input, text, sigmas, guidance, rep, progress=progress,
+                               cancel=cancel, device=device))
+    rep["centres"] = torch.cat([r.centres for r in runs])
+    return torch.cat([r.latents for r in runs], 1), torch.cat([r.guidance_map for r in runs]), rep
