@@ -1,7 +1,18 @@
-"""Lip-sync frames to speech: the stages every front end shares, and one call that runs them all.
+"""Lip-sync frames to speech: the stages every front end shares and the one engine that runs them.
 
-The stages, top-down. :meth:`OmniSyncPipeline.__call__` (the CLI, the Python API, the all-in-one
-node) runs them in this order; each split ComfyUI node runs the ones named in brackets:
+One file (about 680 lines) because the stages and the engine are one contract: the engine runs the stage
+functions below on runs of frames, the split nodes on the whole clip, and both must say and compute the same.
+
+**The engine**, :meth:`OmniSyncPipeline.stream`: every front end runs it (the CLI and ``api.sync_video_file`` with
+a video reader and writers as sink; ``pipe(frames, ...)`` — the Python API and the Lip Sync node — with frames in
+memory and a sink that collects the output). One window of latent frames at a time (the one window loop,
+``sampling.sampler.sample_windows``): with a frame-by-frame codec (the bundled pixel codec) each window's source
+frames are read and encoded when it is reached and each run of finished frames is decoded, assembled and written
+at once, so memory does not grow with the clip; a codec that groups frames (a temporal VAE) is encoded and
+decoded whole inside the same loop. Speech features come one 30 s Whisper chunk at a time
+(:class:`.stream.ChunkedFrameFeatures`).
+
+**The stages**, top-down; each split ComfyUI node runs the ones named in brackets on the whole clip:
 
 1. :func:`prepare_audio` — speech to 16 kHz mono, matched to the output length the caller chose:
    which source frame each output frame shows.                                        [Audio Encode]
@@ -9,19 +20,17 @@ node) runs them in this order; each split ComfyUI node runs the ones named in br
 3. :meth:`OmniSyncPipeline.encode_video` — the planned frames, padded to the model's stride and the
    codec's frame rule (both cropped back in 6), encoded to latents.                      [Noise Init]
 4. :meth:`OmniSyncPipeline.init` — progressive noise init (Eq. 5) and the truncated schedule. [Noise Init]
-5. :meth:`OmniSyncPipeline.sample` — the model's audio layers, audio tokens over the whole clip, the one
+5. :meth:`OmniSyncPipeline.sample` — the model's audio layers, audio tokens over the whole clip, the
    windowed DS-CFG sampler (``sampling.sampler.sample_windowed``), its guidance map, mouth centres
-   and fallback frames brought back to video frames.                                         [Sampler]
-6. :func:`assemble` — decode, crop the padding back, pass through the frames where no mouth was
-   found, optional composite outside the mouth.                                        [Video Assemble]
+   and fallback frames brought back to video frames (:func:`run_to_frames`).              [Sampler]
+6. :func:`assemble` — decode, then :func:`assemble_frames` (the engine's too): crop the padding back,
+   pass through the frames where no mouth was found, optional composite outside the mouth. [Video Assemble]
 
-The model sees one window at a time; the codec encodes and decodes the whole clip.
-Every adjustment a stage makes to the caller's data (resampling, averaging channels, looping or
-trimming to match lengths, padding to the model's stride and cropping back, frames passed through)
-is said once through the ``on_warning(message)`` callback and kept in the report's ``"warnings"``.
-The pipeline knows nothing of ComfyUI; it works with any model that exposes ``config``
-(latent_channels, audio_dim, patch_size, use_text, text_dim) and
-``forward(x, timestep, source, audio, text) -> velocity``.
+Every adjustment made to the caller's data (resampling, averaging channels, looping or trimming to match
+lengths, padding to the model's stride and cropping back, frames passed through) is said once through the
+``on_warning(message)`` callback and kept in the report's ``"warnings"``. The pipeline knows nothing of
+ComfyUI; it works with any model that exposes ``config`` (latent_channels, audio_dim, patch_size, use_text,
+text_dim) and ``forward(x, timestep, source, audio, text) -> velocity``.
 """
 
 from __future__ import annotations
