@@ -118,6 +118,19 @@ def _predict_frames(model, x, timestep, names, inputs: Dict[str, PassInputs], te
     return result
 
 
+def _slice_inputs(inputs: Dict[str, PassInputs], s: int, e: int) -> Dict[str, PassInputs]:
+    """Latent frames [s, e) of every pass's (source (C, F, h, w), audio (F, ...)); an input shared by passes is
+    sliced once, so it stays shared (and is expanded, not stacked, in the batch)."""
+    cut: Dict[int, torch.Tensor] = {}
+
+    def piece(t: Optional[torch.Tensor], frame_axis: int) -> Optional[torch.Tensor]:
+        if t is not None and id(t) not in cut:
+            cut[id(t)] = t.narrow(frame_axis, s, e - s)
+        return None if t is None else cut[id(t)]
+
+    return {n: (piece(src, 1), piece(aud, 0)) for n, (src, aud) in inputs.items()}
+
+
 def predict_passes(model, x: torch.Tensor, sigma: float, names: Sequence[str], guider: Guider,
                    text: Optional[torch.Tensor], cancel: Optional[CancelCheck] = None) -> Dict[str, torch.Tensor]:
     """{name: velocity (C, F, h, w) float32} of the passes ``names`` at σ.
@@ -135,8 +148,7 @@ def predict_passes(model, x: torch.Tensor, sigma: float, names: Sequence[str], g
     for s in range(0, F_, chunk):
         check_cancel(cancel)
         e = min(s + chunk, F_)
-        part = {n: (src[:, s:e] if src is not None else None, aud[s:e] if aud is not None else None)
-                for n, (src, aud) in inputs.items()}
+        part = _slice_inputs(inputs, s, e)
         parts.append(_predict_frames(model, x[:, s:e], timestep, names, part, text, guider))
     return {n: torch.cat([p[n] for p in parts], 1) for n in names}
 

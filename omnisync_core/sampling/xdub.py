@@ -465,8 +465,8 @@ def sample_clips(
     for k, (ref, aud) in enumerate(zip(references, audio)):
         check_cancel(cancel)
 
-        def clip_progress(done, _total, message, _base=k * steps):
-            report(progress, _base + done, total, f"clip {k + 1}/{len(references)}, {message}")
+        def clip_progress(done, _total, message, _base=k * steps, _clip=k + 1):
+            report(progress, _base + done, total, f"clip {_clip}/{len(references)}, {message}")
 
         motion = motion_fn(k, out[-1]) if (motion_fn is not None and k > 0) else None
         lat, info = denoise_clip(model, clip_noise(ref.shape, options.seed), ref, aud, text, options, motion,
