@@ -550,6 +550,8 @@ class OmniSyncPipeline:
             note(message)
         plan, wave16k = prepare_audio(source.num_frames, fps, waveform, sample_rate, opts.length_mode, on_warning=note)
         T = int(plan.frame_indices.shape[0])
+        if start is not None:  # the sink opens (its writers start) as early as the output's length is known
+            start(T, wave16k)
         features = None
         if cfg.audio_dim:
             if self.audio_encoder is None:
@@ -563,8 +565,6 @@ class OmniSyncPipeline:
         for message in padding_warnings(H, W, pads, self.stride, added):
             note(message)
         centres, mouth_report = self.mouth_plan(opts.mouth, opts.mouth_mask, T, plan.frame_indices, added)
-        if start is not None:
-            start(T, wave16k)
         sigmas = FlowMatchSchedule(opts.num_steps, opts.shift).truncate(opts.tau)
         of_latent = latent_of_frames(T + added, r)
         windows = plan_latent_windows(int(of_latent[-1]) + 1, opts.window, opts.overlap)
