@@ -127,7 +127,7 @@ def load_xdub_model(path: str, device="cpu", dtype: Optional[torch.dtype] = torc
         return _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8)
 
 
-def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8) -> OmniSyncDiT:
+def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8) -> XDubDiT:
     if not os.path.isfile(path):
         raise OmniSyncError(missing_message("xdub_model", path))
     with _open(path) as f:
@@ -188,7 +188,7 @@ def convert_xdub_fp8(src: str, dst: str, scaled: bool = True, progress: Optional
             raise OmniSyncError(f"{src!r} is already a scaled-fp8 file; convert the original X-Dub_model.safetensors.")
         cfg = xdub_config_from_shapes({k: tuple(f.get_slice(k).get_shape()) for k in own}, name=repr(src))
         with torch.device("meta"):
-            names = set(fp8_layer_names(OmniSyncDiT(cfg)))
+            names = set(fp8_layer_names(XDubDiT(cfg)))
         out, bytes_in = {}, 0
         for i, key in enumerate(own):  # quantised as read: memory holds the output, not the input as well
             t = f.get_tensor(key)
