@@ -27,7 +27,7 @@ sys.path.insert(0, HERE)
 from xdub_model import inputs  # noqa: E402
 
 from omnisync_core.model.config import preset  # noqa: E402
-from omnisync_core.model.dit import OmniSyncDiT  # noqa: E402
+from omnisync_core.model.xdub_dit import XDubDiT  # noqa: E402
 from omnisync_core.model.fp8 import convert_to_fp8, weights_nbytes  # noqa: E402
 from omnisync_core.model.xdub_weights import load_xdub_model  # noqa: E402
 from omnisync_core.sampling.schedule import FlowMatchSchedule  # noqa: E402
@@ -70,7 +70,7 @@ def golden_rows():
 def wide_rows():
     torch.manual_seed(0)
     cfg = preset("xdub-5b", num_layers=2)
-    model = OmniSyncDiT(cfg).eval()
+    model = XDubDiT(cfg).eval()
     with torch.no_grad():  # the zero-initialised layers (head, audio output) get Wan's Xavier init
         for name, p in model.named_parameters():
             if p.ndim == 2 and (name.startswith("head.head") or ("audio_attn.o" in name)):

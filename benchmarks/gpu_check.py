@@ -41,7 +41,7 @@ sys.path.insert(0, HERE)
 from xdub_model import CFG_PASSES, count_flops, inputs, latent_frames, peak_activation_bytes  # noqa: E402
 
 from omnisync_core.model.config import preset  # noqa: E402
-from omnisync_core.model.dit import OmniSyncDiT  # noqa: E402
+from omnisync_core.model.xdub_dit import XDubDiT  # noqa: E402
 from omnisync_core.model.fp8 import convert_to_fp8, weights_nbytes  # noqa: E402
 from omnisync_core.model.offload import enable_block_swap  # noqa: E402
 
@@ -144,7 +144,7 @@ def computed_memory(cfg, shape, resident) -> Dict[str, float]:
     """Peak memory of one step by arithmetic on the meta device (weights on the device + activations; block swap:
     non-block weights + resident blocks + 2 swapped blocks in flight), bytes, as benchmarks/xdub_model.py."""
     B, Fl, h = shape
-    model = OmniSyncDiT(cfg, device="meta", dtype=torch.bfloat16).eval()
+    model = XDubDiT(cfg, device="meta", dtype=torch.bfloat16).eval()
     act = peak_activation_bytes(model, cfg, B, Fl, h, h, "meta", torch.bfloat16)
     weights = weights_nbytes(model)
     block = weights_nbytes(model.blocks[0])
@@ -211,14 +211,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         "tokens_per_pass": tokens, "peak_bf16_tflops": peak_tflops, "budget_s": args.budget,
     }
     print(f"gpu_check: {results['mode']} on {name}, {spec['preset']} at {results['window']}", file=sys.stderr)
-    meta_model = OmniSyncDiT(cfg, device="meta", dtype=torch.bfloat16).eval()
+    meta_model = XDubDiT(cfg, device="meta", dtype=torch.bfloat16).eval()
     flops = count_flops(meta_model, cfg, *shape, shape[2])
     results["flop_per_step"] = flops
     results["computed_peak_bytes"] = computed_memory(cfg, shape, spec["resident"])
 
     t0 = time.perf_counter()
     torch.manual_seed(0)
-    model = OmniSyncDiT(cfg, device=device, dtype=spec["dtype"]).eval()  # random weights, Wan's initialisation
+    model = XDubDiT(cfg, device=device, dtype=spec["dtype"]).eval()  # random weights, Wan's initialisation
     results["build_seconds"] = round(time.perf_counter() - t0, 1)
     results["weights_gib"] = round(weights_nbytes(model) / GIB, 3)
 

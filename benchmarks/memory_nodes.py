@@ -3,10 +3,10 @@
     nice python benchmarks/memory_nodes.py                    # 1,000 frames of 128², tiny U-Net
     nice python benchmarks/memory_nodes.py --frames 250 --size 256
 
-The OmniSync Lip Sync node runs ``stream.sync_frames`` (window by window over the IMAGE batch) for a
-frame-by-frame codec; the Python API's ``OmniSyncPipeline.__call__`` runs the stages on the whole clip. Each
-path runs in a fresh process on the same frames; the peak resident memory during the call above the memory
-before it (input frames and model already loaded) is printed in MB and in float32 copies of the clip.
+The OmniSync Lip Sync node and the Python API both run ``OmniSyncPipeline.__call__``: the one engine
+(``OmniSyncPipeline.stream``) window by window over the IMAGE batch with a sink that collects the output. It
+runs in a fresh process; the peak resident memory during the call above the memory before it (input frames
+and model already loaded) is printed in MB and in float32 copies of the clip.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ def status_mb(key: str) -> float:
 def one(path: str, model: str, frames_n: int, size: int) -> None:
     from omnisync_core.api import BUNDLED_SPEECH, OmniSyncPipeline, load_runtime, resolve_options
     from omnisync_core.io.audio import read_audio
-    from omnisync_core.pipelines.stream import sync_frames
 
     net, codec, enc, meta = load_runtime(model, dtype="fp32")
     pipe = OmniSyncPipeline(net, codec, enc, meta=meta)
@@ -45,12 +44,11 @@ def one(path: str, model: str, frames_n: int, size: int) -> None:
     wave = wave.mean(0).repeat(int(seconds * sr / wave.shape[-1]) + 1)[: int(seconds * sr)]
     g = torch.Generator().manual_seed(0)
     frames = torch.rand(frames_n, size, size, 3, generator=g)  # the IMAGE batch ComfyUI hands the node
-    sync_frames(pipe, frames[:8], 25.0, wave[: int(8 / 25 * sr)], sr, opts)  # warm-up: allocator, Whisper
+    pipe(frames[:8], 25.0, wave[: int(8 / 25 * sr)], sr, opts)  # warm-up: allocator, Whisper
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak (VmHWM) to the current resident size
     before = status_mb("VmRSS")
-    run = sync_frames if path == "window by window" else None
-    res = run(pipe, frames, 25.0, wave, sr, opts) if run else pipe(frames, 25.0, wave, sr, opts)
+    res = pipe(frames, 25.0, wave, sr, opts)
     peak = status_mb("VmHWM")
     clip_mb = frames.numel() * 4 / 2 ** 20
     print(repr((peak - before, clip_mb, tuple(res.frames.shape))))
@@ -71,7 +69,7 @@ def main() -> None:
           "fp32; each path a fresh process")
     print("| path | peak above the input (MB) | float32 copies of the clip | output |")
     print("|---|---:|---:|---|", flush=True)
-    for path in ("in memory (OmniSyncPipeline.__call__)", "window by window"):
+    for path in ("OmniSyncPipeline.__call__ (the API and the Lip Sync node)",):
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", path, model, str(args.frames),
                                str(args.size)], capture_output=True, text=True)
         if proc.returncode != 0:

@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from omnisync_core.model.config import preset
-from omnisync_core.model.dit import OmniSyncDiT
+from omnisync_core.model.xdub_dit import XDubDiT
 from omnisync_core.model.offload import enable_block_swap
 
 VAE_TEMPORAL, VAE_SPATIAL = 4, 16   # Wan 2.2 VAE: 4 video frames (after the first) and 16×16 pixels per latent
@@ -160,7 +160,7 @@ def main() -> None:
     print(f"X-Dub DiT at {args.size}x{args.size} x {args.frames} frames: latents {cfg.latent_channels}x{Fl}x{h}x{h}, "
           f"{tokens} tokens per pass ([reference, target] x {Fl} frames x {(h // 2) ** 2}), batch {CFG_PASSES} per step")
 
-    model = OmniSyncDiT(cfg, device="meta", dtype=torch.bfloat16).eval()
+    model = XDubDiT(cfg, device="meta", dtype=torch.bfloat16).eval()
     params = sum(p.numel() for p in model.parameters())
     buffers = sum(b.numel() for b in model.buffers())
     block = tensor_bytes(model.blocks[0].parameters(), 2)
@@ -185,10 +185,10 @@ def main() -> None:
     # activation memory: scaled model measured on the CPU, the same accounting on meta, then full size on meta
     small = preset("tiny-xdub", dim=256, ffn_dim=1024, num_heads=2, num_layers=4, text_dim=64)
     torch.manual_seed(0)
-    scaled = OmniSyncDiT(small).eval()
+    scaled = XDubDiT(small).eval()
     shape = dict(B=CFG_PASSES, Fl=5, h=8, w=8)
     cpu_peak = peak_activation_bytes(scaled, small, **shape, device="cpu", dtype=torch.float32)
-    meta_peak = peak_activation_bytes(OmniSyncDiT(small, device="meta").eval(), small, **shape, device="meta",
+    meta_peak = peak_activation_bytes(XDubDiT(small, device="meta").eval(), small, **shape, device="meta",
                                       dtype=torch.float32)
     scaled_block = tensor_bytes(scaled.blocks[0].parameters())
     swap = enable_block_swap(scaled, "cpu", resident_blocks=0)

@@ -56,7 +56,6 @@ class OmniSyncLipSync(io.ComfyNode):
                 mouth_x, mouth_y, window, overlap, composite, cfg_cutoff=-1.0, vae=None, conditioning=None,
                 mouth_mask=None) -> io.NodeOutput:
         from omnisync_core.model.codec import codec_from_spec
-        from omnisync_core.pipelines.stream import sync_frames
 
         check_choices(cls, length_mode=length_mode, mouth=mouth)
         if mouth == "mask" and mouth_mask is None:
@@ -78,13 +77,8 @@ class OmniSyncLipSync(io.ComfyNode):
             feedback.warn(warning)
         if "batch" in audio_report:
             feedback.warn(audio_report["batch"] + ".")
-        # window by window when the codec maps frames one by one (the bundled pixel codec) and no per-frame mask is
-        # given: beside the IMAGE batch only the output frames are held whole; otherwise the in-memory stages
-        call = dict(progress=ComfyProgress(), cancel=comfy_cancel, on_warning=feedback.warn)
-        if pipe.codec.temporal_factor == 1 and opts.mouth_mask is None:
-            result = run_cancellable(sync_frames, pipe, images, fps, wave, sr, opts, **call)
-        else:
-            result = run_cancellable(pipe, images, fps, wave, sr, opts, **call)
+        result = run_cancellable(pipe, images, fps, wave, sr, opts, progress=ComfyProgress(), cancel=comfy_cancel,
+                                 on_warning=feedback.warn)
         report.update({k: v for k, v in result.report.items() if k != "warnings"}, audio_input=audio_report,
                       options=chosen)
         frames = result.frames.float().cpu().contiguous()

@@ -86,9 +86,9 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
                     truth: Optional[str] = None, progress=None, cancel=None, on_warning=None) -> Dict[str, Any]:
     """Lip-sync a video file to speech and write the result, streaming: memory does not grow with length.
 
-    Reads, samples and writes window by window (``stream.stream_sync``); the frames equal the in-memory
-    ``pipe(frames, ...)``. Optional outputs: ``side_by_side`` (source | result mp4), ``guidance_video``
-    (the DS-CFG map), ``contact_sheet`` (PNG of mouth crops over time; ``truth``: a video of the target
+    Reads, samples and writes window by window (``pipe.stream``: the engine ``pipe(frames, ...)`` also runs), so
+    the frames equal ``pipe(frames, ...)``'s. Optional outputs: ``side_by_side`` (source | result mp4),
+    ``guidance_video`` (the DS-CFG map), ``contact_sheet`` (PNG of mouth crops over time; ``truth``: a video of the target
     speech shown as a third row when it is at least as long and the same size). Ping-pong length mode
     keeps the source clip in memory as uint8. Every file appears under its name only when complete (an error
     or cancel leaves none); an output that names an input (``video_path``, ``truth``) is refused. Each warning
@@ -101,7 +101,6 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
 
     from .image.pictures import CONTACT_COLUMNS, mouth_contact_sheet, side_by_side as sbs, write_png
     from .io.video import VideoReader, VideoWriter
-    from .pipelines.stream import stream_sync
     from .pipelines.checks import check_outputs, warn
 
     check_outputs({"output": output, "side_by_side": side_by_side, "guidance_video": guidance_video,
@@ -154,7 +153,7 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
             done[0] += out_u8.shape[0]
 
         try:
-            report = stream_sync(pipe, reader, reader.fps, waveform, sample_rate, write, opts, progress=progress,
+            report = pipe.stream(reader, reader.fps, waveform, sample_rate, write, opts, progress=progress,
                                  cancel=cancel, start=start, on_warning=note)
             written = {name: w.close() for name, w in writers.items()}
             for w, info in zip(writers.values(), written.values()):
@@ -163,7 +162,6 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
         finally:
             for w in writers.values():
                 w.__exit__(RuntimeError, None, None)  # no-op after close; else removes the partial file
-    report.pop("wave16k")
     report["written"] = [output] + [p for p in (side_by_side, guidance_video) if p]
     report["fps"] = reader.fps
     if contact_sheet:

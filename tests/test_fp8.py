@@ -10,7 +10,7 @@ from safetensors import safe_open
 
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.model.config import preset
-from omnisync_core.model.dit import OmniSyncDiT
+from omnisync_core.model.xdub_dit import XDubDiT
 from omnisync_core.model.fp8 import (
     FP8_DTYPE, FP8_MAX, SCALED_FP8_KEY, FP8Linear, convert_to_fp8, dequantize_fp8, fp8_layer_names, quantize_fp8,
     split_scaled_fp8, to_scaled_fp8_state_dict, weights_nbytes,
@@ -79,7 +79,7 @@ def test_state_dict_round_trip_in_memory():
 
 def test_weights_bytes_full_size_fp8_is_about_half():
     with torch.device("meta"):
-        model = OmniSyncDiT(preset("xdub-5b"), dtype=torch.bfloat16)
+        model = XDubDiT(preset("xdub-5b"), dtype=torch.bfloat16)
     bf16 = weights_nbytes(model)
     fp8 = weights_nbytes(convert_to_fp8(model))
     print(f"xdub-5b weights: bf16 {bf16 / 2 ** 30:.2f} GiB, fp8 {fp8 / 2 ** 30:.2f} GiB ({fp8 / bf16:.3f})")
@@ -96,7 +96,7 @@ def test_converter_writes_comfyui_scaled_fp8_and_the_loader_reads_it(tmp_path):
         original = {k: a.get_tensor(k) for k in a.keys()}
         converted = {k: b.get_tensor(k) for k in b.keys()}
     with torch.device("meta"):
-        names = fp8_layer_names(OmniSyncDiT(xdub_config_from_shapes({k: v.shape for k, v in original.items()})))
+        names = fp8_layer_names(XDubDiT(xdub_config_from_shapes({k: v.shape for k, v in original.items()})))
     assert info["layers"] == len(names) > 0
     marker = converted.pop(SCALED_FP8_KEY)
     assert marker.dtype == FP8_DTYPE and marker.numel() == 0  # ComfyUI: fp8 e4m3fn, fp8 matmul allowed

@@ -132,7 +132,7 @@ def test_the_graph_sees_relative_lazy_and_package_imports():
     graph = import_graph()
     assert "omnisync_core.cli.common" in graph["omnisync_core.cli.omnisync"]  # from .common import ...
     assert "omnisync_core.cli.xdub" in graph["omnisync_core.cli"]  # from . import omnisync, training, xdub
-    assert "omnisync_core.pipelines.stream" in graph["omnisync_core.api"]  # inside a function
+    assert "omnisync_core.image.pictures" in graph["omnisync_core.api"]  # inside a function
     assert "nodes.bridge" in graph["nodes.lipsync"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 

@@ -8,12 +8,14 @@ import torch
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.model.config import preset
 from omnisync_core.model.dit import OmniSyncDiT
+from omnisync_core.model.xdub_dit import XDubDiT
 from omnisync_core.model.offload import enable_block_swap
 
 
 def randomised(name):
     torch.manual_seed(0)
-    model = OmniSyncDiT(preset(name, num_layers=3)).eval()
+    cfg = preset(name, num_layers=3)
+    model = (XDubDiT if cfg.source_layout == "sequence" else OmniSyncDiT)(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))  # no zero-init left: every branch matters

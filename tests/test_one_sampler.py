@@ -112,8 +112,8 @@ def test_api_all_in_one_node_and_split_nodes_give_the_same_frames(env, case):
         assert max_diff(api[key], one[key]) <= TOLERANCE, key
         assert max_diff(api[key], split[key]) <= TOLERANCE, key
     assert one["fps"] == split["fps"] == FPS
-    # the all-in-one node runs window by window over the IMAGE batch (stream.sync_frames), the API in memory
-    assert one["report"]["streamed"] is True and "streamed" not in api["report"]
+    # one engine: the all-in-one node and the API both run window by window (OmniSyncPipeline.stream)
+    assert one["report"]["streamed"] is True and api["report"]["streamed"] is True
     assert api["report"]["mouth"].get("fallback_frames") == one["report"]["mouth"].get("fallback_frames") \
         == split["report"]["mouth"].get("fallback_frames")
     if c["widgets"]["mouth"] == "point":

@@ -79,8 +79,8 @@ def test_two_processes_equal_one(tmp_path):
 def test_refused_without_torch_distributed():
     from omnisync_core.errors import OmniSyncError
     from omnisync_core.model.config import preset
-    from omnisync_core.model.dit import OmniSyncDiT
+    from omnisync_core.model.xdub_dit import XDubDiT
     from omnisync_core.model.parallel import enable_sequence_parallel
 
     with pytest.raises(OmniSyncError, match="torchrun"):
-        enable_sequence_parallel(OmniSyncDiT(preset("tiny-xdub"), device="meta"))
+        enable_sequence_parallel(XDubDiT(preset("tiny-xdub"), device="meta"))

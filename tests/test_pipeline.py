@@ -130,3 +130,38 @@ def test_a_model_trained_on_the_last_layers_gets_exactly_those(pipe):
     with pytest.raises(OmniSyncError, match="Whisper"):  # at load time, not after the first stages
         OmniSyncPipeline(OmniSyncDiT(preset("tiny", latent_channels=12, audio_dim=40, use_text=False)),
                          pipe.codec, pipe.audio_encoder)
+
+
+def test_a_temporal_vae_codec_runs_whole_clip_in_the_same_engine_as_the_split_stages(pipe):
+    """A codec that groups frames (temporal factor 4) is encoded and decoded whole inside the engine, sampled in
+    the same windows: pipe(...) gives the split stages' frames and guidance map, and says what it padded."""
+    from omnisync_core.model.codec import VAECodec
+    from omnisync_core.model.config import preset
+    from omnisync_core.model.dit import OmniSyncDiT
+    from omnisync_core.pipelines.omnisync import assemble, encode_speech, prepare_audio
+    from tiny import WHISPER_D_MODEL, TinyWan22VAE
+
+    torch.manual_seed(0)
+    model = OmniSyncDiT(preset("tiny", latent_channels=48, audio_dim=2 * WHISPER_D_MODEL, use_text=False)).eval()
+    with torch.no_grad():  # no zero-initialised branch left: the audio and the source change the result
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    vae_pipe = OmniSyncPipeline(model, VAECodec(TinyWan22VAE(), 48, 4, 16), pipe.audio_encoder)
+    frames, wave = make_frames(T=10), make_speech_like(10 / FPS)
+    opts = fast(window=2, overlap=1, length_mode="follow_video")
+    heard = []
+    res = vae_pipe(frames, FPS, wave, 16000, opts, on_warning=heard.append)
+    assert res.report["streamed"] is False and res.report["windows"] == [(0, 2), (1, 3), (2, 4)]
+    assert any("3 copies of the last frame appended" in w for w in heard), heard  # 10 frames → 13 = 1 + 4·3
+
+    plan, wave16k = prepare_audio(10, FPS, wave, 16000, "follow_video")
+    feats, _ = encode_speech(pipe.audio_encoder, wave16k, FPS, 10)
+    video = vae_pipe.encode_video(frames, plan.frame_indices)
+    x_init, sigmas = vae_pipe.init(video, opts.tau, opts.num_steps, opts.shift, opts.seed)
+    sampled = vae_pipe.sample(x_init, video, sigmas, feats, pipe.audio_encoder.spec.num_layers, opts.guidance,
+                              opts.mouth, None, opts.window, opts.overlap)
+    out = assemble(vae_pipe.codec, sampled.latents, video, sampled.fallback_frames, sampled.mouth_centres)
+    assert out.shape == res.frames.shape == (10, 32, 32, 3)
+    assert float((out - res.frames).abs().max()) <= 1e-6
+    assert float((sampled.guidance_map - res.guidance_map).abs().max()) <= 1e-6
+    assert float((out - frames).abs().max()) > 0.01  # the model did edit the frames

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.model.config import DiTConfig, preset
 from omnisync_core.model.dit import OmniSyncDiT
+from omnisync_core.model.xdub_dit import XDubDiT
 from omnisync_core.model.xdub_weights import load_xdub_model, xdub_config_from_shapes
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "xdub")
@@ -127,7 +128,7 @@ def test_sequence_config_checks():
         preset("tiny-xdub", dim=128, num_heads=2)  # head_dim 64: ⌊64/3⌋ = 21, the reference's RoPE would not fit
     cfg = preset("tiny-xdub", audio_layers=[1])
     assert DiTConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
-    model = OmniSyncDiT(cfg, device="meta")
+    model = XDubDiT(cfg, device="meta")
     assert not hasattr(model.blocks[0], "audio_attn") and hasattr(model.blocks[1], "audio_attn")
 
 
@@ -139,7 +140,7 @@ def test_full_size_key_set_loads_exactly():
     assert len(keys) == 1245
     cfg = xdub_config_from_shapes(keys, name="the published key list")
     assert cfg == preset("xdub-5b")
-    model = OmniSyncDiT(cfg, device="meta")
+    model = XDubDiT(cfg, device="meta")
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert ours == keys  # same names, same shapes, nothing missing or unexpected
     n = sum(p.numel() for p in model.parameters())

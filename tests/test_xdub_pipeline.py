@@ -125,3 +125,46 @@ def test_umt5_folder_loads_as_umt5_and_the_empty_prompt_is_one_token(tmp_path):
     assert type(encoder.model).__name__ == "UMT5EncoderModel"  # per-layer position bias, not T5's
     assert encoder.encode("").shape == (1, 16)  # the reference's empty prompt: the end-of-sequence token alone
     assert encoder.encode("a face that talks").shape == (5, 16)
+
+
+class CountingFrames:
+    """A FrameSource over uint8 face crops in memory, recording the size of every read."""
+
+    def __init__(self, frames_u8):
+        self.frames, self.num_frames, self.size = frames_u8, frames_u8.shape[0], tuple(frames_u8.shape[1:3])
+        self.reads = []
+
+    def read(self, indices):
+        self.reads.append(len(indices))
+        return self.frames[indices]
+
+
+def test_streaming_reads_clip_by_clip_and_gives_the_in_memory_frames(tmp_path):
+    """XDubPipeline.stream over a frame source reads at most one clip of frames at a time (never the video) and
+    writes the frames pipe(frames, ...) returns; every adjustment is said through on_warning."""
+    from omnisync_core.audio.xdub_features import load_xdub_audio_encoders
+    from omnisync_core.model.xdub_weights import load_xdub_model
+    from omnisync_core.pipelines.stream import to_uint8
+    from omnisync_core.pipelines.xdub import XDubPipeline
+    from omnisync_core.sampling.xdub import CLIP_FRAMES, XDubOptions
+    from tiny import TinyWan22VAE, make_speech_like, make_wav2vec2_folder, make_whisper_folder, make_xdub_checkpoint
+
+    root = str(tmp_path)
+    model = load_xdub_model(make_xdub_checkpoint(root), dtype=torch.float32)
+    encoders = load_xdub_audio_encoders(make_whisper_folder(root), make_wav2vec2_folder(root))
+    pipe = XDubPipeline(model, wan22_codec(TinyWan22VAE()), encoders)
+    g = torch.Generator().manual_seed(0)
+    crops = to_uint8(torch.rand(20, 64, 64, 3, generator=g))
+    speech = torch.from_numpy(make_speech_like(3.3, sr=22050)).float()  # 83 frames: 2 clips, resampled
+    opts = XDubOptions(num_steps=2)
+    heard = []
+    whole = pipe(crops.float() / 255, 25.0, speech, 22050, options=opts, on_warning=heard.append)
+    source, written = CountingFrames(crops), []
+    report = pipe.stream(source, 25.0, speech, 22050, lambda out, src: written.append((out, src)), options=opts)
+    out = torch.cat([o for o, _ in written])
+    assert report["clips"] == 2 and out.dtype == torch.uint8 and out.shape == whole.frames.shape == (83, 64, 64, 3)
+    assert int((out.int() - to_uint8(whole.frames).int()).abs().max()) <= 1  # ≤ 1/255: the same frames
+    assert max(source.reads) <= CLIP_FRAMES and len(written) > 1  # clip by clip, in and out
+    assert torch.equal(report["frame_indices"], whole.frame_indices)
+    assert whole.report["warnings"] == heard and report["warnings"] == heard
+    assert any("resampled from 22050 Hz" in w for w in heard) and any("ping-ponged to 149" in w for w in heard)

@@ -16,12 +16,12 @@ from omnisync_core.sampling.xdub import (
     XDubOptions,
     denoise_clip,
     join_clip_latents,
-    passes_needed,
     plan_clips,
     ref_cfg_scale_at,
     replace_borders,
     sample_clips,
     xdub_combine,
+    xdub_passes,
 )
 
 C, F_, H, W = 4, 3, 8, 8
@@ -100,10 +100,10 @@ def test_combine_by_hand_and_pass_selection():
     assert float(xdub_combine(vn, vr, vra, 2.5, 10.0)) == pytest.approx(16.0)
     weight = torch.tensor([[[0.0, 2.0]]])  # (F, h, w)
     assert float(xdub_combine(vn, vr, vra, 2.5, weight)[0, 0, 0, 1]) == pytest.approx(8.0)
-    assert passes_needed(2.5, torch.full((1, 2, 2), 10.0)) == ("none", "ref", "ref_audio")
-    assert passes_needed(1.0, torch.full((1, 2, 2), 1.0)) == ("ref_audio",)  # scale 1 and 1: the conditional pass
-    assert passes_needed(2.0, torch.full((1, 2, 2), 2.0)) == ("none", "ref_audio")
-    assert passes_needed(2.0, torch.zeros(1, 2, 2)) == ("none", "ref")
+    assert xdub_passes(2.5, torch.full((1, 2, 2), 10.0)) == ("none", "ref", "ref_audio")
+    assert xdub_passes(1.0, torch.full((1, 2, 2), 1.0)) == ("ref_audio",)  # scale 1 and 1: the conditional pass
+    assert xdub_passes(2.0, torch.full((1, 2, 2), 2.0)) == ("none", "ref_audio")
+    assert xdub_passes(2.0, torch.zeros(1, 2, 2)) == ("none", "ref")
 
 
 def test_tau_one_lands_on_the_guided_target():

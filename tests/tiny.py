@@ -102,14 +102,14 @@ def make_xdub_checkpoint(root: str, seed: int = 0) -> str:
     from safetensors.torch import save_file
 
     from omnisync_core.model.config import AudioProjConfig, DiTConfig
-    from omnisync_core.model.dit import OmniSyncDiT
+    from omnisync_core.model.xdub_dit import XDubDiT
 
     torch.manual_seed(seed)
     cfg = DiTConfig(dim=128, ffn_dim=256, num_heads=1, num_layers=1, latent_channels=48, text_dim=16, freq_dim=32,
                     audio_dim=WHISPER_D_MODEL + XDUB_WAV2VEC_DIM, source_layout="sequence",
                     audio_proj=AudioProjConfig(input_dim=WHISPER_D_MODEL + XDUB_WAV2VEC_DIM, dim=64, num_layers=1,
                                                num_heads=1))
-    model = OmniSyncDiT(cfg)
+    model = XDubDiT(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():  # no zero-initialised layer: every pass differs
             if "head" in name or name.endswith(".o.weight") or name.endswith(".o.bias"):

@@ -61,14 +61,14 @@ def _random(shapes: Dict[str, Tuple[int, ...]], seed: int, dtype=torch.float32) 
 def write_xdub_model(path: str, seed: int = 0) -> str:
     """``X-Dub_model.safetensors``: the bare state dict of a test-size X-Dub DiT (published key names)."""
     from omnisync_core.model.config import AudioProjConfig, DiTConfig
-    from omnisync_core.model.dit import OmniSyncDiT
+    from omnisync_core.model.xdub_dit import XDubDiT
 
     torch.manual_seed(seed)
     audio = WHISPER_D_MODEL + XDUB_WAV2VEC_DIM
     cfg = DiTConfig(dim=128, ffn_dim=256, num_heads=1, num_layers=1, latent_channels=48, text_dim=TEXT_DIM,
                     freq_dim=32, audio_dim=audio, source_layout="sequence",
                     audio_proj=AudioProjConfig(input_dim=audio, dim=64, num_layers=1, num_heads=1))
-    model = OmniSyncDiT(cfg)
+    model = XDubDiT(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():  # no zero-initialised layer: every pass differs
             if "head" in name or name.endswith((".o.weight", ".o.bias")):

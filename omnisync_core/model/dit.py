@@ -16,14 +16,8 @@ model it was loaded from. Layout at the boundary::
     audio: (B, F, N_a, audio_dim) or None     text: (B, L, text_dim) or None
     returns the velocity v = ε − x_0: (B, C, F, H, W)
 
-``config.source_layout = "sequence"`` is X-Dub's variant of the same network (Wan 2.2 TI2V-5B;
-``diffsynth/models/wan_video_dit_lip_sync.py`` and ``model_fn_wan_video`` in
-``diffsynth/pipelines/lip_sync.py``), with X-Dub's parameter names: the reference latents are
-appended as F more latent frames, ``[reference, target]`` along the tokens; the reference tokens get
-timestep 0 (as may the first target frames, the motion frames carried from the previous window), so
-the time signal is per latent frame; the reference's RoPE is shifted by (0, H', W'); text and audio
-cross-attention act on the target tokens only, and only they reach the output. The audio windows are
-projected by :class:`~omnisync_core.model.audio_proj.AudioProjection`.
+X-Dub's variant of the same network (the reference in the token sequence) is
+:class:`~omnisync_core.model.xdub_dit.XDubDiT`, which reuses these blocks.
 
 Inside, ``D`` is the model width, ``n``/``d`` the heads and head width, and the patch grid is
 ``(F', H', W') = (F/pt, H/ph, W/pw)`` with ``S = H'·W'`` tokens per frame and ``L = F'·S`` in total.
@@ -43,13 +37,14 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import OmniSyncError
+from ..sampling.schedule import NUM_TRAIN_TIMESTEPS, timestep_to_sigma
 from .audio_proj import AudioProjection
 from .config import X0_MIN_SIGMA, DiTConfig
 
 ROPE_THETA = 10000.0
 ROPE_CACHE_SIZE = 16  # RoPE tables kept (one per window grid and device)
 SINUSOID_BASE = 10000.0
-MAX_TIMESTEP = 1000.0  # timestep = 1000·σ, σ ∈ [0, 1]
+MAX_TIMESTEP = float(NUM_TRAIN_TIMESTEPS)  # the timestep of pure noise (σ = 1; sampling.schedule converts)
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -230,18 +225,20 @@ class AudioCrossAttention(SelfAttention):
 
 # -- the block -------------------------------------------------------------------------------------
 
-# Names of the audio cross-attention's norm and attention in a block, per source layout: OmniSync's own,
-# and X-Dub's (its checkpoint's keys blocks.N.norm4.*, blocks.N.audio_attn.*).
-AUDIO_BRANCH_NAMES = {"channels": ("norm_audio", "audio_cross_attn"), "sequence": ("norm4", "audio_attn")}
+# Names of the audio cross-attention's norm and attention in a block: OmniSync's own (X-Dub's checkpoint names
+# them norm4 / audio_attn: model.xdub_dit.XDUB_AUDIO_NAMES).
+OMNISYNC_AUDIO_NAMES = ("norm_audio", "audio_cross_attn")
 
 
 class DiTBlock(nn.Module):
     """Wan's ``WanAttentionBlock`` (adaLN self-attn, text cross-attn, FFN) plus the audio cross-attn.
 
-    ``index`` is the block's position (``config.audio_layers`` may give audio to some blocks only).
+    ``index`` is the block's position (``config.audio_layers`` may give audio to some blocks only);
+    ``audio_names`` the attribute names of the audio branch's norm and attention (the checkpoint's keys).
     """
 
-    def __init__(self, cfg: DiTConfig, index: int = 0, device=None, dtype=None):
+    def __init__(self, cfg: DiTConfig, index: int = 0, device=None, dtype=None,
+                 audio_names: Tuple[str, str] = OMNISYNC_AUDIO_NAMES):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         dim = cfg.dim
@@ -250,7 +247,7 @@ class DiTBlock(nn.Module):
         if cfg.use_text:
             self.norm3 = LayerNorm(dim, cfg.eps, elementwise_affine=True, **kw) if cfg.cross_attn_norm else nn.Identity()
             self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **kw)
-        self.audio_names = AUDIO_BRANCH_NAMES[cfg.source_layout] if cfg.has_audio(index) else None
+        self.audio_names = audio_names if cfg.has_audio(index) else None
         if self.audio_names:
             norm_name, attn_name = self.audio_names
             self.add_module(norm_name, LayerNorm(dim, cfg.eps, elementwise_affine=True, **kw))
@@ -312,11 +309,20 @@ class OmniSyncDiT(nn.Module):
     training (less memory, about one more forward of compute).
     """
 
+    source_layout = "channels"  # the source latents enter on the channel axis (config.source_layout)
+    audio_names = OMNISYNC_AUDIO_NAMES
+
     def __init__(self, config: DiTConfig, device=None, dtype=None):
         super().__init__()
+        name = type(self).__name__
         if not isinstance(config, DiTConfig):
-            raise OmniSyncError(f"OmniSyncDiT needs a DiTConfig, got {type(config).__name__}; "
+            raise OmniSyncError(f"{name} needs a DiTConfig, got {type(config).__name__}; "
                                 "use omnisync_core.model.config.preset('tiny') or DiTConfig(...).")
+        if config.source_layout != self.source_layout:
+            other = "omnisync_core.model.xdub_dit.XDubDiT" if config.source_layout == "sequence" else \
+                "omnisync_core.model.dit.OmniSyncDiT"
+            raise OmniSyncError(f"this config's source layout is {config.source_layout!r} but {name} takes "
+                                f"{self.source_layout!r}; build it with {other}.")
         self.config = cfg = config
         self.gradient_checkpointing = False
         kw = dict(device=device, dtype=dtype)
@@ -335,7 +341,8 @@ class OmniSyncDiT(nn.Module):
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim, **kw), nn.SiLU(), nn.Linear(dim, dim, **kw))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, **kw))
 
-        self.blocks = nn.ModuleList([DiTBlock(cfg, i, **kw) for i in range(cfg.num_layers)])
+        self.blocks = nn.ModuleList([DiTBlock(cfg, i, audio_names=self.audio_names, **kw)
+                                     for i in range(cfg.num_layers)])
         self.head = Head(dim, cfg.latent_channels, cfg.patch_size, cfg.eps, **kw)
         if self.head.head.weight.device.type != "meta":  # a weightless skeleton has nothing to initialise
             self.init_weights()
@@ -391,50 +398,32 @@ class OmniSyncDiT(nn.Module):
 
         Args:
             x: (B, C, F, H, W) noisy latents; F divisible by patch t, H and W by patch h and w.
-            timestep: (B,) (or a scalar / (1,), broadcast) in [0, 1000] = 1000·σ. The sequence layout
-                also takes (B, F), one timestep per latent frame.
-            source: (B, C, F, H, W) source latents; required when ``config.source_condition``. In the
-                sequence layout (X-Dub) these are the reference latents, appended along the frames.
+            timestep: (B,) (or a scalar / (1,), broadcast) in [0, 1000] = 1000·σ (X-Dub's network also
+                takes (B, F), one timestep per latent frame).
+            source: (B, C, F, H, W) source latents; required when ``config.source_condition``.
             audio: (B, F, N_a, audio_dim) tokens per latent frame, or None to skip the audio branch.
                 With ``config.audio_proj`` (X-Dub) these are the raw windows, N_a <= max_window.
             text: (B, L, text_dim), L <= text_len, or None to skip the text cross-attention. As in
                 Wan 2.1, the features are zero-padded to ``text_len`` tokens before embedding.
             source, audio and text with batch 1 are broadcast to B.
-            motion_frames: sequence layout only: the first ``motion_frames`` latent frames of x hold
-                clean latents carried over from the previous window and get timestep 0 (X-Dub's
-                motion frames; the caller writes them into x).
+            motion_frames: X-Dub's network only (0 here).
         Returns:
             (B, C, F, H, W) velocity in x's dtype.
         Raises:
             OmniSyncError for any input of the wrong shape, size or kind (checked before any compute).
         """
         cfg = self.config
-        t, source, audio, text = check_model_inputs(cfg, x, timestep, source, audio, text, motion_frames)
+        t, source, audio, text = check_model_inputs(cfg, x, timestep, source, audio, text, motion_frames,
+                                                    sequence=self.source_layout == "sequence")
         B = x.shape[0]
-        pt, ph, pw = cfg.patch_size
+        pt = cfg.patch_size[0]
         dt = self.patch_embedding.weight.dtype
         device = self.patch_embedding.weight.device
-        sequence = cfg.source_layout == "sequence"
 
-        # embeddings
-        if sequence:
-            inp = torch.cat([source, x], dim=2)  # (B, C, 2F, H, W): [reference, target] frames
-        else:
-            inp = torch.cat([x, source], dim=1) if cfg.source_condition else x  # (B, C_in, F, H, W)
-        h = self.patch_embedding(inp.to(dt))  # (B, D, F' (2F' in sequence), H', W')
-        grid = (h.shape[2] // 2 if sequence else h.shape[2], h.shape[3], h.shape[4])  # the target's (F', H', W')
-        h = h.flatten(2).transpose(1, 2).float()  # (B, L, D)
-        tables = rope_tables.__wrapped__ if torch.compiler.is_compiling() else rope_tables  # compiled: traced once
-        cos, sin = tables(grid, cfg.head_dim, device)  # (F'·S, d/2) each, float32 on device
-        if sequence:  # the reference's positions are shifted by (0, H', W')
-            ref_cos, ref_sin = tables(grid, cfg.head_dim, device, (0, grid[1], grid[2]))
-            cos, sin = torch.cat([ref_cos, cos]), torch.cat([ref_sin, sin])  # (L, d/2)
-        rope = (cos, sin)
+        h, grid, rope, t_groups, target_from = self.embed_tokens(x, t, source)
 
-        # The time signal per group of tokens: one group per sample, or (sequence) one per latent frame,
-        # the reference frames at timestep 0. Float64 sinusoids on the CPU (not every accelerator has
-        # float64), then float32 on device.
-        t_groups = torch.cat([torch.zeros_like(t), t], dim=1) if sequence else t[:, None]  # (B, G)
+        # The time signal per group of consecutive tokens (t_groups (B, G)). Float64 sinusoids on the CPU (not
+        # every accelerator has float64), then float32 on device.
         G = t_groups.shape[1]
         sinusoids = sinusoidal_embedding_1d(cfg.freq_dim, t_groups.flatten()).float().to(device)  # (B·G, freq_dim)
         e = _fp32_sequential(self.time_embedding, sinusoids).view(B, G, cfg.dim)  # (B, G, D)
@@ -451,20 +440,33 @@ class OmniSyncDiT(nn.Module):
             tokens = tokens.reshape(tokens.shape[0], grid[0], pt * audio.shape[2], cfg.dim)  # (B, F', pt·N_a, D)
             tokens = tokens.expand(B, -1, -1, -1)
 
-        target_from = h.shape[1] // 2 if sequence else 0  # first target token
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, e0, rope, context, tokens, target_from, use_reentrant=False)
             else:
                 h = block(h, e0, rope, context, tokens, target_from)
 
-        e_target = e[:, G // 2:] if sequence else e  # (B, F', D) or (B, 1, D)
+        e_target = e[:, target_from * G // h.shape[1]:]  # the time groups of the target tokens
         out = self.unpatchify(self.head(h[:, target_from:], e_target), grid)  # (B, C, F, H, W)
         if cfg.prediction == "x0_residual":
             x0 = source.float() + out.float()  # x̂₀ = source + residual
-            sigma = (t.to(device, torch.float32) / MAX_TIMESTEP).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
+            sigma = timestep_to_sigma(t.to(device, torch.float32)).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
             out = (x.float() - x0) / sigma  # the velocity of the linear path towards x̂₀
         return out.to(x.dtype)
+
+    def embed_tokens(self, x: torch.Tensor, t: torch.Tensor, source: Optional[torch.Tensor]):
+        """The token sequence: (h (B, L, D) float32, the target's patch grid (F', H', W'), RoPE (cos, sin) of
+        the L tokens, time groups t_groups (B, G) (G equal runs of consecutive tokens, one timestep each),
+        index of the first target token). Here: the source on the channel axis, one time group per sample."""
+        inp = torch.cat([x, source], dim=1) if self.config.source_condition else x  # (B, C_in, F, H, W)
+        h = self.patch_embedding(inp.to(self.patch_embedding.weight.dtype))  # (B, D, F', H', W')
+        grid = (h.shape[2], h.shape[3], h.shape[4])
+        return h.flatten(2).transpose(1, 2).float(), grid, self.rope(grid), t[:, None], 0
+
+    def rope(self, grid: Tuple[int, int, int], offset: Tuple[int, int, int] = (0, 0, 0)):
+        """(cos, sin) of the 3D RoPE of ``grid`` (F'·H'·W', d/2) each, float32 on the model's device."""
+        tables = rope_tables.__wrapped__ if torch.compiler.is_compiling() else rope_tables  # compiled: traced once
+        return tables(grid, self.config.head_dim, self.patch_embedding.weight.device, offset)
 
     def unpatchify(self, x: torch.Tensor, grid: Tuple[int, int, int]) -> torch.Tensor:
         """(B, F'·H'·W', pt·ph·pw·C) -> (B, C, F'·pt, H'·ph, W'·pw)."""
@@ -474,15 +476,15 @@ class OmniSyncDiT(nn.Module):
         return x.reshape(x.shape[0], C, f * pt, h * ph, w * pw)
 
 
-def check_model_inputs(cfg, x, timestep, source, audio, text, motion_frames: int = 0):
+def check_model_inputs(cfg, x, timestep, source, audio, text, motion_frames: int = 0, sequence: bool = False):
     """Validate a denoiser's inputs where they enter; return (t, source, audio, text) ready to use.
 
     ``cfg`` is the model's config (DiTConfig or UNetConfig): latent_channels, patch_size,
-    source_condition, audio_dim, use_text, text_len and text_dim are read, and source_layout and
-    audio_proj where present. t is (B,) float64 on the CPU, or (B, F) (one per latent frame, the
-    first ``motion_frames`` set to 0) in the sequence layout.
+    source_condition, audio_dim, use_text, text_len and text_dim are read, and audio_proj where present.
+    ``sequence``: the network takes the source in the token sequence (X-Dub's :class:`.xdub_dit.XDubDiT`).
+    t is (B,) float64 on the CPU, or with ``sequence`` (B, F) (one per latent frame, the first
+    ``motion_frames`` set to 0).
     """
-    sequence = getattr(cfg, "source_layout", "channels") == "sequence"
     C, (pt, ph, pw) = cfg.latent_channels, cfg.patch_size
     if not torch.is_tensor(x) or x.ndim != 5:
         got = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__

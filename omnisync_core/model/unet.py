@@ -37,7 +37,8 @@ import torch.nn.functional as F
 
 from ..errors import OmniSyncError
 from .config import X0_MIN_SIGMA, _from_dict
-from .dit import MAX_TIMESTEP, check_model_inputs, sinusoidal_embedding_1d
+from ..sampling.schedule import timestep_to_sigma
+from .dit import check_model_inputs, sinusoidal_embedding_1d
 
 GROUPS = 8  # GroupNorm groups (fewer when a level has fewer channels)
 
@@ -221,7 +222,7 @@ class OmniSyncUNet(nn.Module):
         residual = residual.reshape(B, Fr, C, H, W).transpose(1, 2)                         # (B, C, F, H, W)
 
         x0 = source.float() + residual.float()                                              # x̂₀ = source + edit
-        sigma = (t.to(device, torch.float32) / MAX_TIMESTEP).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
+        sigma = timestep_to_sigma(t.to(device, torch.float32)).clamp_min(X0_MIN_SIGMA).view(-1, 1, 1, 1, 1)
         v = ((x.float() - x0) / sigma).to(x.dtype)
         if mouth_at is None:
             return v

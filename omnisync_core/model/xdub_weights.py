@@ -1,7 +1,7 @@
 """Load X-Dub's published DiT (``X-Dub_model.safetensors``) as it is, with no key conversion.
 
 The file holds the bare state dict of X-Dub's ``LipSyncModel`` (no metadata), whose parameter names
-are those of :class:`~omnisync_core.model.dit.OmniSyncDiT` in the ``"sequence"`` source layout. The
+are those of :class:`~omnisync_core.model.xdub_dit.XDubDiT` (the ``"sequence"`` source layout). The
 configuration is read off the keys and shapes; only the head widths are not stored in the file
 (X-Dub: 24 heads of 128 in the DiT, 24 of 64 in the audio projection), so they are arguments.
 """
@@ -19,12 +19,12 @@ from ..errors import OmniSyncError
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from .checkpoint import METADATA_KEY, _key_list, _open
 from .config import AudioProjConfig, DiTConfig
-from .dit import OmniSyncDiT
 from .files import missing_message, named_source
 from .fp8 import (
     FP8_DTYPE, SCALE_SUFFIX, SCALED_FP8_KEY, check_weight_dtype, convert_to_fp8, dequantize_fp8, fp8_layer_names,
     quantize_fp8, split_scaled_fp8,
 )
+from .xdub_dit import XDubDiT
 
 XDUB_HEAD_DIM = 128        # Wan 2.2 TI2V-5B: 3072 = 24 heads × 128
 XDUB_AUDIO_HEAD_DIM = 64   # X-Dub's AudioProjModule: 1536 = 24 heads × 64
@@ -92,7 +92,7 @@ def xdub_config_from_shapes(shapes: Mapping[str, Sequence[int]], head_dim: int =
         raise OmniSyncError(f"{name}: {exc}") from None
 
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in OmniSyncDiT(cfg).state_dict().items()}
+        expected = {k: tuple(v.shape) for k, v in XDubDiT(cfg).state_dict().items()}
     missing, unexpected = set(expected) - set(shapes), set(shapes) - set(expected)
     if missing or unexpected:
         parts = ([f"lacks {_key_list(missing)}"] if missing else []) + \
@@ -110,7 +110,7 @@ def xdub_config_from_shapes(shapes: Mapping[str, Sequence[int]], head_dim: int =
 def load_xdub_model(path: str, device="cpu", dtype: Optional[torch.dtype] = torch.bfloat16,
                     head_dim: int = XDUB_HEAD_DIM, audio_head_dim: int = XDUB_AUDIO_HEAD_DIM,
                     progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None,
-                    weight_dtype=None) -> OmniSyncDiT:
+                    weight_dtype=None) -> XDubDiT:
     """X-Dub's DiT from ``X-Dub_model.safetensors`` (safetensors only), in eval mode on ``device``.
 
     dtype: the weights' dtype (bf16 by default: 6.3 B parameters = 12.6 GB; None keeps the file's), and the
@@ -127,7 +127,7 @@ def load_xdub_model(path: str, device="cpu", dtype: Optional[torch.dtype] = torc
         return _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8)
 
 
-def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8) -> OmniSyncDiT:
+def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8) -> XDubDiT:
     if not os.path.isfile(path):
         raise OmniSyncError(missing_message("xdub_model", path))
     with _open(path) as f:
@@ -139,7 +139,7 @@ def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, ca
         cfg = xdub_config_from_shapes(shapes, head_dim, audio_head_dim, name=repr(path))
         compute = dtype or torch.bfloat16
         with torch.device("meta"):
-            model = OmniSyncDiT(cfg)
+            model = XDubDiT(cfg)
             if want_fp8 or marker:
                 convert_to_fp8(model, compute_dtype=compute)
         fp8_layers = set(fp8_layer_names(model)) if want_fp8 or marker else set()
@@ -188,7 +188,7 @@ def convert_xdub_fp8(src: str, dst: str, scaled: bool = True, progress: Optional
             raise OmniSyncError(f"{src!r} is already a scaled-fp8 file; convert the original X-Dub_model.safetensors.")
         cfg = xdub_config_from_shapes({k: tuple(f.get_slice(k).get_shape()) for k in own}, name=repr(src))
         with torch.device("meta"):
-            names = set(fp8_layer_names(OmniSyncDiT(cfg)))
+            names = set(fp8_layer_names(XDubDiT(cfg)))
         out, bytes_in = {}, 0
         for i, key in enumerate(own):  # quantised as read: memory holds the output, not the input as well
             t = f.get_tensor(key)

@@ -1,7 +1,18 @@
-"""Lip-sync frames to speech: the stages every front end shares, and one call that runs them all.
+"""Lip-sync frames to speech: the stages every front end shares and the one engine that runs them.
 
-The stages, top-down. :meth:`OmniSyncPipeline.__call__` (the CLI, the Python API, the all-in-one
-node) runs them in this order; each split ComfyUI node runs the ones named in brackets:
+One file (about 680 lines) because the stages and the engine are one contract: the engine runs the stage
+functions below on runs of frames, the split nodes on the whole clip, and both must say and compute the same.
+
+**The engine**, :meth:`OmniSyncPipeline.stream`: every front end runs it (the CLI and ``api.sync_video_file`` with
+a video reader and writers as sink; ``pipe(frames, ...)`` — the Python API and the Lip Sync node — with frames in
+memory and a sink that collects the output). One window of latent frames at a time (the one window loop,
+``sampling.sampler.sample_windows``): with a frame-by-frame codec (the bundled pixel codec) each window's source
+frames are read and encoded when it is reached and each run of finished frames is decoded, assembled and written
+at once, so memory does not grow with the clip; a codec that groups frames (a temporal VAE) is encoded and
+decoded whole inside the same loop. Speech features come one 30 s Whisper chunk at a time
+(:class:`.stream.ChunkedFrameFeatures`).
+
+**The stages**, top-down; each split ComfyUI node runs the ones named in brackets on the whole clip:
 
 1. :func:`prepare_audio` — speech to 16 kHz mono, matched to the output length the caller chose:
    which source frame each output frame shows.                                        [Audio Encode]
@@ -9,19 +20,17 @@ node) runs them in this order; each split ComfyUI node runs the ones named in br
 3. :meth:`OmniSyncPipeline.encode_video` — the planned frames, padded to the model's stride and the
    codec's frame rule (both cropped back in 6), encoded to latents.                      [Noise Init]
 4. :meth:`OmniSyncPipeline.init` — progressive noise init (Eq. 5) and the truncated schedule. [Noise Init]
-5. :meth:`OmniSyncPipeline.sample` — the model's audio layers, audio tokens over the whole clip, the one
+5. :meth:`OmniSyncPipeline.sample` — the model's audio layers, audio tokens over the whole clip, the
    windowed DS-CFG sampler (``sampling.sampler.sample_windowed``), its guidance map, mouth centres
-   and fallback frames brought back to video frames.                                         [Sampler]
-6. :func:`assemble` — decode, crop the padding back, pass through the frames where no mouth was
-   found, optional composite outside the mouth.                                        [Video Assemble]
+   and fallback frames brought back to video frames (:func:`run_to_frames`).              [Sampler]
+6. :func:`assemble` — decode, then :func:`assemble_frames` (the engine's too): crop the padding back,
+   pass through the frames where no mouth was found, optional composite outside the mouth. [Video Assemble]
 
-The model sees one window at a time; the codec encodes and decodes the whole clip.
-Every adjustment a stage makes to the caller's data (resampling, averaging channels, looping or
-trimming to match lengths, padding to the model's stride and cropping back, frames passed through)
-is said once through the ``on_warning(message)`` callback and kept in the report's ``"warnings"``.
-The pipeline knows nothing of ComfyUI; it works with any model that exposes ``config``
-(latent_channels, audio_dim, patch_size, use_text, text_dim) and
-``forward(x, timestep, source, audio, text) -> velocity``.
+Every adjustment made to the caller's data (resampling, averaging channels, looping or trimming to match
+lengths, padding to the model's stride and cropping back, frames passed through) is said once through the
+``on_warning(message)`` callback and kept in the report's ``"warnings"``. The pipeline knows nothing of
+ComfyUI; it works with any model that exposes ``config`` (latent_channels, audio_dim, patch_size, use_text,
+text_dim) and ``forward(x, timestep, source, audio, text) -> velocity``.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -52,13 +61,15 @@ from ..io.frames import validate_frames
 from .checks import WarningCallback, check_clip_length, check_frame_size, training_warnings, warn
 from ..model.codec import crop_back, pad_frames_to_valid, pad_to_stride
 from ..progress import CancelCheck, ProgressCallback
-from ..sampling.guidance import GuidanceConfig
+from ..sampling.guidance import GuidanceConfig, temporal_weight
 from ..sampling.mouth import DEFAULT_MOUTH_CENTRE, centres_from_mask, centres_from_point, fill_missing
 from ..sampling.noise_init import progressive_noise_init
 from ..sampling.options import SyncOptions
-from ..sampling.sampler import sample_windowed
+from ..sampling.sampler import Run, WindowInput, plan_latent_windows, sample_windowed, sample_windows
 from ..sampling.schedule import FlowMatchSchedule
 from ..length import LengthPlan, apply_audio_plan, match_lengths
+from .stream import (ChunkedFrameFeatures, FrameSink, FrameSource, TensorFrames, as_unit, audio_layers_for,
+                     to_uint8)
 
 __all__ = ["OmniSyncPipeline", "SyncOptions", "SyncResult", "EncodedVideo", "Sampled", "prepare_audio",
            "encode_speech", "select_audio_layers", "assemble"]
@@ -192,19 +203,6 @@ def conversion_warnings(frame_info: Dict) -> List[str]:
     return [f"frames: {c}." for c in frame_info["conversions"] if not c.startswith(("uint8", "uint16"))]
 
 
-def audio_layers_for(num_layers: int, dim: int, audio_dim: int) -> int:
-    """How many of the last of ``num_layers`` hidden states of width ``dim`` make one ``audio_dim`` token."""
-    k, rest = divmod(audio_dim, dim)
-    if rest or not 1 <= k <= num_layers:
-        raise OmniSyncError(
-            f"the audio features are {num_layers} layers × {dim} = {num_layers * dim} per frame but the model "
-            f"expects {audio_dim} (the last k hidden states of one encoder, each {dim} wide, if the widths "
-            "match); encode the speech with the Whisper encoder this checkpoint was trained with (its metadata "
-            "'audio' names it)."
-        )
-    return k
-
-
 def select_audio_layers(frame_features: torch.Tensor, num_layers: int, audio_dim: int) -> torch.Tensor:
     """(T, L·D) layer-major features → (T, audio_dim): the last audio_dim / D layers, the ones a model
     trained on ``audio_dim``-wide tokens saw."""
@@ -252,18 +250,18 @@ def frame_mouth_centres(mouth: Union[str, Sequence[float]], mouth_mask: Optional
     return centres_from_point(tuple(mouth), num_frames), {"source": "point"}
 
 
-def assemble(codec, latents: torch.Tensor, video: EncodedVideo, fallback_frames: Sequence[int] = (),
-             mouth_centres: Optional[torch.Tensor] = None, composite: bool = False,
-             composite_radius: float = SyncOptions.composite_radius,
-             composite_feather_px: float = SyncOptions.composite_feather_px) -> torch.Tensor:
-    """Stage 6. latents (C, F, h, w) → frames (T, H, W, 3) float32 in [0, 1] on the CPU.
+def assemble_frames(decoded: torch.Tensor, source: torch.Tensor, pads: Tuple[int, int],
+                    fallback_frames: Sequence[int] = (), mouth_centres: Optional[torch.Tensor] = None,
+                    composite: bool = False, composite_radius: float = SyncOptions.composite_radius,
+                    composite_feather_px: float = SyncOptions.composite_feather_px) -> torch.Tensor:
+    """Stage 6 on a run of n frames: decoded (n, H_p, W_p, 3) → frames (n, H, W, 3) float32 in [0, 1] on the CPU.
 
-    Decodes, crops the padding of stage 3 back, gives ``fallback_frames`` the source pixels, and with
-    ``composite`` keeps every pixel outside a feathered disc around ``mouth_centres`` (T, 2) from the source.
+    Crops the padding of stage 3 back, gives ``fallback_frames`` (indices into the run) the ``source`` pixels
+    ((n, H, W, 3) float in [0, 1]), and with ``composite`` keeps every pixel outside a feathered disc around
+    ``mouth_centres`` (n, 2) from the source.
     """
-    frames = codec.decode(latents)[: video.num_frames]  # (T, H_p, W_p, 3)
-    frames = crop_back(frames, video.pads)
-    source = video.frames.to(frames.device, frames.dtype)
+    frames = crop_back(decoded, pads)
+    source = source.to(frames.device, frames.dtype)
     fallback = list(fallback_frames)
     if fallback:  # no mouth located there: those frames are passed through unchanged
         frames[fallback] = source[fallback]
@@ -276,12 +274,76 @@ def assemble(codec, latents: torch.Tensor, video: EncodedVideo, fallback_frames:
     return frames.clamp(0, 1).float().cpu().contiguous()
 
 
-def normalise_map(gmap: torch.Tensor) -> torch.Tensor:
-    """Guidance weight → [0, 1] for display: 0 at its minimum over the clip, 1 at its peak."""
-    lo, hi = gmap.amin(), gmap.amax()
+def assemble(codec, latents: torch.Tensor, video: EncodedVideo, fallback_frames: Sequence[int] = (),
+             mouth_centres: Optional[torch.Tensor] = None, composite: bool = False,
+             composite_radius: float = SyncOptions.composite_radius,
+             composite_feather_px: float = SyncOptions.composite_feather_px) -> torch.Tensor:
+    """Stage 6 for a whole sampled clip (the split Video Assemble node): latents (C, F, h, w) → frames
+    (T, H, W, 3) float32 in [0, 1] on the CPU, by :func:`assemble_frames`."""
+    return assemble_frames(codec.decode(latents)[: video.num_frames], video.frames, video.pads, fallback_frames,
+                           mouth_centres, composite, composite_radius, composite_feather_px)
+
+
+def normalise_map(gmap: torch.Tensor, value_range: Optional[Tuple[float, float]] = None,
+                  inplace: bool = False) -> torch.Tensor:
+    """Guidance weight → [0, 1] for display: by ``value_range`` (lo, hi) when given (clamped), else by the
+    map's own range (0 at its minimum, 1 at its peak). ``inplace`` reuses ``gmap``'s memory."""
+    lo, hi = value_range if value_range is not None else (gmap.amin(), gmap.amax())
     if float(hi - lo) < 1e-8:
-        return torch.zeros_like(gmap)
-    return (gmap - lo) / (hi - lo)
+        return gmap.zero_() if inplace else torch.zeros_like(gmap)
+    out = gmap.sub_(lo).div_(hi - lo) if inplace else (gmap - lo) / (hi - lo)
+    return out.clamp_(0, 1) if value_range is not None else out
+
+
+def guidance_range(guidance: GuidanceConfig, tau: float) -> Tuple[float, float]:
+    """The DS-CFG weight's range at the first step (σ = τ): ω_base·τ^γ … ω_peak·τ^γ (a stream's display scale)."""
+    lo = min(guidance.omega_base, guidance.omega_peak) * temporal_weight(tau, guidance.gamma)
+    hi = max(guidance.omega_base, guidance.omega_peak) * temporal_weight(tau, guidance.gamma)
+    return lo, hi
+
+
+def padding_warnings(H: int, W: int, pads: Tuple[int, int], stride: int, frames_added: int) -> List[str]:
+    """What stage 3's padding does to the frames, one line each (said by every path that pads)."""
+    out = []
+    if any(pads):
+        out.append(f"frames are {W}×{H}: padded to {W + pads[1]}×{H + pads[0]} (edge pixels repeated) for the model's "
+                   f"{stride}-pixel stride, cropped back to {W}×{H} after decoding.")
+    if frames_added:
+        out.append(f"{frames_added} copies of the last frame appended for the codec's frame rule, removed after "
+                   "decoding.")
+    return out
+
+
+def fallback_warning(fallback: Sequence[int], num_frames: int) -> str:
+    """The line said when the automatic mouth search found no mouth in some frames."""
+    shown = ", ".join(str(t) for t in fallback[:8]) + (", ..." if len(fallback) > 8 else "")
+    return (f"no mouth found in {len(fallback)} of {num_frames} frames ({shown}): passed through unchanged from the "
+            "source; give the mouth as a point (--mouth x,y) or a mask to edit them.")
+
+
+def latent_of_frames(num_frames: int, temporal_factor: int) -> torch.Tensor:
+    """(num_frames,) long: the latent frame holding each (codec-padded) video frame."""
+    groups = latent_frame_groups(num_frames, temporal_factor)  # (F, r)
+    of_latent = torch.empty(num_frames, dtype=torch.long)
+    of_latent[groups] = torch.arange(groups.shape[0])[:, None]
+    return of_latent
+
+
+def latent_centres(frame_centres: torch.Tensor, frames_added: int, temporal_factor: int) -> torch.Tensor:
+    """Per-frame mouth centres (T, 2) → per latent frame (F, 2): the mean over each latent frame's group."""
+    padded = torch.cat([frame_centres, frame_centres[-1:].expand(frames_added, 2)], 0)
+    return padded[latent_frame_groups(padded.shape[0], temporal_factor)].mean(1)
+
+
+def run_to_frames(run: Run, of_latent: torch.Tensor, H: int, W: int,
+                  pads: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor, List[int]]:
+    """A run of sampled latent frames → its video frames' (guidance weight (n, H, W), mouth centres (n, 2),
+    fallback frames as indices into the n frames); ``of_latent`` (n,): each frame's latent frame in the run."""
+    gmap = F.interpolate(run.guidance_map[of_latent][:, None], size=(H + pads[0], W + pads[1]), mode="bilinear",
+                         align_corners=False)[:, 0, :H, :W]
+    lost = set(run.fallback_frames)
+    fallback = [t for t in range(of_latent.shape[0]) if run.start + int(of_latent[t]) in lost]
+    return gmap, run.centres[of_latent], fallback
 
 
 # -- the model's stages and the whole call -------------------------------------------------------------
@@ -325,7 +387,7 @@ class OmniSyncPipeline:
 
     def encode_video(self, frames, frame_indices: Optional[torch.Tensor] = None, fps: Optional[float] = None,
                      on_warning: Optional[WarningCallback] = None) -> EncodedVideo:
-        """Stage 3. frames (T_src, H, W, 3) (any layout ``media.validate_frames`` takes) → EncodedVideo.
+        """Stage 3. frames (T_src, H, W, 3) (any layout ``io.frames.validate_frames`` takes) → EncodedVideo.
 
         frame_indices: the length plan's (T,) source frame per output frame (None: every frame once).
         fps: the video's, compared with the model's training fps (None: not compared).
@@ -347,20 +409,25 @@ class OmniSyncPipeline:
                     f"{frames.shape[0]} were given; plan the audio with the same frames."
                 )
             frames = frames[frame_indices]
-        _, ph, pw = self.model.config.patch_size
-        frames_p, pads = pad_to_stride(frames, self.codec.spatial_factor * math.lcm(ph, pw))
-        frames_p, added = pad_frames_to_valid(frames_p, self.codec)
+        source, pads, added = self._encode(frames)
         report["padding"] = {"spatial": pads, "frames_added": added}
-        if any(pads):
-            warn(report, on_warning, f"frames are {W}×{H}: padded to {W + pads[1]}×{H + pads[0]} (edge pixels repeated) "
-                 f"for the model's {self.codec.spatial_factor * math.lcm(ph, pw)}-pixel stride, cropped back to "
-                 f"{W}×{H} after decoding.")
-        if added:
-            warn(report, on_warning, f"{added} copies of the last frame appended for the codec's frame rule, removed "
-                 "after decoding.")
-        source = self.codec.encode(frames_p).float().cpu()  # (C, F, h, w)
+        for message in padding_warnings(H, W, pads, self.stride, added):
+            warn(report, on_warning, message)
         return EncodedVideo(frames=frames, source=source, pads=pads, frames_added=added,
                             frame_indices=frame_indices, report=report)
+
+    @property
+    def stride(self) -> int:
+        """Pixels the frame size must divide: the codec's spatial factor × the model's patch."""
+        _, ph, pw = self.model.config.patch_size
+        return self.codec.spatial_factor * math.lcm(ph, pw)
+
+    def _encode(self, frames: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int], int]:
+        """frames (n, H, W, 3) float in [0, 1] → (latents (C, F, h, w) float32 on the CPU, spatial pads, frames
+        appended for the codec's frame rule)."""
+        frames_p, pads = pad_to_stride(frames, self.stride)
+        frames_p, added = pad_frames_to_valid(frames_p, self.codec)
+        return self.codec.encode(frames_p).float().cpu(), pads, added
 
     def init(self, video: EncodedVideo, tau: float, num_steps: int, shift: float = SyncOptions.shift,
              seed: int = SyncOptions.seed) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -386,7 +453,7 @@ class OmniSyncPipeline:
         cancel: Optional[CancelCheck] = None,
         on_warning: Optional[WarningCallback] = None,
     ) -> Sampled:
-        """Stage 5: denoise the whole clip with DS-CFG in windows.
+        """Stage 5 for a whole encoded clip (the split Sampler node): denoise it with DS-CFG in windows.
 
         Args:
             x_init, sigmas: from :meth:`init`; video: from :meth:`encode_video`.
@@ -407,44 +474,164 @@ class OmniSyncPipeline:
             if feats.shape[0] != T:
                 raise OmniSyncError(f"the speech covers {feats.shape[0]} frames but the video holds {T}; plan the "
                                     "video with the speech's length plan (frame_indices).")
-            if added:  # the frames appended for the codec's frame rule hear the last frame's speech
-                feats = torch.cat([feats, feats[-1:].expand(added, -1)], 0)
-            tokens = latent_audio_tokens(feats, self.codec.temporal_factor, self.frame_window)  # (F, N_a, K)
-
-        if mouth_mask is not None:
-            mouth_mask = plan_mouth_mask(mouth_mask, T, video.frame_indices)
-        frame_centres, mouth_report = frame_mouth_centres(mouth, mouth_mask, T)
-        groups = latent_frame_groups(T + added, self.codec.temporal_factor)  # (F, r) frames of each latent frame
-        centres = "auto"
-        if frame_centres is not None:
-            padded = torch.cat([frame_centres, frame_centres[-1:].expand(added, 2)], 0)
-            centres = padded[groups].mean(1)  # (F, 2)
-
-        guidance = guidance or GuidanceConfig()
+            tokens = self.audio_tokens(feats, added)
+        centres, mouth_report = self.mouth_plan(mouth, mouth_mask, T, video.frame_indices, added)
         latents, gmap, rep = sample_windowed(
-            self.model, x_init, video.source, tokens, text, sigmas, guidance, centres, window, overlap,
-            progress=progress, cancel=cancel, device=self.device,
+            self.model, x_init, video.source, tokens, text, sigmas, guidance or GuidanceConfig(), centres, window,
+            overlap, progress=progress, cancel=cancel, device=self.device,
         )
-
-        # latent frames → the video frames of the unpadded clip
-        of_latent = torch.empty(T + added, dtype=torch.long)
-        of_latent[groups] = torch.arange(groups.shape[0])[:, None]  # (T_p,) latent frame of each video frame
+        of_latent = latent_of_frames(T + added, self.codec.temporal_factor)[:T]
         H, W = video.frames.shape[1:3]
-        H_p, W_p = H + video.pads[0], W + video.pads[1]
-        frame_map = F.interpolate(gmap[of_latent][:, None], size=(H_p, W_p), mode="bilinear",
-                                  align_corners=False)[:T, 0, :H, :W]
-        lost = set(rep["fallback_frames"])
-        fallback = [t for t in range(T) if int(of_latent[t]) in lost]
+        run = Run(0, latents, gmap, rep["centres"], rep["fallback_frames"])
+        frame_map, frame_centres, fallback = run_to_frames(run, of_latent, H, W, video.pads)
         if fallback:
             mouth_report["fallback_frames"] = fallback
         report = {"mouth": mouth_report, "windows": rep["windows"], "steps": (len(sigmas) - 1) * len(rep["windows"]),
                   "forward_passes": rep["forward_passes"], "uncond_passes": rep["uncond_passes"]}
         if fallback:
-            shown = ", ".join(str(t) for t in fallback[:8]) + (", ..." if len(fallback) > 8 else "")
-            warn(report, on_warning, f"no mouth found in {len(fallback)} of {T} frames ({shown}): passed through "
-                 "unchanged from the source; give the mouth as a point (--mouth x,y) or a mask to edit them.")
-        return Sampled(latents=latents, guidance_map=normalise_map(frame_map), mouth_centres=rep["centres"][of_latent][:T],
+            warn(report, on_warning, fallback_warning(fallback, T))
+        return Sampled(latents=latents, guidance_map=normalise_map(frame_map), mouth_centres=frame_centres,
                        fallback_frames=fallback, report=report)
+
+    def audio_tokens(self, feats: torch.Tensor, frames_added: int) -> torch.Tensor:
+        """(T, audio_dim) features of the clip's frames → (F, N_a, K) tokens per latent frame; the frames
+        appended for the codec's frame rule hear the last frame's speech."""
+        if frames_added:
+            feats = torch.cat([feats, feats[-1:].expand(frames_added, -1)], 0)
+        return latent_audio_tokens(feats, self.codec.temporal_factor, self.frame_window)
+
+    def mouth_plan(self, mouth, mouth_mask, num_frames: int, frame_indices: Optional[torch.Tensor],
+                   frames_added: int) -> Tuple[Union[str, torch.Tensor], Dict]:
+        """("auto" or (F, 2) mouth centres per latent frame, mouth report) for ``num_frames`` output frames."""
+        if mouth_mask is not None:
+            mouth_mask = plan_mouth_mask(mouth_mask, num_frames, frame_indices)
+        frame_centres, report = frame_mouth_centres(mouth, mouth_mask, num_frames)
+        if frame_centres is None:
+            return "auto", report
+        return latent_centres(frame_centres, frames_added, self.codec.temporal_factor), report
+
+    @torch.no_grad()
+    def stream(self, source: FrameSource, fps: float, waveform, sample_rate: int, write: FrameSink,
+               options: Optional[SyncOptions] = None, progress: Optional[ProgressCallback] = None,
+               cancel: Optional[CancelCheck] = None, start: Optional[Callable[[int, torch.Tensor], None]] = None,
+               on_warning: Optional[WarningCallback] = None, raw_guidance: bool = False) -> Dict:
+        """The engine: lip-sync ``source`` to the speech; finished frames go to ``write`` in order.
+
+        One window of latent frames at a time (:func:`..sampling.sampler.sample_windows`): with a frame-by-frame
+        codec (temporal factor 1, the bundled pixel codec) each window's source frames are read and encoded when
+        it is reached, and each run of frames is decoded, assembled and written as soon as no later window
+        overlaps it, so memory does not grow with the clip. A codec that groups frames (a temporal VAE) encodes
+        and decodes the whole clip at once: the same windows, written in one run at the end.
+
+        Args:
+            source: the source frames (:class:`.stream.FrameSource`, e.g. ``io.video.VideoReader``).
+            fps: frame rate of the source; waveform, sample_rate: the speech (any layout ``prepare_audio`` takes).
+            write: receives (output, source, guidance map, mouth centres) for each finished run of frames
+                (output and source in the source's kind: uint8, or float32 in [0, 1]).
+            start: called once before sampling with (T_out, wave16k): the output length and the speech as planned.
+            on_warning: receives each warning line as it arises; the lines are also in the report's ``"warnings"``.
+            raw_guidance: pass the DS-CFG weight map itself to ``write`` (for a caller that holds the whole map and
+                scales it by its observed range, :func:`normalise_map`), instead of scaling it by its range at
+                the first step (:func:`guidance_range`).
+
+        Returns the run report (as ``SyncResult.report``).
+        """
+        opts = options or SyncOptions()
+        codec, cfg = self.codec, self.model.config
+        t0 = time.perf_counter()
+        rep: Dict = {"warnings": []}
+
+        def note(message: str) -> None:
+            warn(rep, on_warning, message)
+
+        H, W = source.size
+        check_frame_size(H, W)
+        for message in training_warnings(self.meta, fps, (H, W)):
+            note(message)
+        plan, wave16k = prepare_audio(source.num_frames, fps, waveform, sample_rate, opts.length_mode, on_warning=note)
+        T = int(plan.frame_indices.shape[0])
+        if start is not None:  # the sink opens (its writers start) as early as the output's length is known
+            start(T, wave16k)
+        features = None
+        if cfg.audio_dim:
+            if self.audio_encoder is None:
+                raise OmniSyncError("this model listens to speech: give the pipeline a Whisper encoder "
+                                    "(omnisync_core.api.load_runtime loads the model's own).")
+            features = ChunkedFrameFeatures(self.audio_encoder, wave16k, fps, self.audio_encoder.spec.num_layers,
+                                            cfg.audio_dim)
+        r = codec.temporal_factor
+        added = codec.valid_num_frames(T) - T
+        pads = (-H % self.stride, -W % self.stride)
+        for message in padding_warnings(H, W, pads, self.stride, added):
+            note(message)
+        centres, mouth_report = self.mouth_plan(opts.mouth, opts.mouth_mask, T, plan.frame_indices, added)
+        sigmas = FlowMatchSchedule(opts.num_steps, opts.shift).truncate(opts.tau)
+        of_latent = latent_of_frames(T + added, r)
+        windows = plan_latent_windows(int(of_latent[-1]) + 1, opts.window, opts.overlap)
+        shown_range = None if raw_guidance else guidance_range(opts.guidance, opts.tau)
+        fw = self.frame_window
+        fallback: List[int] = []
+        held = {"frames": None, "first": 0}  # source frames read and not yet written: [first, first + n)
+
+        def window_centres(s: int, e: int):
+            return centres if isinstance(centres, str) else centres[s:e]
+
+        if r == 1:  # frame by frame: read, encode and write window by window
+            def window_input(s: int, e: int) -> WindowInput:
+                have = held["frames"]
+                end = held["first"] + (0 if have is None else have.shape[0])
+                new = source.read(plan.frame_indices[end:e])
+                held["frames"] = new if have is None else torch.cat([have, new])
+                win = held["frames"][s - held["first"]:e - held["first"]]
+                src_lat = self._encode(as_unit(win))[0]  # (C, n, h, w)
+                tokens = None
+                if features is not None:
+                    lo, hi = max(0, s - fw), min(T, e + fw)
+                    tokens = latent_audio_tokens(features.frames(lo, hi), 1, fw)[s - lo:e - lo]
+                x_init = progressive_noise_init(src_lat, opts.tau, seed=opts.seed, frame_offset=s)
+                return WindowInput(x_init, src_lat, tokens, window_centres(s, e))
+        else:  # the codec groups frames: encode the whole clip, sample it in windows, decode it whole
+            held["frames"] = source.read(plan.frame_indices)
+            whole_lat = self._encode(as_unit(held["frames"]))[0]
+            whole_init = progressive_noise_init(whole_lat, opts.tau, seed=opts.seed)
+            whole_tokens = self.audio_tokens(features.frames(0, T), added) if features is not None else None
+
+            def window_input(s: int, e: int) -> WindowInput:
+                return WindowInput(whole_init[:, s:e], whole_lat[:, s:e],
+                                   whole_tokens[s:e] if whole_tokens is not None else None, window_centres(s, e))
+
+        def emit(run: Run, first: int, of_run: torch.Tensor) -> None:
+            """Write frames [first, first + n) of ``run``; of_run (n,): each frame's latent frame in the run."""
+            n = of_run.shape[0]
+            src = held["frames"][first - held["first"]:first - held["first"] + n]
+            gmap, frame_centres, lost = run_to_frames(run, of_run, H, W, pads)
+            out = assemble_frames(codec.decode(run.latents)[:n], as_unit(src), pads, lost, frame_centres,
+                                  opts.composite, opts.composite_radius, opts.composite_feather_px)
+            if shown_range is not None:
+                gmap = normalise_map(gmap, shown_range, inplace=True)
+            write(to_uint8(out) if src.dtype == torch.uint8 else out, src, gmap, frame_centres)
+            fallback.extend(first + t for t in lost)
+            held["frames"] = held["frames"][first - held["first"] + n:]
+            held["first"] = first + n
+
+        sampled: Dict = {}
+        runs = sample_windows(self.model, windows, window_input, opts.text, sigmas, opts.guidance, sampled,
+                              progress=progress, cancel=cancel, device=self.device)
+        if r == 1:
+            for run in runs:
+                emit(run, run.start, torch.arange(run.num_frames))
+        else:
+            parts = list(runs)
+            emit(Run(0, torch.cat([p.latents for p in parts], 1), torch.cat([p.guidance_map for p in parts]),
+                     torch.cat([p.centres for p in parts]), sampled["fallback_frames"]), 0, of_latent[:T])
+        if fallback:
+            mouth_report["fallback_frames"] = fallback
+            note(fallback_warning(fallback, T))
+        return {"warnings": rep["warnings"], "length": plan.message, "frames": T,
+                "padding": {"spatial": pads, "frames_added": added}, "mouth": mouth_report,
+                "windows": sampled["windows"], "steps": (sigmas.numel() - 1) * len(sampled["windows"]),
+                "forward_passes": sampled["forward_passes"], "uncond_passes": sampled["uncond_passes"],
+                "streamed": r == 1, "seconds": round(time.perf_counter() - t0, 3)}
 
     @torch.no_grad()
     def __call__(
@@ -458,35 +645,35 @@ class OmniSyncPipeline:
         cancel: Optional[CancelCheck] = None,
         on_warning: Optional[WarningCallback] = None,
     ) -> SyncResult:
-        """Every stage. frames (T, H, W, 3) in [0, 1]; fps of the video; waveform (N,), (C, N) or (B, C, N)
-        at ``sample_rate``. Each warning goes to ``on_warning(message)`` as it arises and into
-        ``result.report["warnings"]``."""
-        opts = options or SyncOptions()
+        """Every stage, for frames in memory: :meth:`stream` with a sink that collects the output. frames
+        (T, H, W, 3) in [0, 1]; fps of the video; waveform (N,), (C, N) or (B, C, N) at ``sample_rate``.
+        Beside the input only the output frames and the guidance map are held whole. Each warning goes to
+        ``on_warning(message)`` as it arises and into ``result.report["warnings"]``."""
         t0 = time.perf_counter()
-        report: Dict = {"warnings": []}
+        said: Dict = {"warnings": []}
 
         def note(message: str) -> None:
-            warn(report, on_warning, message)
+            warn(said, on_warning, message)
 
-        frames, frame_info = validate_frames(frames)
-        check_frame_size(*frames.shape[1:3])
-        for message in conversion_warnings(frame_info):  # encode_video sees the converted frames
+        frames, frame_info = validate_frames(frames)  # float32 frames are used as they are (no copy)
+        for message in conversion_warnings(frame_info):
             note(message)
-        plan, wave16k = prepare_audio(frames.shape[0], fps, waveform, sample_rate, opts.length_mode, on_warning=note)
-        T_out = plan.frame_indices.shape[0]
-        report["length"] = plan.message
-        feats, num_layers = None, 0
-        if self.model.config.audio_dim:
-            feats, report["audio"] = encode_speech(self.audio_encoder, wave16k, fps, T_out)
-            num_layers = self.audio_encoder.spec.num_layers
-        video = self.encode_video(frames, plan.frame_indices, fps=fps, on_warning=note)
-        report.update({k: v for k, v in video.report.items() if k != "warnings"})
-        x_init, sigmas = self.init(video, opts.tau, opts.num_steps, opts.shift, opts.seed)
-        sampled = self.sample(x_init, video, sigmas, feats, num_layers, opts.guidance, opts.mouth, opts.mouth_mask,
-                              opts.window, opts.overlap, opts.text, progress=progress, cancel=cancel, on_warning=note)
-        report.update({k: v for k, v in sampled.report.items() if k != "warnings"})
-        out = assemble(self.codec, sampled.latents, video, sampled.fallback_frames, sampled.mouth_centres,
-                       opts.composite, opts.composite_radius, opts.composite_feather_px)
+        H, W = frames.shape[1:3]
+        held: Dict = {"done": 0}
+
+        def start(T: int, wave16k: torch.Tensor) -> None:
+            held.update(frames=torch.empty(T, H, W, 3), guidance=torch.empty(T, H, W), centres=torch.empty(T, 2),
+                        wave=wave16k)
+
+        def collect(out, _src, gmap, centres) -> None:
+            a, b = held["done"], held["done"] + out.shape[0]
+            held["frames"][a:b], held["guidance"][a:b], held["centres"][a:b] = out, gmap, centres
+            held["done"] = b
+
+        report = self.stream(TensorFrames(frames), fps, waveform, sample_rate, collect, options, progress=progress,
+                             cancel=cancel, start=start, on_warning=note, raw_guidance=True)
+        report["warnings"] = said["warnings"]  # the conversions' and, through note, the run's
         report["seconds"] = round(time.perf_counter() - t0, 3)
-        return SyncResult(frames=out, fps=fps, waveform=wave16k, sample_rate=SAMPLE_RATE_HZ,
-                          guidance_map=sampled.guidance_map, mouth_centres=sampled.mouth_centres, report=report)
+        return SyncResult(frames=held["frames"], fps=fps, waveform=held["wave"], sample_rate=SAMPLE_RATE_HZ,
+                          guidance_map=normalise_map(held["guidance"], inplace=True), mouth_centres=held["centres"],
+                          report=report)

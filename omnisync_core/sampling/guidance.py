@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Mapping, Tuple, Union
 
 import torch
 
@@ -111,12 +112,16 @@ def ds_cfg_combine(eps_c: torch.Tensor, eps_u: torch.Tensor, weight: torch.Tenso
     return eps_u + weight * (eps_c - eps_u)
 
 
+def nonzero_passes(coefficients: Mapping[str, Union[float, torch.Tensor]], tolerance: float) -> Tuple[str, ...]:
+    """The passes whose coefficient in a linear combination of the passes' velocities exceeds ``tolerance``
+    somewhere (a pass whose coefficient is within it of 0 everywhere need not run); the guiders' common rule."""
+    return tuple(name for name, c in coefficients.items()
+                 if float(torch.as_tensor(c, dtype=torch.float32).abs().max()) > tolerance)
+
+
 def passes_needed(weight: torch.Tensor, tolerance: float = WEIGHT_TOLERANCE) -> str:
-    """Which forward passes a step needs: "cond" (|weight − 1| ≤ tolerance everywhere), "uncond"
-    (|weight| ≤ tolerance everywhere) or "both". Skipping a pass changes the combined prediction by at
-    most ``tolerance·|ε_c − ε_u|`` at any position."""
-    if float((weight - 1.0).abs().max()) <= tolerance:
-        return "cond"
-    if float(weight.abs().max()) <= tolerance:
-        return "uncond"
-    return "both"
+    """Which forward passes a DS-CFG step needs: "cond" (|weight − 1| ≤ tolerance everywhere), "uncond"
+    (|weight| ≤ tolerance everywhere) or "both". Eq. 9 is ε̂ = weight·ε_c + (1 − weight)·ε_u, so skipping a pass
+    changes the combined prediction by at most ``tolerance·|ε_c − ε_u|`` at any position."""
+    need = nonzero_passes({"cond": weight, "uncond": 1.0 - weight}, tolerance)
+    return need[0] if len(need) == 1 else "both"

@@ -57,3 +57,42 @@ def blend_weights(n: int, left: int, right: int) -> torch.Tensor:
     if right:
         w[n - right:] = torch.minimum(w[n - right:], torch.arange(right, 0, -1, dtype=torch.float32) / (right + 1))
     return w
+
+
+class WindowBlender:
+    """The one cross-fade of overlapping windows: adds each window's results with :func:`blend_weights` and
+    hands back every run of frames as soon as no later window touches it.
+
+    Results are named tensors with the frame axis first (latents as (F, C, h, w), maps (F, h, w), centres
+    (F, 2)); only the frames from the first one not yet handed back to the end of the last window are held.
+    Two neighbours' weights sum to 1 on their shared frames, so a run is the weighted sum divided by the
+    weights (exactly as one whole-clip accumulation would give it).
+    """
+
+    def __init__(self, windows: List[Tuple[int, int]]):
+        self.windows = windows
+        self.done = 0  # first frame not yet handed back
+        self.sums: dict = {}
+        self.weight = torch.zeros(0)  # (n,) summed weights of the held frames
+
+    def add(self, k: int, results: dict) -> Tuple[int, dict]:
+        """Add window ``k``'s results ({name: (n_k, ...)}); returns (first frame, {name: (m, ...)}) of the
+        frames now finished (m = 0 while the next window still overlaps all of them)."""
+        s, e = self.windows[k]
+        wts = blend_weights(e - s, *window_overlaps(self.windows, k))  # (n_k,)
+        grow = e - self.done - self.weight.shape[0]  # frames this window adds to the sums
+        for name, value in results.items():
+            held = self.sums.get(name, value.new_zeros((0,) + tuple(value.shape[1:])))
+            self.sums[name] = torch.cat([held, value.new_zeros((grow,) + tuple(value.shape[1:]))]) if grow else held
+        self.weight = torch.cat([self.weight, torch.zeros(grow)]) if grow else self.weight
+        a = s - self.done
+        for name, value in results.items():
+            self.sums[name][a:] += wts.view(-1, *[1] * (value.ndim - 1)) * value
+        self.weight[a:] += wts
+        end = self.windows[k + 1][0] if k + 1 < len(self.windows) else e
+        m, start = end - self.done, self.done
+        finished = {name: acc[:m] / self.weight[:m].view(-1, *[1] * (acc.ndim - 1)) for name, acc in self.sums.items()}
+        self.sums = {name: acc[m:] for name, acc in self.sums.items()}
+        self.weight = self.weight[m:]
+        self.done = end
+        return start, finished

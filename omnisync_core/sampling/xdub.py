@@ -39,8 +39,8 @@ import torch
 
 from ..errors import OmniSyncError
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
-from .guidance import WEIGHT_EPS, GuidanceConfig, guidance_weight, spatial_guidance_map
-from .mouth import DEFAULT_MOUTH_CENTRE, centres_from_guidance, fill_missing
+from .guidance import WEIGHT_EPS, GuidanceConfig, guidance_weight, nonzero_passes, spatial_guidance_map
+from .sampler import guided_euler, locate_mouth
 from .schedule import FlowMatchSchedule, sigma_to_timestep, timestep_to_sigma
 
 XDUB_FPS = 25  # video frames per second X-Dub was trained at (2 audio features per frame at 50 Hz)
@@ -153,17 +153,11 @@ def xdub_combine(v_none: torch.Tensor, v_ref: torch.Tensor, v_ref_audio: torch.T
     return v_none + ref_scale * (v_ref - v_none) + w * (v_ref_audio - v_ref)
 
 
-def passes_needed(ref_scale: float, audio_weight: torch.Tensor) -> Tuple[str, ...]:
-    """The passes whose coefficient in v = (1 − s_r)·v_∅ + (s_r − W)·v_r + W·v_ra is not zero."""
+def xdub_passes(ref_scale: float, audio_weight: torch.Tensor) -> Tuple[str, ...]:
+    """The passes whose coefficient in v = (1 − s_r)·v_∅ + (s_r − W)·v_r + W·v_ra is not zero
+    (:func:`.guidance.nonzero_passes`); "ref" alone when none is."""
     w = torch.as_tensor(audio_weight, dtype=torch.float32)
-    need = []
-    if abs(1.0 - ref_scale) > WEIGHT_EPS:
-        need.append("none")
-    if bool(((ref_scale - w).abs() > WEIGHT_EPS).any()):
-        need.append("ref")
-    if bool((w.abs() > WEIGHT_EPS).any()):
-        need.append("ref_audio")
-    return tuple(need) or ("ref",)
+    return nonzero_passes({"none": 1.0 - ref_scale, "ref": ref_scale - w, "ref_audio": w}, WEIGHT_EPS) or ("ref",)
 
 
 # -- borders ----------------------------------------------------------------------------------------
@@ -197,28 +191,85 @@ def _model_timestep(sigma: float, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor([sigma_to_timestep(sigma)], dtype=torch.float32).to(dtype).float()
 
 
-def _predict(model, x, timestep, reference, audio, text, motion_frames, passes, batch) -> Dict[str, torch.Tensor]:
-    """{pass name: v (C, F, h, w) float32} for the requested passes."""
-    p = _model_param(model)
-    dt, dev = p.dtype, p.device
-    zeros_ref, zeros_audio = torch.zeros_like(reference), torch.zeros_like(audio)
-    inputs = {"none": (zeros_ref, zeros_audio), "ref": (reference, zeros_audio), "ref_audio": (reference, audio)}
-    txt = text.to(dev, dt)[None]
+class XDubGuider:
+    """X-Dub's three-pass guidance as a :class:`.sampler.Guider` (the module docstring's formula).
 
-    def run(names):
-        k = len(names)
-        out = model(x.to(dev, dt)[None].expand(k, -1, -1, -1, -1), timestep.to(dev).expand(k),
-                    source=torch.stack([inputs[n][0] for n in names]).to(dev, dt),
-                    audio=torch.stack([inputs[n][1] for n in names]).to(dev, dt),
-                    text=txt.expand(k, -1, -1), motion_frames=motion_frames)
-        return {n: out[i].float() for i, n in enumerate(names)}
+    Passes "none" (reference and audio zeroed), "ref" (audio zeroed) and "ref_audio"; a pass whose coefficient
+    is 0 is not run (:func:`xdub_passes`). Before each step the border latents are the reference noised to the
+    step's σ; after it the motion latents are reset. The network sees x, the reference and the timestep in its
+    own precision (the reference's convention). ``info`` sums the passes run; ``last`` is the last step's report.
 
-    if batch:
-        return run(list(passes))
-    result = {}
-    for n in passes:
-        result.update(run([n]))
-    return result
+    reference, noise: (C, F, h, w) and audio (F, P, K) on the network's device; motion_latents (C, M, h, w) or
+    None; spatial: the DS-CFG map G (F, h, w) when ω_peak ≠ ω_base, or None to find the mouth at the first step.
+    """
+
+    state_dtype = None  # the network's own
+
+    def __init__(self, options: XDubOptions, reference: torch.Tensor, noise: torch.Tensor, audio: torch.Tensor,
+                 motion_latents: Optional[torch.Tensor], spatial: Optional[torch.Tensor], dtype: torch.dtype):
+        self.options, self.reference, self.noise, self.dtype = options, reference, noise, dtype
+        self.motion = motion_latents
+        self.M = 0 if motion_latents is None else motion_latents.shape[1]
+        self.batch = options.batch_passes
+        self.model_kwargs = {"motion_frames": self.M}
+        no_ref, no_audio = torch.zeros_like(reference), torch.zeros_like(audio)
+        self._inputs = {"none": (no_ref, no_audio), "ref": (reference, no_audio), "ref_audio": (reference, audio)}
+        F_, h, w = reference.shape[1:]
+        self.spatial = spatial if options.spatial else torch.full((F_, h, w), float(options.audio.omega_base))
+        self.info: Dict = {"forward_passes": 0, "passes": 0, "centres": None, "mouth": {"source": "uniform"}}
+        self.last: Dict = {}
+        self.need: Tuple[str, ...] = ()
+
+    def _sigma(self, sigma: float) -> float:
+        """σ as the network sees it (1000·σ rounded to its precision, back to σ)."""
+        return float(timestep_to_sigma(_model_timestep(sigma, self.dtype)[0]))
+
+    def timestep(self, sigma: float) -> torch.Tensor:
+        return _model_timestep(sigma, self.dtype)
+
+    def prepare(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        if not self.options.border_width:
+            return x
+        level = min(self._sigma(sigma), BORDER_SIGMA_MAX)
+        return replace_borders(x, FlowMatchSchedule.noisy(self.reference, self.noise, level), self.options.border_width,
+                               self.M)
+
+    def passes(self, sigma: float) -> Tuple[str, ...]:
+        s = self._sigma(sigma)
+        self.ref_scale = ref_cfg_scale_at(s, self.options.ref_cfg_scale, self.options.ref_cfg_schedule)
+        if self.spatial is None:  # find the mouth: all three passes, where audio changes the prediction
+            self.need = PASS_NAMES
+        else:
+            self.weight = guidance_weight(self.spatial, s, self.options.audio)
+            self.need = xdub_passes(self.ref_scale, self.weight)
+        return self.need
+
+    def inputs(self, name: str):
+        return self._inputs[name]
+
+    def combine(self, v: Dict[str, torch.Tensor], sigma: float) -> torch.Tensor:
+        step: Dict = {"ref_scale": self.ref_scale}
+        if self.spatial is None:
+            step["centres"], self.spatial, lost, fill = locate_mouth(v["ref_audio"], v["ref"], self.options.audio)
+            step["spatial"] = self.spatial
+            step["mouth"] = {"source": "auto", "fallback_frames": lost, **fill}
+            self.info["centres"], self.info["mouth"] = step["centres"], step["mouth"]
+            self.weight = guidance_weight(self.spatial, self._sigma(sigma), self.options.audio)
+        else:  # a pass whose coefficient is 0 is not run; these stand-ins keep the formula exact
+            if "ref" not in v:
+                v["ref"] = v["none"] if "none" in v else v["ref_audio"]
+            v.setdefault("none", torch.zeros_like(v["ref"]))
+            v.setdefault("ref_audio", v["ref"])
+        step.update(passes=self.need, forward_passes=1 if self.batch else len(self.need), weight=self.weight)
+        self.last = step
+        self.info["passes"] += len(self.need)
+        self.info["forward_passes"] += step["forward_passes"]
+        return xdub_combine(v["none"], v["ref"], v["ref_audio"], self.ref_scale, self.weight.to(v["ref"].device))
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        if self.M:
+            x[:, :self.M] = self.motion
+        return x
 
 
 @torch.no_grad()
@@ -235,8 +286,8 @@ def guided_step(
     motion_latents: Optional[torch.Tensor] = None,
     spatial: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, Dict]:
-    """One sampler step from σ to σ_next: border latents, the guidance passes, their combination, the
-    Euler step and the motion latents reset (the body of the reference's denoising loop).
+    """One sampler step from σ to σ_next (the body of the reference's denoising loop): :func:`.sampler.guided_euler`
+    over [σ, σ_next] with an :class:`XDubGuider`.
 
     x, reference, noise: (C, F, h, w) on the network's device; audio (F, P, K); text (L, text_dim);
     motion_latents (C, M, h, w) or None. spatial: the DS-CFG map G (F, h, w) when ω_peak ≠ ω_base, or
@@ -245,41 +296,9 @@ def guided_step(
     Returns x at σ_next and info: ``passes`` (names run), ``forward_passes``, ``ref_scale``,
     ``weight`` (F, h, w) the audio weight W used, and ``spatial``/``centres``/``mouth`` when found now.
     """
-    F_, h, w = x.shape[1:]
-    M = 0 if motion_latents is None else motion_latents.shape[1]
-    p = _model_param(model)
-    t = _model_timestep(sigma, p.dtype)
-    s_model = float(timestep_to_sigma(t[0]))
-    if options.border_width:
-        level = min(s_model, BORDER_SIGMA_MAX)
-        x = replace_borders(x, FlowMatchSchedule.noisy(reference, noise, level), options.border_width, M)
-    ref_scale = ref_cfg_scale_at(s_model, options.ref_cfg_scale, options.ref_cfg_schedule)
-    info: Dict = {"ref_scale": ref_scale}
-    if not options.spatial:
-        spatial = torch.full((F_, h, w), float(options.audio.omega_base))
-    if spatial is None:  # find the mouth: all three passes, where audio changes the prediction
-        need = PASS_NAMES
-        v = _predict(model, x, t, reference, audio, text, M, need, options.batch_passes)
-        found_c, found = centres_from_guidance((v["ref_audio"] - v["ref"]).abs())
-        info["centres"], fill = fill_missing(found_c, found, DEFAULT_MOUTH_CENTRE)
-        info["mouth"] = {"source": "auto", "fallback_frames": [f for f in range(F_) if not bool(found[f])], **fill}
-        spatial = info["spatial"] = spatial_guidance_map(info["centres"], h, w, options.audio)
-        weight = guidance_weight(spatial, s_model, options.audio)
-    else:
-        weight = guidance_weight(spatial, s_model, options.audio)
-        need = passes_needed(ref_scale, weight)
-        v = _predict(model, x, t, reference, audio, text, M, need, options.batch_passes)
-        # a pass whose coefficient is 0 is not run; these stand-ins keep the formula exact
-        if "ref" not in v:
-            v["ref"] = v["none"] if "none" in v else v["ref_audio"]
-        v.setdefault("none", torch.zeros_like(v["ref"]))
-        v.setdefault("ref_audio", v["ref"])
-    info.update(passes=need, forward_passes=1 if options.batch_passes else len(need), weight=weight)
-    guided = xdub_combine(v["none"], v["ref"], v["ref_audio"], ref_scale, weight.to(x.device))
-    x = FlowMatchSchedule.step(guided, x, sigma, sigma_next)
-    if M:
-        x[:, :M] = motion_latents
-    return x, info
+    guider = XDubGuider(options, reference, noise, audio, motion_latents, spatial, _model_param(model).dtype)
+    x = guided_euler(model, x, [sigma, sigma_next], guider, text)
+    return x, guider.last
 
 
 @torch.no_grad()
@@ -295,7 +314,8 @@ def denoise_clip(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
 ) -> Tuple[torch.Tensor, Dict]:
-    """Sample one clip.
+    """Sample one clip: :func:`.sampler.guided_euler` with an :class:`XDubGuider`, then the clean reference's
+    borders.
 
     Args:
         model: the X-Dub network (see the module docstring), in eval mode.
@@ -327,37 +347,30 @@ def denoise_clip(
                 or not 0 < M < F_:
             raise OmniSyncError(f"motion latents must be (C, M, h, w) = ({C}, M < {F_}, {h}, {w}), got "
                                 f"{tuple(motion_latents.shape)}.")
-    device = _model_param(model).device
+    p = _model_param(model)
     sigmas = FlowMatchSchedule(options.num_steps, options.shift).truncate(options.tau)
-    noise, reference, audio = noise.float().to(device), reference.float().to(device), audio.float().to(device)
+    noise, reference, audio = noise.float().to(p.device), reference.float().to(p.device), audio.float().to(p.device)
     x = FlowMatchSchedule.noisy(reference, noise, options.tau) if options.tau < 1.0 else noise.clone()
     if M:
-        motion_latents = motion_latents.float().to(device)
+        motion_latents = motion_latents.float().to(p.device)
         x[:, :M] = motion_latents
 
-    spatial = None
-    info = {"forward_passes": 0, "passes": 0, "centres": None, "mouth": {"source": "uniform"}, "sigmas": sigmas}
+    spatial, given = None, None
     if options.spatial and not isinstance(centres, str):
-        centres = torch.as_tensor(centres, dtype=torch.float32).cpu()
-        if centres.shape != (F_, 2):
-            raise OmniSyncError(f"mouth centres must be ({F_}, 2) for this clip, got {tuple(centres.shape)}.")
-        spatial, info["centres"], info["mouth"] = spatial_guidance_map(centres, h, w, options.audio), centres, {"source": "given"}
+        given = torch.as_tensor(centres, dtype=torch.float32).cpu()
+        if given.shape != (F_, 2):
+            raise OmniSyncError(f"mouth centres must be ({F_}, 2) for this clip, got {tuple(given.shape)}.")
+        spatial = spatial_guidance_map(given, h, w, options.audio)
     elif options.spatial and centres != "auto":
         raise OmniSyncError(f"centres must be 'auto' or an (F, 2) tensor, got {centres!r}.")
 
-    steps = sigmas.numel() - 1
-    for i in range(steps):
-        check_cancel(cancel)
-        s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-        x, step = guided_step(model, x, s, s_next, reference, noise, audio, text, options, motion_latents, spatial)
-        if "spatial" in step:  # the mouth was found at this step
-            spatial, info["centres"], info["mouth"] = step["spatial"], step["centres"], step["mouth"]
-        info["passes"] += len(step["passes"])
-        info["forward_passes"] += step["forward_passes"]
-        report(progress, i + 1, steps, f"σ {s_next:.3f}")
+    guider = XDubGuider(options, reference, noise, audio, motion_latents, spatial, p.dtype)
+    if given is not None:
+        guider.info["centres"], guider.info["mouth"] = given, {"source": "given"}
+    x = guided_euler(model, x, sigmas, guider, text, progress=progress, cancel=cancel)
     if options.border_width:
         x = replace_borders(x, reference, options.border_width, M)
-    return x, info
+    return x, {**guider.info, "sigmas": sigmas}
 
 
 # -- clips of a whole take ----------------------------------------------------------------------------
@@ -452,8 +465,8 @@ def sample_clips(
     for k, (ref, aud) in enumerate(zip(references, audio)):
         check_cancel(cancel)
 
-        def clip_progress(done, _total, message, _base=k * steps):
-            report(progress, _base + done, total, f"clip {k + 1}/{len(references)}, {message}")
+        def clip_progress(done, _total, message, _base=k * steps, _clip=k + 1):
+            report(progress, _base + done, total, f"clip {_clip}/{len(references)}, {message}")
 
         motion = motion_fn(k, out[-1]) if (motion_fn is not None and k > 0) else None
         lat, info = denoise_clip(model, clip_noise(ref.shape, options.seed), ref, aud, text, options, motion,
