@@ -95,3 +95,26 @@ def test_fit_separates_two_clusters_and_round_trips_through_a_checkpoint(tmp_pat
     update_metadata(path, domain=check.to_dict())
     again = domain_check_for(read_metadata(path))
     assert again.to_dict() == check.to_dict()
+
+
+def test_the_engine_and_the_split_stage_warn_once_for_photo_like_frames_and_not_for_a_character(tmp_path):
+    """The bundled model's check, carried by a tiny model's metadata: the engine (every front end) and the
+    split nodes' encode stage put the one warning line in the report and through on_warning."""
+    from omnisync_core.api import load_runtime
+    from omnisync_core.pipelines.omnisync import OmniSyncPipeline, SyncOptions
+
+    from tiny import make_model_checkpoint, make_speech_like, make_whisper_folder
+
+    root = str(tmp_path)
+    model, codec, encoder, meta = load_runtime(make_model_checkpoint(root), make_whisper_folder(root), "cpu", torch.float32)
+    meta = {**meta, "domain": read_metadata(BUNDLED_MODEL)["domain"]}
+    pipe = OmniSyncPipeline(model, codec, encoder, meta=meta)
+    speech = make_speech_like(0.4)
+    opts = SyncOptions(num_steps=2, tau=0.9, seed=1, mouth=(0.5, 0.6))
+    for frames, warned in ((_photo_like(T=10, size=32), True), (_character(size=32, T=10), False)):
+        heard = []
+        result = pipe(torch.from_numpy(frames).float() / 255, 25.0, speech, 16000, opts, on_warning=heard.append)
+        domain = [w for w in result.report["warnings"] if "training data" in w]
+        assert len(domain) == int(warned) and [w for w in heard if "training data" in w] == domain
+        video = pipe.encode_video(torch.from_numpy(frames).float() / 255, fps=25.0)
+        assert len([w for w in video.report.get("warnings", []) if "training data" in w]) == int(warned)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..errors import OmniSyncError
 
-DOMAIN_FRAMES = 8  # frames looked at, evenly spaced over the clip
+DOMAIN_FRAMES = 8  # frames looked at: the clip's first ones (what a streaming reader has before any compute)
 DOMAIN_MAX_SIDE_PX = 256  # frames are area-downscaled so their shorter side is at most this (statistics are per pixel)
 GRADIENT_LEVELS = (0, 1, 2, 4, 8)  # shares of pixels whose largest neighbour difference is ≤ this many 8-bit levels
 MID_GRADIENT = (8, 24)  # share of pixels with a difference strictly between these levels (soft shading)
@@ -55,9 +55,7 @@ def _as_uint8_frames(frames: Any) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(frames) if not torch.is_tensor(frames) else frames)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise OmniSyncError(f"domain check needs frames (T, H, W, 3), got shape {tuple(x.shape)}.")
-    T = x.shape[0]
-    pick = torch.linspace(0, T - 1, min(T, DOMAIN_FRAMES)).round().long().unique()
-    x = x[pick]
+    x = x[:DOMAIN_FRAMES]
     x = x.float() if x.dtype == torch.uint8 else x.float().clamp(0, 1) * 255.0
     x = x.permute(0, 3, 1, 2)
     side = min(x.shape[-2:])

@@ -54,6 +54,7 @@ from ..audio.features import (
     wave_stats,
 )
 from ..image.composite import composite_outside_mouth, mouth_region_mask
+from ..image.domain import DOMAIN_FRAMES, domain_check_for
 from ..errors import OmniSyncError
 from ..io.fps import exact_fps
 from ..io.audio import SpeechFile
@@ -385,6 +386,12 @@ class OmniSyncPipeline:
             frame_window = (audio_encoder.spec if audio_encoder is not None else AudioFeatureSpec()).frame_window
         self.frame_window = int(frame_window)
 
+    def domain_warning(self, frames) -> Optional[str]:
+        """A warning when ``frames`` (the clip's first ones) do not look like the checkpoint's training data,
+        by the check its metadata carries (``"domain"``, :mod:`..image.domain`); None otherwise or without one."""
+        check = domain_check_for(self.meta)
+        return check.warning(frames) if check is not None else None
+
     def encode_video(self, frames, frame_indices: Optional[torch.Tensor] = None, fps: Optional[float] = None,
                      on_warning: Optional[WarningCallback] = None) -> EncodedVideo:
         """Stage 3. frames (T_src, H, W, 3) (any layout ``io.frames.validate_frames`` takes) → EncodedVideo.
@@ -402,6 +409,9 @@ class OmniSyncPipeline:
             warn(report, on_warning, message)
         for message in training_warnings(self.meta, fps, (H, W)):
             warn(report, on_warning, message)
+        domain = self.domain_warning(frames[:DOMAIN_FRAMES])
+        if domain:
+            warn(report, on_warning, domain)
         if frame_indices is not None:
             if int(frame_indices.max()) >= frames.shape[0]:
                 raise OmniSyncError(
@@ -548,6 +558,9 @@ class OmniSyncPipeline:
         check_frame_size(H, W)
         for message in training_warnings(self.meta, fps, (H, W)):
             note(message)
+        domain = self.domain_warning(source.read(torch.arange(min(DOMAIN_FRAMES, source.num_frames))))
+        if domain:
+            note(domain)
         plan, wave16k = prepare_audio(source.num_frames, fps, waveform, sample_rate, opts.length_mode, on_warning=note)
         T = int(plan.frame_indices.shape[0])
         if start is not None:  # the sink opens (its writers start) as early as the output's length is known
