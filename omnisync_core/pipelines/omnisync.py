@@ -59,7 +59,14 @@ from ..errors import OmniSyncError
 from ..io.fps import exact_fps
 from ..io.audio import SpeechFile
 from ..io.frames import validate_frames
-from .checks import WarningCallback, check_clip_length, check_frame_size, training_warnings, warn
+from .checks import (
+    WarningCallback,
+    check_clip_length,
+    check_frame_size,
+    check_sampling_bounds,
+    training_warnings,
+    warn,
+)
 from ..model.codec import crop_back, pad_frames_to_valid, pad_to_stride
 from ..progress import CancelCheck, ProgressCallback
 from ..sampling.guidance import GuidanceConfig, temporal_weight
@@ -443,6 +450,7 @@ class OmniSyncPipeline:
              seed: int = SyncOptions.seed) -> Tuple[torch.Tensor, torch.Tensor]:
         """Stage 4. (x_init (C, F, h, w) float32 = (1 − τ)·source + τ·ε (Eq. 5), noise seeded per latent
         frame; sigmas (S + 1,): the points of a ``num_steps`` schedule from τ down to 0)."""
+        check_sampling_bounds(num_steps, shift, tau, {})  # the split nodes' settings, before any compute
         sigmas = FlowMatchSchedule(num_steps, shift).truncate(tau)
         return progressive_noise_init(video.source, tau, seed=seed), sigmas
 
@@ -547,6 +555,8 @@ class OmniSyncPipeline:
         Returns the run report (as ``SyncResult.report``).
         """
         opts = options or SyncOptions()
+        check_sampling_bounds(opts.num_steps, opts.shift, opts.tau,
+                              {"omega_base": opts.guidance.omega_base, "omega_peak": opts.guidance.omega_peak})
         codec, cfg = self.codec, self.model.config
         t0 = time.perf_counter()
         rep: Dict = {"warnings": []}

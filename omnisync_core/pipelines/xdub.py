@@ -36,7 +36,7 @@ from ..io.frames import validate_frames
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from ..sampling.mouth import centres_from_point
 from ..length import pingpong_indices
-from .checks import WarningCallback, warn
+from .checks import WarningCallback, check_sampling_bounds, warn
 from .omnisync import audio_conversion_warnings, conversion_warnings
 from .stream import FrameSource, TensorFrames, as_unit, to_uint8
 from ..sampling.xdub import (
@@ -220,6 +220,9 @@ class XDubPipeline:
     def _sample(self, references, audio, reference_frames: Callable[[int], torch.Tensor], text, options,
                 progress, cancel) -> Tuple[torch.Tensor, List[torch.Tensor], Dict]:
         """Every clip, each from the previous one's motion latents → (joined latents, clips, report)."""
+        check_sampling_bounds(options.num_steps, options.shift, options.tau,
+                              {"omega_base": options.audio.omega_base, "omega_peak": options.audio.omega_peak,
+                               "ref_cfg_scale": options.ref_cfg_scale})
         cfg = self.model.config
         txt = xdub_text(text, cfg.text_dim, cfg.text_len)
         centres = "auto"
