@@ -568,9 +568,10 @@ class OmniSyncPipeline:
         check_frame_size(H, W)
         for message in training_warnings(self.meta, fps, (H, W)):
             note(message)
-        domain = self.domain_warning(source.read(torch.arange(min(DOMAIN_FRAMES, source.num_frames))))
-        if domain:
-            note(domain)
+        if domain_check_for(self.meta) is not None:  # only then are the first frames read twice
+            domain = self.domain_warning(source.read(torch.arange(min(DOMAIN_FRAMES, source.num_frames))))
+            if domain:
+                note(domain)
         plan, wave16k = prepare_audio(source.num_frames, fps, waveform, sample_rate, opts.length_mode, on_warning=note)
         T = int(plan.frame_indices.shape[0])
         if start is not None:  # the sink opens (its writers start) as early as the output's length is known
