@@ -43,7 +43,7 @@ class XDubDiT(OmniSyncDiT):
         h = self.patch_embedding(torch.cat([source, x], dim=2).to(self.patch_embedding.weight.dtype))  # (B, D, 2F', H', W')
         grid = (h.shape[2] // 2, h.shape[3], h.shape[4])  # the target's (F', H', W')
         h = h.flatten(2).transpose(1, 2).float()  # (B, L, D)
-        cos, sin = self.rope(grid)
-        ref_cos, ref_sin = self.rope(grid, (0, grid[1], grid[2]))
+        cos, sin = self.rope(grid, x.device)
+        ref_cos, ref_sin = self.rope(grid, x.device, (0, grid[1], grid[2]))
         t_groups = torch.cat([torch.zeros_like(t), t], dim=1)  # (B, 2F): the reference's frames, then the target's
         return h, grid, (torch.cat([ref_cos, cos]), torch.cat([ref_sin, sin])), t_groups, h.shape[1] // 2

@@ -1,0 +1,85 @@
+"""Fake of ``comfy.ops`` (ComfyUI 0.3.64): the layer classes that cast their weights per call.
+
+Only the surface the X-Dub loader uses, with the real semantics: ``disable_weight_init`` layers compute as
+``torch.nn`` unless ``comfy_cast_weights`` is set (ComfyUI's partial loading sets it on the layers it leaves in
+CPU memory), then they cast weight and bias to the input's dtype and device for the call; ``manual_cast`` layers
+always cast; ``pick_operations`` picks between them as the real one does on a device without fp8 compute.
+"""
+
+import torch
+
+
+def cast_bias_weight(s, input=None, dtype=None, device=None, bias_dtype=None):
+    if input is not None:
+        dtype = input.dtype if dtype is None else dtype
+        bias_dtype = dtype if bias_dtype is None else bias_dtype
+        device = input.device if device is None else device
+    bias = None if s.bias is None else s.bias.to(device=device, dtype=bias_dtype)
+    return s.weight.to(device=device, dtype=dtype), bias
+
+
+class CastWeightBiasOp:
+    comfy_cast_weights = False
+    weight_function = []
+    bias_function = []
+
+
+class disable_weight_init:
+    class Linear(torch.nn.Linear, CastWeightBiasOp):
+        def reset_parameters(self):
+            return None
+
+        def forward_comfy_cast_weights(self, input):
+            weight, bias = cast_bias_weight(self, input)
+            return torch.nn.functional.linear(input, weight, bias)
+
+        def forward(self, *args, **kwargs):
+            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
+                return self.forward_comfy_cast_weights(*args, **kwargs)
+            return super().forward(*args, **kwargs)
+
+    class Conv3d(torch.nn.Conv3d, CastWeightBiasOp):
+        def reset_parameters(self):
+            return None
+
+        def forward_comfy_cast_weights(self, input):
+            weight, bias = cast_bias_weight(self, input)
+            return self._conv_forward(input, weight, bias)
+
+        def forward(self, *args, **kwargs):
+            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
+                return self.forward_comfy_cast_weights(*args, **kwargs)
+            return super().forward(*args, **kwargs)
+
+    class LayerNorm(torch.nn.LayerNorm, CastWeightBiasOp):
+        def reset_parameters(self):
+            return None
+
+        def forward_comfy_cast_weights(self, input):
+            weight, bias = cast_bias_weight(self, input) if self.weight is not None else (None, None)
+            return torch.nn.functional.layer_norm(input, self.normalized_shape, weight, bias, self.eps)
+
+        def forward(self, *args, **kwargs):
+            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
+                return self.forward_comfy_cast_weights(*args, **kwargs)
+            return super().forward(*args, **kwargs)
+
+
+class manual_cast(disable_weight_init):
+    class Linear(disable_weight_init.Linear):
+        comfy_cast_weights = True
+
+    class Conv3d(disable_weight_init.Conv3d):
+        comfy_cast_weights = True
+
+    class LayerNorm(disable_weight_init.LayerNorm):
+        comfy_cast_weights = True
+
+
+def pick_operations(weight_dtype, compute_dtype, load_device=None, disable_fast_fp8=False, fp8_optimizations=False,
+                    scaled_fp8=None):
+    if scaled_fp8 is not None:
+        raise NotImplementedError("the fake has no scaled_fp8_ops")
+    if compute_dtype is None or weight_dtype == compute_dtype:
+        return disable_weight_init
+    return manual_cast
