@@ -3,7 +3,8 @@
 Only the surface the X-Dub loader uses, with the real semantics: ``disable_weight_init`` layers compute as
 ``torch.nn`` unless ``comfy_cast_weights`` is set (ComfyUI's partial loading sets it on the layers it leaves in
 CPU memory), then they cast weight and bias to the input's dtype and device for the call; ``manual_cast`` layers
-always cast; ``pick_operations`` picks between them as the real one does on a device without fp8 compute.
+always cast; ``scaled_fp8_ops`` multiply by a per-layer ``scale_weight``; ``pick_operations`` picks as the
+real one does on a device without fp8 compute.
 """
 
 import torch
@@ -76,10 +77,38 @@ class manual_cast(disable_weight_init):
         comfy_cast_weights = True
 
 
+def scaled_fp8_ops(fp8_matrix_mult=False, scale_input=False, override_dtype=None):
+    """ComfyUI's scaled-fp8 layers (no fp8 matmul, no input scale: a device without fp8 compute): each Linear has a
+    float32 ``scale_weight`` (1 until loaded) and computes with weight · scale in the input's dtype."""
+
+    class scaled_fp8_op(manual_cast):
+        class Linear(manual_cast.Linear):
+            def __init__(self, *args, **kwargs):
+                if override_dtype is not None:
+                    kwargs["dtype"] = override_dtype
+                super().__init__(*args, **kwargs)
+
+            def reset_parameters(self):
+                if not hasattr(self, "scale_weight"):
+                    self.scale_weight = torch.nn.parameter.Parameter(
+                        data=torch.ones((), device=self.weight.device, dtype=torch.float32), requires_grad=False)
+                self.scale_input = None
+                return None
+
+            def forward_comfy_cast_weights(self, input):
+                weight, bias = cast_bias_weight(self, input)
+                scale = self.scale_weight.to(device=weight.device, dtype=weight.dtype)
+                if weight.numel() < input.numel():
+                    return torch.nn.functional.linear(input, weight * scale, bias)
+                return torch.nn.functional.linear(input * scale, weight, bias)
+
+    return scaled_fp8_op
+
+
 def pick_operations(weight_dtype, compute_dtype, load_device=None, disable_fast_fp8=False, fp8_optimizations=False,
                     scaled_fp8=None):
     if scaled_fp8 is not None:
-        raise NotImplementedError("the fake has no scaled_fp8_ops")
+        return scaled_fp8_ops(fp8_matrix_mult=False, scale_input=fp8_optimizations, override_dtype=scaled_fp8)
     if compute_dtype is None or weight_dtype == compute_dtype:
         return disable_weight_init
     return manual_cast
