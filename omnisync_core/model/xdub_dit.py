@@ -32,6 +32,9 @@ class XDubDiT(OmniSyncDiT):
     in [0, 1000]; audio (B, F, N_a, audio_dim) raw windows; text (B, L, text_dim); ``motion_frames``: the first
     that many latent frames of x hold clean latents carried over from the previous clip and get timestep 0
     (the caller writes them into x). Returns the velocity of the target frames (B, C, F, H, W).
+
+    Built as ``XDubDiT(config, device=None, dtype=None, operations=torch.nn)`` (:class:`.dit.OmniSyncDiT`'s
+    constructor); ComfyUI's loader passes ``comfy.ops`` layers as ``operations``.
     """
 
     source_layout = "sequence"
