@@ -18,7 +18,7 @@ import torch
 from comfy_api.latest import io
 
 from omnisync_core.errors import OmniSyncError
-from omnisync_core.model.offload import OFFLOAD_MODES
+from omnisync_core.model.fp8 import WEIGHT_DTYPES
 
 from .bridge import (
     AUDIO_ENCODER_FOLDER, CATEGORY, ComfyProgress, audio_from_comfy, audio_to_comfy, comfy_cancel, format_report,
@@ -27,10 +27,10 @@ from .bridge import (
 from .facecrop import FaceCropType
 from .feedback import HIDDEN, Feedback
 from .widgets import check_choices
+from .xdub_model import load_xdub_patcher
 
 DIFFUSION_FOLDER = "diffusion_models"  # ComfyUI/models/diffusion_models (and models/unet)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-MAX_BLOCKS = 64  # resident_blocks widget bound (X-Dub has 30)
 HF_FOLDER_MARKER = "config.json"  # a Hugging Face model folder
 # Listed audio-encoder files: safetensors, and the bundle's openai-whisper large-v2.pt (read with
 # torch.load(weights_only=True) on torch >= 2.6, never unpickled otherwise)
@@ -47,15 +47,18 @@ XDubLatentType = io.Custom("XDUB_LATENT")
 
 @dataclass
 class XDubModel:
-    """XDUB_MODEL: the X-Dub DiT as loaded, where it computes and how its weights are held."""
+    """XDUB_MODEL: the X-Dub DiT in a ComfyUI ``ModelPatcher`` (``patcher.model`` is the network; ComfyUI's model
+    management places its weights), the device it computes on and its compute dtype."""
 
-    model: torch.nn.Module
+    patcher: Any
     device: torch.device
     dtype: torch.dtype
-    offload: str
     name: str = ""
-    swap: Any = None  # omnisync_core.model.offload.BlockSwap with offload = blocks (keeps its hooks alive)
     report: dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.patcher.model
 
 
 @dataclass
@@ -147,23 +150,23 @@ class OmniSyncXDubModelLoader(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Loads the X-Dub lip-sync DiT (X-Dub_model.safetensors, Wan 2.2 TI2V-5B with the reference frames in "
-                "its token sequence) from models/diffusion_models; its size is read from the file. With offload = "
-                "blocks the weights stay in CPU memory and each transformer block visits the GPU in turn (block "
-                "swap), so a 12–16 GB card runs it."
+                "its token sequence) from models/diffusion_models; its size is read from the file. ComfyUI's model "
+                "management places it like its own models: it offloads other models of the graph to make room, and "
+                "when X-Dub does not fit the GPU it keeps part of the weights in CPU memory and copies each layer to "
+                "the GPU for its call (low-VRAM loading; --lowvram / --reserve-vram steer it)."
             ),
             inputs=[
                 io.Combo.Input("model_name", options=diffusion_model_files(),
                                tooltip="X-Dub_model.safetensors in ComfyUI/models/diffusion_models."),
                 io.Combo.Input("dtype", options=list(DTYPES), default="bf16",
-                               tooltip="Precision of the weights and the computation: bf16 as published (11.72 GiB "
-                                       "of weights); fp32 doubles that and is for CPU tests."),
-                io.Combo.Input("offload", options=list(OFFLOAD_MODES), default="none",
-                               tooltip="none: the whole DiT in GPU memory (fastest). blocks: weights in CPU memory, "
-                                       "the transformer blocks copied to the GPU one at a time (far less GPU memory, "
-                                       "slower)."),
-                io.Int.Input("resident_blocks", default=0, min=0, max=MAX_BLOCKS,
-                             tooltip="With offload = blocks: how many of the first blocks stay on the GPU (0 = swap "
-                                     "every block; more = faster, more GPU memory). Ignored with offload = none."),
+                               tooltip="Precision of the computation (and of the weights with weight_dtype default): "
+                                       "bf16 as published (11.72 GiB of weights); fp32 doubles that and is for CPU "
+                                       "tests."),
+                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
+                               tooltip="How the weights are stored (as core Load Diffusion Model): default = dtype "
+                                       "(a scaled-fp8 file stays fp8); fp8_e4m3fn keeps the transformer blocks' "
+                                       "linear weights in 1 byte with a scale each (about half the memory), computed "
+                                       "in dtype, slightly less exact."),
             ],
             outputs=[XDubModelType.Output(display_name="model", tooltip="The X-Dub DiT, ready for the X-Dub Sampler.")],
             hidden=list(HIDDEN),
@@ -179,39 +182,24 @@ class OmniSyncXDubModelLoader(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, model_name, dtype, offload, resident_blocks) -> io.NodeOutput:
-        import comfy.model_management as mm
+    def execute(cls, model_name, dtype, weight_dtype) -> io.NodeOutput:
         import folder_paths
 
-        from omnisync_core.model.offload import check_offload, place_model
-        from omnisync_core.model.xdub_weights import load_xdub_model
-
-        check_choices(cls, dtype=dtype, offload=offload)
+        check_choices(cls, dtype=dtype, weight_dtype=weight_dtype)
         path = folder_paths.get_full_path(DIFFUSION_FOLDER, model_name)
         if path is None:
             raise published_file_missing("xdub_model", DIFFUSION_FOLDER, model_name)
-        check_offload(offload, resident_blocks)
-        device, torch_dtype = mm.get_torch_device(), DTYPES[dtype]
-        if offload == "none":
-            mm.free_memory(os.path.getsize(path), device)
-        mm.soft_empty_cache()
-        model = run_cancellable(load_xdub_model, path, device=device if offload == "none" else "cpu",
-                                dtype=torch_dtype, progress=ComfyProgress(), cancel=comfy_cancel)
+        torch_dtype = DTYPES[dtype]
+        # the weights wait on ComfyUI's offload device; the X-Dub Sampler asks model management to load them
+        patcher = run_cancellable(load_xdub_patcher, path, torch_dtype, weight_dtype, progress=ComfyProgress(),
+                                  cancel=comfy_cancel)
+        model = patcher.model
         cfg = model.config
-        report = {"file": model_name, "dtype": dtype, "offload": offload, "dim": cfg.dim, "layers": cfg.num_layers,
-                  "parameters": sum(p.numel() for p in model.parameters())}
-        feedback = Feedback(cls, cls.DISPLAY_NAME)
-        swap = None
-        if offload == "blocks":
-            if resident_blocks > len(model.blocks):
-                report["resident_blocks"] = (f"{resident_blocks} asked, the model has {len(model.blocks)}: all stay on "
-                                             "the device")
-                feedback.warn(report["resident_blocks"] + ".")
-            swap = place_model(model, device, "blocks", resident_blocks)  # the resident count clamped to the model
-            report["swapped_blocks"] = len(swap.swapped)
-            feedback.info(f"{len(swap.swapped)} of {len(model.blocks)} blocks swapped onto {device} per forward")
-        return io.NodeOutput(XDubModel(model=model, device=device, dtype=torch_dtype, offload=offload, name=model_name,
-                                       swap=swap, report=report))
+        report = {"file": model_name, "dtype": dtype, "weight_dtype": weight_dtype, "dim": cfg.dim,
+                  "layers": cfg.num_layers, "parameters": sum(p.numel() for p in model.parameters()),
+                  "weight_bytes": patcher.model_size()}
+        return io.NodeOutput(XDubModel(patcher=patcher, device=patcher.load_device, dtype=torch_dtype, name=model_name,
+                                       report=report))
 
 
 class OmniSyncXDubAudioLoader(io.ComfyNode):
@@ -441,8 +429,10 @@ class OmniSyncXDubSampler(io.ComfyNode):
                               audio=GuidanceConfig(omega_base=omega_base, omega_peak=omega_peak,
                                                    sigma_spatial=sigma_spatial, gamma=gamma))
         text = text_from_conditioning(conditioning, model.model.config.text_dim)
-        pipe = XDubPipeline(model.model, latent.pipeline.codec, device=model.device)
-        mm.soft_empty_cache()
+        # ComfyUI's model management places the weights: it offloads other models to make room, and loads X-Dub
+        # whole or, when it does not fit, partly (the rest cast to the device layer by layer)
+        mm.load_models_gpu([model.patcher])
+        pipe = XDubPipeline(model.patcher.model, latent.pipeline.codec, device=model.patcher.load_device)
         with torch.no_grad():
             sampled = run_cancellable(pipe.sample, latent.encoded, text, options, progress=ComfyProgress(),
                                       cancel=comfy_cancel)

@@ -43,20 +43,20 @@ class SinusoidalPositions(nn.Module):
         self.register_buffer("pe", pe.to(device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.pe[:, :x.shape[1]]  # x: (N, W, dim)
+        return x + self.pe[:, :x.shape[1]].to(x.device)  # x: (N, W, dim); the table may wait in CPU memory
 
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention over one window, no q/k norm, bias only on the output (diffusers' ``Attention``)."""
 
-    def __init__(self, dim: int, num_heads: int, device=None, dtype=None):
+    def __init__(self, dim: int, num_heads: int, device=None, dtype=None, operations=nn):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         self.num_heads = num_heads
-        self.to_q = nn.Linear(dim, dim, bias=False, **kw)
-        self.to_k = nn.Linear(dim, dim, bias=False, **kw)
-        self.to_v = nn.Linear(dim, dim, bias=False, **kw)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim, **kw)])  # index 0: the key name is to_out.0
+        self.to_q = operations.Linear(dim, dim, bias=False, **kw)
+        self.to_k = operations.Linear(dim, dim, bias=False, **kw)
+        self.to_v = operations.Linear(dim, dim, bias=False, **kw)
+        self.to_out = nn.ModuleList([operations.Linear(dim, dim, **kw)])  # index 0: the key name is to_out.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         N, W, D = x.shape
@@ -68,9 +68,9 @@ class WindowAttention(nn.Module):
 class GEGLU(nn.Module):
     """Linear to twice the width, then value · GELU(gate) (exact GELU)."""
 
-    def __init__(self, dim_in: int, dim_out: int, device=None, dtype=None):
+    def __init__(self, dim_in: int, dim_out: int, device=None, dtype=None, operations=nn):
         super().__init__()
-        self.proj = nn.Linear(dim_in, 2 * dim_out, device=device, dtype=dtype)
+        self.proj = operations.Linear(dim_in, 2 * dim_out, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.proj(x).chunk(2, dim=-1)
@@ -80,10 +80,10 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     """GEGLU feed-forward; ``net`` keeps diffusers' indices (0: GEGLU, 1: dropout, here inert, 2: output)."""
 
-    def __init__(self, dim: int, mult: int, device=None, dtype=None):
+    def __init__(self, dim: int, mult: int, device=None, dtype=None, operations=nn):
         super().__init__()
-        self.net = nn.Sequential(GEGLU(dim, mult * dim, device=device, dtype=dtype), nn.Identity(),
-                                 nn.Linear(mult * dim, dim, device=device, dtype=dtype))
+        self.net = nn.Sequential(GEGLU(dim, mult * dim, device=device, dtype=dtype, operations=operations),
+                                 nn.Identity(), operations.Linear(mult * dim, dim, device=device, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -92,13 +92,13 @@ class FeedForward(nn.Module):
 class AudioProjLayer(nn.Module):
     """Pre-norm self-attention over the window (positions added after the norm), then a pre-norm feed-forward."""
 
-    def __init__(self, cfg: AudioProjConfig, device=None, dtype=None):
+    def __init__(self, cfg: AudioProjConfig, device=None, dtype=None, operations=nn):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
-        self.norm1 = nn.LayerNorm(cfg.dim, eps=cfg.eps, **kw)
-        self.attn = WindowAttention(cfg.dim, cfg.num_heads, **kw)
-        self.norm2 = nn.LayerNorm(cfg.dim, eps=cfg.eps, **kw)
-        self.ff = FeedForward(cfg.dim, cfg.ff_mult, **kw)
+        self.norm1 = operations.LayerNorm(cfg.dim, eps=cfg.eps, **kw)
+        self.attn = WindowAttention(cfg.dim, cfg.num_heads, operations=operations, **kw)
+        self.norm2 = operations.LayerNorm(cfg.dim, eps=cfg.eps, **kw)
+        self.ff = FeedForward(cfg.dim, cfg.ff_mult, operations=operations, **kw)
         self.pos_embed = SinusoidalPositions(cfg.dim, cfg.max_window, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,13 +110,14 @@ class AudioProjLayer(nn.Module):
 class AudioProjection(nn.Module):
     """``proj_in`` -> ``layers`` (each over one frame's window) -> ``proj_out`` to the DiT width ``out_dim``."""
 
-    def __init__(self, cfg: AudioProjConfig, out_dim: int, device=None, dtype=None):
+    def __init__(self, cfg: AudioProjConfig, out_dim: int, device=None, dtype=None, operations=nn):
+        """operations: where the Linear and LayerNorm layers come from (see :class:`.dit.OmniSyncDiT`)."""
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         self.config = cfg
-        self.proj_in = nn.Linear(cfg.input_dim, cfg.dim, **kw)
-        self.layers = nn.ModuleList([AudioProjLayer(cfg, **kw) for _ in range(cfg.num_layers)])
-        self.proj_out = nn.Linear(cfg.dim, out_dim, **kw)
+        self.proj_in = operations.Linear(cfg.input_dim, cfg.dim, **kw)
+        self.layers = nn.ModuleList([AudioProjLayer(cfg, operations=operations, **kw) for _ in range(cfg.num_layers)])
+        self.proj_out = operations.Linear(cfg.dim, out_dim, **kw)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         # audio: (B, F, W, input_dim), W <= max_window

@@ -133,12 +133,20 @@ def no_autocast(device: torch.device):
     return torch.autocast(device_type="cpu" if device.type == "meta" else device.type, enabled=False)
 
 
+def on(param: Optional[torch.Tensor], like: torch.Tensor, dtype: Optional[torch.dtype] = None):
+    """``param`` on ``like``'s device (in ``dtype`` if given): a no-op where it already is. Weights read directly
+    (norms, adaLN offsets, the head in float32) go through it, so a host that keeps some weights in CPU memory
+    and casts each layer per call (ComfyUI's partial loading, see ``operations`` in :class:`OmniSyncDiT`) works."""
+    return None if param is None else param.to(device=like.device, dtype=dtype)
+
+
 def _fp32_sequential(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     """Run a Linear/activation stack in float32 whatever the parameter dtype (Wan's autocast(float32))."""
     x = x.float()
     with no_autocast(x.device):
         for layer in seq:
-            x = F.linear(x, layer.weight.float(), layer.bias.float()) if isinstance(layer, nn.Linear) else layer(x)
+            x = F.linear(x, on(layer.weight, x, torch.float32), on(layer.bias, x, torch.float32)) \
+                if isinstance(layer, nn.Linear) else layer(x)
     return x
 
 
@@ -154,15 +162,14 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return (xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)).type_as(x) * on(self.weight, x)
 
 
 class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 and returned in float32 (the residual stream's dtype)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.float() if self.weight is not None else None
-        b = self.bias.float() if self.bias is not None else None
+        w, b = on(self.weight, x, torch.float32), on(self.bias, x, torch.float32)
         return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
 
 
@@ -176,14 +183,15 @@ def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
 class SelfAttention(nn.Module):
     """Multi-head self-attention with RMS q/k norm and 3D RoPE (Wan's ``WanSelfAttention``)."""
 
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float, device=None, dtype=None):
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float, device=None, dtype=None,
+                 operations=nn):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         self.num_heads, self.head_dim = num_heads, dim // num_heads
-        self.q = nn.Linear(dim, dim, **kw)
-        self.k = nn.Linear(dim, dim, **kw)
-        self.v = nn.Linear(dim, dim, **kw)
-        self.o = nn.Linear(dim, dim, **kw)
+        self.q = operations.Linear(dim, dim, **kw)
+        self.k = operations.Linear(dim, dim, **kw)
+        self.v = operations.Linear(dim, dim, **kw)
+        self.o = operations.Linear(dim, dim, **kw)
         self.norm_q = RMSNorm(dim, eps, **kw) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps, **kw) if qk_norm else nn.Identity()
 
@@ -237,24 +245,25 @@ class DiTBlock(nn.Module):
     ``audio_names`` the attribute names of the audio branch's norm and attention (the checkpoint's keys).
     """
 
-    def __init__(self, cfg: DiTConfig, index: int = 0, device=None, dtype=None,
+    def __init__(self, cfg: DiTConfig, index: int = 0, device=None, dtype=None, operations=nn,
                  audio_names: Tuple[str, str] = OMNISYNC_AUDIO_NAMES):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         dim = cfg.dim
         self.norm1 = LayerNorm(dim, cfg.eps, elementwise_affine=False, **kw)
-        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **kw)
+        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, operations=operations, **kw)
         if cfg.use_text:
             self.norm3 = LayerNorm(dim, cfg.eps, elementwise_affine=True, **kw) if cfg.cross_attn_norm else nn.Identity()
-            self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **kw)
+            self.cross_attn = CrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, operations=operations, **kw)
         self.audio_names = audio_names if cfg.has_audio(index) else None
         if self.audio_names:
             norm_name, attn_name = self.audio_names
             self.add_module(norm_name, LayerNorm(dim, cfg.eps, elementwise_affine=True, **kw))
-            self.add_module(attn_name, AudioCrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps, **kw))
+            self.add_module(attn_name, AudioCrossAttention(dim, cfg.num_heads, cfg.qk_norm, cfg.eps,
+                                                           operations=operations, **kw))
         self.norm2 = LayerNorm(dim, cfg.eps, elementwise_affine=False, **kw)
-        self.ffn = nn.Sequential(nn.Linear(dim, cfg.ffn_dim, **kw), nn.GELU(approximate="tanh"),
-                                 nn.Linear(cfg.ffn_dim, dim, **kw))
+        self.ffn = nn.Sequential(operations.Linear(dim, cfg.ffn_dim, **kw), nn.GELU(approximate="tanh"),
+                                 operations.Linear(cfg.ffn_dim, dim, **kw))
         self.modulation = nn.Parameter(torch.empty(1, 6, dim, **kw))  # adaLN offsets, added to the time signal
 
     def forward(self, x, e, rope, text: Optional[torch.Tensor], audio: Optional[torch.Tensor],
@@ -262,7 +271,7 @@ class DiTBlock(nn.Module):
         # x: (B, L, D) float32; e: (B, G, 6, D) float32, the time signal of G equal groups of consecutive
         # tokens; text: (B, text_len, D); audio: (B, F', N, D). Text and audio act on x[:, target_from:].
         dt = self.modulation.dtype
-        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation.float() + e).unbind(2)  # 6 × (B, G, D)
+        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (on(self.modulation, e, torch.float32) + e).unbind(2)  # 6 × (B, G, D)
         y = self.self_attn(modulate_groups(self.norm1(x), shift_sa, scale_sa).to(dt), rope)
         x = x + gate_groups(y.float(), gate_sa)  # (B, L, D)
         if text is not None or (audio is not None and self.audio_names):
@@ -280,19 +289,19 @@ class DiTBlock(nn.Module):
 class Head(nn.Module):
     """Final adaLN norm + linear to one patch of latents per token (Wan's ``Head``)."""
 
-    def __init__(self, dim: int, out_dim: int, patch_size, eps: float, device=None, dtype=None):
+    def __init__(self, dim: int, out_dim: int, patch_size, eps: float, device=None, dtype=None, operations=nn):
         super().__init__()
         kw = dict(device=device, dtype=dtype)
         self.norm = LayerNorm(dim, eps, elementwise_affine=False, **kw)
-        self.head = nn.Linear(dim, math.prod(patch_size) * out_dim, **kw)
+        self.head = operations.Linear(dim, math.prod(patch_size) * out_dim, **kw)
         self.modulation = nn.Parameter(torch.empty(1, 2, dim, **kw))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         # x: (B, L, D) float32; e: (B, G, D) float32 time embedding of G equal groups of consecutive tokens
         with no_autocast(x.device):  # float32, as Wan's head
-            shift, scale = (self.modulation.float() + e.unsqueeze(2)).unbind(2)  # 2 × (B, G, D)
+            shift, scale = (on(self.modulation, e, torch.float32) + e.unsqueeze(2)).unbind(2)  # 2 × (B, G, D)
             h = modulate_groups(self.norm(x), shift, scale)
-            return F.linear(h, self.head.weight.float(), self.head.bias.float())  # (B, L, pt·ph·pw·C)
+            return F.linear(h, on(self.head.weight, h, torch.float32), on(self.head.bias, h, torch.float32))  # (B, L, pt·ph·pw·C)
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -304,6 +313,11 @@ class OmniSyncDiT(nn.Module):
         config: sizes and switches (:class:`DiTConfig`).
         device, dtype: where the parameters are created and in which dtype (``"meta"`` builds a
             weightless skeleton, e.g. to list keys).
+        operations: where the Linear and Conv3d layers come from (``torch.nn`` by default). A host passes its
+            own, as ComfyUI builds Wan with ``operations=comfy.ops.…``: layers that cast their weights to the
+            input's dtype and device per call, which ComfyUI's model management uses for weight dtypes (fp8)
+            and for partial (low-VRAM) loading. The core never imports such a host; every weight read
+            outside those layers goes through :func:`on`, so it follows the input's device.
 
     Set ``model.gradient_checkpointing = True`` to recompute each block in the backward pass while
     training (less memory, about one more forward of compute).
@@ -312,7 +326,7 @@ class OmniSyncDiT(nn.Module):
     source_layout = "channels"  # the source latents enter on the channel axis (config.source_layout)
     audio_names = OMNISYNC_AUDIO_NAMES
 
-    def __init__(self, config: DiTConfig, device=None, dtype=None):
+    def __init__(self, config: DiTConfig, device=None, dtype=None, operations=nn):
         super().__init__()
         name = type(self).__name__
         if not isinstance(config, DiTConfig):
@@ -329,21 +343,22 @@ class OmniSyncDiT(nn.Module):
         dim = cfg.dim
 
         # embeddings
-        self.patch_embedding = nn.Conv3d(cfg.in_channels, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size, **kw)
+        ops = operations
+        self.patch_embedding = ops.Conv3d(cfg.in_channels, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size, **kw)
         if cfg.use_text:
-            self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, dim, **kw), nn.GELU(approximate="tanh"),
-                                                nn.Linear(dim, dim, **kw))
+            self.text_embedding = nn.Sequential(ops.Linear(cfg.text_dim, dim, **kw), nn.GELU(approximate="tanh"),
+                                                ops.Linear(dim, dim, **kw))
         if cfg.audio_proj is not None:
-            self.audio_embedding = AudioProjection(cfg.audio_proj, dim, **kw)
+            self.audio_embedding = AudioProjection(cfg.audio_proj, dim, operations=ops, **kw)
         elif cfg.audio_dim:
-            self.audio_embedding = nn.Sequential(nn.Linear(cfg.audio_dim, dim, **kw), nn.GELU(approximate="tanh"),
-                                                 nn.Linear(dim, dim, **kw))
-        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim, **kw), nn.SiLU(), nn.Linear(dim, dim, **kw))
-        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim, **kw))
+            self.audio_embedding = nn.Sequential(ops.Linear(cfg.audio_dim, dim, **kw), nn.GELU(approximate="tanh"),
+                                                 ops.Linear(dim, dim, **kw))
+        self.time_embedding = nn.Sequential(ops.Linear(cfg.freq_dim, dim, **kw), nn.SiLU(), ops.Linear(dim, dim, **kw))
+        self.time_projection = nn.Sequential(nn.SiLU(), ops.Linear(dim, 6 * dim, **kw))
 
-        self.blocks = nn.ModuleList([DiTBlock(cfg, i, audio_names=self.audio_names, **kw)
+        self.blocks = nn.ModuleList([DiTBlock(cfg, i, audio_names=self.audio_names, operations=ops, **kw)
                                      for i in range(cfg.num_layers)])
-        self.head = Head(dim, cfg.latent_channels, cfg.patch_size, cfg.eps, **kw)
+        self.head = Head(dim, cfg.latent_channels, cfg.patch_size, cfg.eps, operations=ops, **kw)
         if self.head.head.weight.device.type != "meta":  # a weightless skeleton has nothing to initialise
             self.init_weights()
 
@@ -418,7 +433,7 @@ class OmniSyncDiT(nn.Module):
         B = x.shape[0]
         pt = cfg.patch_size[0]
         dt = self.patch_embedding.weight.dtype
-        device = self.patch_embedding.weight.device
+        device = x.device  # where the host put the inputs (the weights may wait elsewhere, cast per layer)
 
         h, grid, rope, t_groups, target_from = self.embed_tokens(x, t, source)
 
@@ -461,12 +476,12 @@ class OmniSyncDiT(nn.Module):
         inp = torch.cat([x, source], dim=1) if self.config.source_condition else x  # (B, C_in, F, H, W)
         h = self.patch_embedding(inp.to(self.patch_embedding.weight.dtype))  # (B, D, F', H', W')
         grid = (h.shape[2], h.shape[3], h.shape[4])
-        return h.flatten(2).transpose(1, 2).float(), grid, self.rope(grid), t[:, None], 0
+        return h.flatten(2).transpose(1, 2).float(), grid, self.rope(grid, x.device), t[:, None], 0
 
-    def rope(self, grid: Tuple[int, int, int], offset: Tuple[int, int, int] = (0, 0, 0)):
-        """(cos, sin) of the 3D RoPE of ``grid`` (F'·H'·W', d/2) each, float32 on the model's device."""
+    def rope(self, grid: Tuple[int, int, int], device: torch.device, offset: Tuple[int, int, int] = (0, 0, 0)):
+        """(cos, sin) of the 3D RoPE of ``grid`` (F'·H'·W', d/2) each, float32 on ``device`` (the inputs')."""
         tables = rope_tables.__wrapped__ if torch.compiler.is_compiling() else rope_tables  # compiled: traced once
-        return tables(grid, self.config.head_dim, self.patch_embedding.weight.device, offset)
+        return tables(grid, self.config.head_dim, device, offset)
 
     def unpatchify(self, x: torch.Tensor, grid: Tuple[int, int, int]) -> torch.Tensor:
         """(B, F'·H'·W', pt·ph·pw·C) -> (B, C, F'·pt, H'·ph, W'·pw)."""

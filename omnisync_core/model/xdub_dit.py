@@ -32,6 +32,9 @@ class XDubDiT(OmniSyncDiT):
     in [0, 1000]; audio (B, F, N_a, audio_dim) raw windows; text (B, L, text_dim); ``motion_frames``: the first
     that many latent frames of x hold clean latents carried over from the previous clip and get timestep 0
     (the caller writes them into x). Returns the velocity of the target frames (B, C, F, H, W).
+
+    Built as ``XDubDiT(config, device=None, dtype=None, operations=torch.nn)`` (:class:`.dit.OmniSyncDiT`'s
+    constructor); ComfyUI's loader passes ``comfy.ops`` layers as ``operations``.
     """
 
     source_layout = "sequence"
@@ -43,7 +46,7 @@ class XDubDiT(OmniSyncDiT):
         h = self.patch_embedding(torch.cat([source, x], dim=2).to(self.patch_embedding.weight.dtype))  # (B, D, 2F', H', W')
         grid = (h.shape[2] // 2, h.shape[3], h.shape[4])  # the target's (F', H', W')
         h = h.flatten(2).transpose(1, 2).float()  # (B, L, D)
-        cos, sin = self.rope(grid)
-        ref_cos, ref_sin = self.rope(grid, (0, grid[1], grid[2]))
+        cos, sin = self.rope(grid, x.device)
+        ref_cos, ref_sin = self.rope(grid, x.device, (0, grid[1], grid[2]))
         t_groups = torch.cat([torch.zeros_like(t), t], dim=1)  # (B, 2F): the reference's frames, then the target's
         return h, grid, (torch.cat([ref_cos, cos]), torch.cat([ref_sin, sin])), t_groups, h.shape[1] // 2

@@ -110,7 +110,7 @@ def xdub_config_from_shapes(shapes: Mapping[str, Sequence[int]], head_dim: int =
 def load_xdub_model(path: str, device="cpu", dtype: Optional[torch.dtype] = torch.bfloat16,
                     head_dim: int = XDUB_HEAD_DIM, audio_head_dim: int = XDUB_AUDIO_HEAD_DIM,
                     progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None,
-                    weight_dtype=None) -> XDubDiT:
+                    weight_dtype=None, operations=None) -> XDubDiT:
     """X-Dub's DiT from ``X-Dub_model.safetensors`` (safetensors only), in eval mode on ``device``.
 
     dtype: the weights' dtype (bf16 by default: 6.3 B parameters = 12.6 GB; None keeps the file's), and the
@@ -121,13 +121,17 @@ def load_xdub_model(path: str, device="cpu", dtype: Optional[torch.dtype] = torc
     For a card too small for that, load to ``device="cpu"`` and run it with
     :func:`~omnisync_core.model.offload.enable_block_swap`. ``progress(done, total, message)`` is
     called per block; ``cancel()`` is checked between tensors. Every error names the published file's source.
+    ``operations``: the network's layer classes (:class:`~omnisync_core.model.dit.OmniSyncDiT`; ``torch.nn``
+    when None); ComfyUI's loader passes ``comfy.ops`` ones.
     """
     want_fp8 = check_weight_dtype(weight_dtype) is not None
     with named_source("xdub_model"):
-        return _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8)
+        return _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8,
+                                operations)
 
 
-def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8) -> XDubDiT:
+def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, cancel, want_fp8,
+                     operations) -> XDubDiT:
     if not os.path.isfile(path):
         raise OmniSyncError(missing_message("xdub_model", path))
     with _open(path) as f:
@@ -139,8 +143,8 @@ def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, ca
         cfg = xdub_config_from_shapes(shapes, head_dim, audio_head_dim, name=repr(path))
         compute = dtype or torch.bfloat16
         with torch.device("meta"):
-            model = XDubDiT(cfg)
-            if want_fp8 or marker:
+            model = XDubDiT(cfg, operations=operations or torch.nn)
+            if (want_fp8 or marker) and operations is None:  # given operations cast the fp8 weights themselves
                 convert_to_fp8(model, compute_dtype=compute)
         fp8_layers = set(fp8_layer_names(model)) if want_fp8 or marker else set()
         scaled_layers = set(scaled_layers)
@@ -168,9 +172,20 @@ def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, ca
             if m and int(m.group(1)) > done_blocks:
                 done_blocks = int(m.group(1))
                 report(progress, done_blocks, cfg.num_layers, "loading X-Dub blocks")
+    if operations is not None:  # a host's layers may carry a per-layer scale the file lacks (ComfyUI's scaled-fp8
+        # Linear outside the fp8 layers): 1, as ComfyUI sets it
+        for key in model.state_dict():
+            if key.endswith(SCALE_SUFFIX) and key not in state:
+                state[key] = torch.ones((), dtype=torch.float32, device=device)
     model.load_state_dict(state, strict=True, assign=True)
     report(progress, cfg.num_layers, cfg.num_layers, "loaded X-Dub")
     return model.eval()
+
+
+def is_scaled_fp8(path: str) -> bool:
+    """True when ``path`` (a safetensors file) carries ComfyUI's ``scaled_fp8`` marker (see :mod:`.fp8`)."""
+    with named_source("xdub_model"), _open(path) as f:
+        return split_scaled_fp8(f.keys())[0]
 
 
 def convert_xdub_fp8(src: str, dst: str, scaled: bool = True, progress: Optional[ProgressCallback] = None) -> Dict:
