@@ -64,7 +64,7 @@ def _video_stream(container, path: str, warnings: list):
     av = _av()
     streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not streams:
-        raise OmniSyncError(f"cannot read video {path!r}: it has no video stream (only "
+        raise OmniSyncError(f"cannot read video {path!r}: it has no readable video stream (only "
                             f"{', '.join(s.type for s in container.streams) or 'nothing'}); pass an mp4/mov/webm/"
                             "avi/mkv file with a video track.")
     chosen = next((s for s in streams if s.disposition & av.stream.Disposition.default), streams[0])
@@ -102,6 +102,7 @@ class VideoReader:
         self._probe(min_frames)
         self._last, self._pending, self._damaged = None, None, 0
         self._all = None
+        self.fps = float(self.fps)  # exact (29.97 is 30000/1001 as a float); exact_fps() gives the fraction back
         self.info = {"num_frames": self.num_frames, "fps": self.fps, "size": self.size,
                      "source_frames": self._sources, "source_size": self._source_size, "warnings": self.warnings}
         if keep_all:
@@ -341,8 +342,8 @@ class VideoReader:
         self.close()
 
 
-def read_video(path: str, on_warning=None) -> Tuple[torch.Tensor, Fraction]:
-    """Decode a video file: returns (frames (T, H, W, 3) float32 in [0, 1], fps as an exact Fraction).
+def read_video(path: str, on_warning=None) -> Tuple[torch.Tensor, float]:
+    """Decode a video file: returns (frames (T, H, W, 3) float32 in [0, 1], fps) (NTSC rates as 30000/1001).
 
     The same reader as the streaming runs (:class:`VideoReader`): the same frame count, timing and size.
     Each adjustment it makes (variable frame rate resampled, non-square pixels, alpha, bit depth, a second
