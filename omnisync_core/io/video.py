@@ -133,7 +133,7 @@ class VideoReader:
             nominal = _ratio(stream.average_rate) or _ratio(stream.guessed_rate)
             sar = _ratio(stream.sample_aspect_ratio) or _ratio(stream.codec_context.sample_aspect_ratio)
             side_alpha = str(stream.metadata.get("alpha_mode", stream.metadata.get("ALPHA_MODE", ""))) == "1"  # VP8/9 in WebM
-            first = self._first_frame(container, stream) if times else None
+        first = self._first_frame(self.path, self._stream_index) if times else None
         n = len(times)
         if n == 0:
             why = f" ({broken})" if broken else ""
@@ -153,14 +153,20 @@ class VideoReader:
         self._time_plan(times, durations, nominal)
         self._format_plan(first, sar, side_alpha)
 
-    def _first_frame(self, container, stream):
+    def _first_frame(self, path: str, index: int):
+        """The first decodable frame (its format, size and rotation describe the stream), from a fresh demuxer."""
         av = _av()
-        container.seek(0)
-        try:
-            for frame in container.decode(stream):
-                return frame
-        except av.error.FFmpegError as exc:
-            raise OmniSyncError(f"video {self.path!r} cannot be decoded ({exc}); re-encode or re-download it.") from None
+        with _open_container(path) as container:
+            try:
+                for packet in container.demux(container.streams[index]):
+                    try:
+                        frames = packet.decode()
+                    except av.error.FFmpegError:
+                        continue  # a damaged packet: said when the frames are read
+                    if frames:
+                        return frames[0]
+            except av.error.FFmpegError:
+                pass  # the file ends in damage: no frame before it decodes (refused below)
         raise OmniSyncError(f"video {self.path!r} has no decodable frame; re-encode or re-download it.")
 
     def _time_plan(self, times, durations, nominal: Optional[Fraction]) -> None:
@@ -250,7 +256,6 @@ class VideoReader:
         self.close()
         self._container = _open_container(self.path)
         stream = self._container.streams[self._stream_index]
-        stream.thread_type = "AUTO"
         self._frames = self._decode(self._container, stream)
         self._last, self._pending = None, None  # [index, frame, pixels] last decoded; a frame read ahead
 
