@@ -124,7 +124,7 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
         for message in reader.warnings:
             note(message)
         check_budget(pipe.model, (H, W), reader.num_frames, opts.window, codec=pipe.codec,
-                     output_paths=[output, side_by_side, side_by_side, guidance_video])  # before any compute
+                     output_paths=[output, side_by_side, side_by_side, guidance_video])  # side by side: 2× wide
 
         def start(T: int, wave16k):
             from .audio.features import SAMPLE_RATE_HZ

@@ -266,6 +266,7 @@ def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None
             state[key] = t.clone() if t.device.type == "cpu" else t
     checks.done()
     model.load_state_dict(state, strict=True, assign=True)
+    model.checkpoint_path = path  # named by the sampler if the network ever returns NaN/inf
     return model.eval(), meta
 
 

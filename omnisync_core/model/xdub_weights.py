@@ -173,6 +173,7 @@ def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, ca
                 report(progress, done_blocks, cfg.num_layers, "loading X-Dub blocks")
         checks.done()
     model.load_state_dict(state, strict=True, assign=True)
+    model.checkpoint_path = path  # named by the sampler if the network ever returns NaN/inf
     report(progress, cfg.num_layers, cfg.num_layers, "loaded X-Dub")
     return model.eval()
 
