@@ -68,15 +68,19 @@ def _copy_with(name, base, *extra, pre=()):
     return build
 
 
-def _damaged(name, base, cut=None, garbage_at=None):
+def _damaged(name, base, cut=None, wipe_jpeg=None):
+    """A copy of ``base`` cut to a share of its bytes, or with one JPEG picture (SOI to EOI) zeroed."""
     def build(d):
         with open(os.path.join(d, base), "rb") as f:
             blob = bytearray(f.read())
         if cut is not None:
             blob = blob[:int(len(blob) * cut)]
-        if garbage_at is not None:
-            start = int(len(blob) * garbage_at)
-            blob[start:start + 400] = bytes((i * 37) & 255 for i in range(400))
+        if wipe_jpeg is not None:
+            start = -1
+            for _ in range(wipe_jpeg + 1):
+                start = blob.index(b"\xff\xd8", start + 1)
+            end = blob.index(b"\xff\xd9", start) + 2
+            blob[start:end] = bytes(end - start)
         with open(os.path.join(d, name), "wb") as f:
             f.write(bytes(blob))
     return build
@@ -128,7 +132,7 @@ MEDIA = [
     ("faststart.mp4", _lavfi("faststart.mp4", t="2", extra=["-pix_fmt", "yuv420p", "-movflags", "+faststart",
                                                             "-g", "5"], src=BIG)),
     ("cut_at_70.mp4", _damaged("cut_at_70.mp4", "faststart.mp4", cut=0.7)),
-    ("mjpeg_damaged.avi", _damaged("mjpeg_damaged.avi", "mjpeg.avi", garbage_at=0.5)),
+    ("mjpeg_damaged.avi", _damaged("mjpeg_damaged.avi", "mjpeg.avi", wipe_jpeg=12)),
     ("still.png", _lavfi("still.png", t="0.04", extra=["-frames:v", "1"])),
     ("tone.m4a", lambda d: _ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:duration=1", "-c:a", "aac",
                                    os.path.join(d, "tone.m4a"))),
@@ -714,12 +718,16 @@ def test_writer_completes_into_place_and_cleans_up(private_tmp, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
+def whisper(tmp_path_factory):
+    return make_whisper_folder(str(tmp_path_factory.mktemp("whisper2")))
+
+
+@pytest.fixture(scope="module")
+def pipe(ckpts, whisper):
     from omnisync_core.api import load_runtime
     from omnisync_core.pipelines.omnisync import OmniSyncPipeline
 
-    d = str(tmp_path_factory.mktemp("api2"))
-    model, codec, encoder, meta = load_runtime(make_model_checkpoint(d), make_whisper_folder(d))
+    model, codec, encoder, meta = load_runtime(ckpts["model"], whisper)
     return OmniSyncPipeline(model, codec, encoder, meta=meta)
 
 
@@ -774,7 +782,7 @@ except RuntimeError:
 """
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.9, 1.7])
+@pytest.mark.parametrize("delay", [0.4, 1.3])
 def test_subprocess_sigint_anywhere_in_a_writers_life_leaves_nothing(tmp_path, delay):
     """The Ctrl-C race: ffmpeg must never outlive (or write into) its temporary folder, nor print."""
     tmp = tmp_path / "tmp"
@@ -796,12 +804,12 @@ def test_subprocess_sigint_anywhere_in_a_writers_life_leaves_nothing(tmp_path, d
 
 
 @pytest.fixture(scope="module")
-def cli_files(tmp_path_factory, ckpts):
+def cli_files(tmp_path_factory, whisper):
     d = tmp_path_factory.mktemp("cli2")
     from omnisync_core.io.audio import write_wav
 
     write_wav(str(d / "speech.wav"), make_speech_like(0.4), 16000)
-    return {"whisper": make_whisper_folder(str(d)), "speech": str(d / "speech.wav"), "dir": d}
+    return {"whisper": whisper, "speech": str(d / "speech.wav"), "dir": d}
 
 
 def _cli(argv):
