@@ -759,6 +759,69 @@ def test_sync_video_file_refuses_over_budget_before_writing(media, pipe, tmp_pat
     assert out.read_bytes() == b"keep me" and os.listdir(tmp_path) == ["o.mp4"]
 
 
+# -- a network that returns NaN/inf: the sampler stops, naming the checkpoint; never a video ---------------------
+
+
+class _NaNNet(torch.nn.Module):
+    """Returns NaN from its first call: stands for a network that overflows in its dtype."""
+
+    frames_independent = False
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+        self.checkpoint_path = "models/broken.safetensors"
+
+    def forward(self, x, t, **kw):
+        return torch.full_like(x, float("nan"))
+
+
+@pytest.mark.parametrize("which", ["cond", "uncond", "both"])
+def test_omnisync_sampler_stops_at_nan_naming_the_checkpoint(which):
+    from omnisync_core.errors import OmniSyncError
+    from omnisync_core.sampling.sampler import _predict
+
+    x = torch.zeros(3, 2, 4, 4)
+    with pytest.raises(OmniSyncError) as err:
+        _predict(_NaNNet(), x, 0.5, x, torch.zeros(2, 5, 8), None, which)
+    assert re.search(r"NaN or infinite values \(\w+ pass\) at σ 0.5: the checkpoint 'models/broken.safetensors'.*"
+                     r"float32.*Nothing was written", _one_line(err.value))
+
+
+def test_xdub_sampler_stops_at_nan_naming_the_checkpoint():
+    from omnisync_core.errors import OmniSyncError
+    from omnisync_core.sampling.sampler import predict_passes
+    from omnisync_core.sampling.xdub import XDubGuider, XDubOptions
+
+    x = torch.zeros(3, 2, 4, 4)
+    guider = XDubGuider(XDubOptions(), x, x, torch.zeros(2, 5, 8), None, None, torch.float32)
+    with pytest.raises(OmniSyncError, match=r"broken.safetensors"):
+        predict_passes(_NaNNet(), x, 0.5, ["ref"], guider, torch.zeros(1, 4))
+
+
+@pytest.fixture(scope="module")
+def overflowing(ckpts, tmp_path_factory):
+    """Weights finite in the file (they load) whose forward pass overflows to inf/NaN."""
+    d = tmp_path_factory.mktemp("overflow")
+    return _rewrite(ckpts["model"], str(d / "overflowing.safetensors"),
+                    tensors=lambda t: {k: (v * 1e30 if k == "patch_embedding.weight" else v) for k, v in t.items()})
+
+
+def test_api_overflowing_network_stops_with_an_error_not_a_video(overflowing, whisper, media, tmp_path):
+    from omnisync_core.api import SyncOptions, load_runtime, sync_video_file
+    from omnisync_core.errors import OmniSyncError
+    from omnisync_core.pipelines.omnisync import OmniSyncPipeline
+
+    model, codec, encoder, meta = load_runtime(overflowing, whisper)
+    out = tmp_path / "o.mp4"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OmniSyncError) as err:
+        sync_video_file(OmniSyncPipeline(model, codec, encoder, meta=meta), os.path.join(media, "cfr25.mp4"),
+                        make_speech_like(0.3), 16000, str(out), SyncOptions(num_steps=2, mouth=(0.5, 0.6)))
+    assert re.search(r"NaN or infinite values.*overflowing.safetensors", _one_line(err.value))
+    assert out.read_bytes() == b"keep me" and os.listdir(tmp_path) == ["o.mp4"]
+
+
 # -- real processes: exit codes, stderr, signals ----------------------------------------------------------------
 
 
