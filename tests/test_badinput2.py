@@ -836,12 +836,15 @@ from omnisync_core.io.video import VideoWriter
 frames = torch.rand(2, 32, 32, 3)
 print("ready", flush=True)
 try:
-    while True:  # writers start and end as fast as they can: a signal lands anywhere in their life
-        with VideoWriter(sys.argv[1], (32, 32), 25) as w:
-            w.write(frames)
-            raise RuntimeError("again")
-except RuntimeError:
-    pass
+    while True:  # writers start and end as fast as they can: the signal lands anywhere in their life
+        try:
+            with VideoWriter(sys.argv[1], (32, 32), 25) as w:
+                w.write(frames)
+                raise RuntimeError("again")
+        except RuntimeError:
+            pass
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
 """
 
 
@@ -857,12 +860,11 @@ def test_subprocess_sigint_anywhere_in_a_writers_life_leaves_nothing(tmp_path, d
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "KeyboardInterrupt" in err  # the interpreter's own report of the interrupt; nothing from ffmpeg
-    assert not re.search(r"ffmpeg|No such file|Error opening output|\[\w+ @", err), err
+    assert out.strip() == "interrupted" and err == "", err  # nothing from ffmpeg, no traceback
     assert os.listdir(tmp) == [] and sorted(os.listdir(tmp_path)) == ["tmp"]
 
 
