@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -371,18 +372,29 @@ def read_video(path: str, on_warning=None) -> Tuple[torch.Tensor, float]:
 READ_BLOCK_FRAMES = 16  # read_video converts this many frames to float at a time
 
 def _end_encoder(proc: list, folder: str) -> None:
-    """Stop a VideoWriter's ffmpeg (if still running), wait for it, then remove its temporary folder."""
-    p = proc[0]
-    if p is not None:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-        if p.stdin is not None:
-            try:
-                p.stdin.close()
-            except (BrokenPipeError, OSError):
-                pass  # the pipe of a killed encoder: nothing left to flush
-    shutil.rmtree(folder, ignore_errors=True)
+    """Stop a VideoWriter's ffmpeg (if still running), wait for it, then remove its temporary folder.
+
+    A Ctrl-C (or SIGTERM turned into SystemExit) arriving during this is held until the cleanup is done and then
+    raised: an interrupted cleanup would leave the folder, or a running ffmpeg, behind."""
+    interrupted = None
+    while True:
+        try:
+            p = proc[0]
+            if p is not None:
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+                if p.stdin is not None and not p.stdin.closed:
+                    try:
+                        p.stdin.close()
+                    except (BrokenPipeError, OSError):
+                        pass  # the pipe of a killed encoder: nothing left to flush
+            shutil.rmtree(folder, ignore_errors=True)
+            break
+        except (KeyboardInterrupt, SystemExit) as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
 
 
 def write_video(
@@ -449,10 +461,11 @@ class VideoWriter:
         # The encoder and its temporary folder end together, in that order, whatever ends the run (close, an
         # error, Ctrl-C, SIGTERM, the object being dropped half-built, interpreter exit): ffmpeg is stopped and
         # waited for before its folder is removed, so it never opens a file in a folder already gone.
-        self._tmp = tempfile.mkdtemp(prefix="omnisync-")
+        self._tmp = os.path.join(tempfile.gettempdir(), f"omnisync-{secrets.token_hex(6)}")
         self._proc: list = [None]
-        self._end = weakref.finalize(self, _end_encoder, self._proc, self._tmp)
+        self._end = weakref.finalize(self, _end_encoder, self._proc, self._tmp)  # before the folder exists
         try:
+            os.mkdir(self._tmp, 0o700)
             self._silent = os.path.join(self._tmp, "video.mp4")
             self._log = os.path.join(self._tmp, "ffmpeg.log")
             with open(self._log, "wb") as log:  # ffmpeg's messages go to a file, quoted in errors; never to the console
