@@ -101,6 +101,7 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
 
     from .image.pictures import CONTACT_COLUMNS, mouth_contact_sheet, side_by_side as sbs, write_png
     from .io.video import VideoReader, VideoWriter
+    from .pipelines.budget import check_budget
     from .pipelines.checks import check_outputs, warn
 
     check_outputs({"output": output, "side_by_side": side_by_side, "guidance_video": guidance_video,
@@ -119,6 +120,11 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
     sheet: Dict[str, Any] = {"picks": None, "rows": {"source": {}, "output": {}}, "centres": {}}
     with VideoReader(video_path, keep_all=opts.length_mode == "follow_audio_pingpong") as reader:
         H, W = reader.size
+        said = len(reader.warnings)  # the reader's adjustments (frame rate, pixels, alpha, ...); more come while reading
+        for message in reader.warnings:
+            note(message)
+        check_budget(pipe.model, (H, W), reader.num_frames, opts.window, codec=pipe.codec,
+                     output_paths=[output, side_by_side, side_by_side, guidance_video])  # side by side: 2× wide
 
         def start(T: int, wave16k):
             from .audio.features import SAMPLE_RATE_HZ
@@ -155,6 +161,8 @@ def sync_video_file(pipe: OmniSyncPipeline, video_path: str, waveform, sample_ra
         try:
             report = pipe.stream(reader, reader.fps, waveform, sample_rate, write, opts, progress=progress,
                                  cancel=cancel, start=start, on_warning=note)
+            for message in reader.warnings[said:]:  # damaged frames found while decoding
+                note(message)
             written = {name: w.close() for name, w in writers.items()}
             for w, info in zip(writers.values(), written.values()):
                 for message in info["warnings"][len(w.warnings):]:  # the ones found at close (clipped audio)

@@ -42,7 +42,9 @@ def test_wave_stats_blockwise():
     w[RESAMPLE_BLOCK_SAMPLES + 3] = 1.0          # in the second block
     w[-1] = -0.9995
     s = wave_stats(w, 0.999)
-    assert s == {"non_finite": 0, "peak": 1.0, "at_level": 2}
+    assert {k: s[k] for k in ("non_finite", "peak", "at_level")} == {"non_finite": 0, "peak": 1.0, "at_level": 2}
+    assert s["sum"] == pytest.approx(float(w.double().sum()), abs=1e-6)
+    assert wave_stats(w + 0.25, offset=0.25)["peak"] == pytest.approx(1.0)  # measured around an offset (DC)
     w[2 * RESAMPLE_BLOCK_SAMPLES + 1] = float("nan")
     w[7] = float("inf")
     assert wave_stats(w)["non_finite"] == 2

@@ -330,7 +330,7 @@ def test_loader_errors(setup, tmp_path):
 def test_feature_errors(setup):
     enc = setup["encoders"]
     with pytest.raises(OmniSyncError, match="at least 400"):
-        extract_xdub_features(enc, np.full(300, 0.1, np.float32), 16000)
+        extract_xdub_features(enc, 0.1 * np.sin(np.arange(300, dtype=np.float32)), 16000)  # a constant is silence
     with pytest.raises(OmniSyncError, match="silent"):
         extract_xdub_features(enc, np.zeros(16000, np.float32), 16000)
     with pytest.raises(OmniSyncError, match="load_xdub_audio_encoders"):

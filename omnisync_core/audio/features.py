@@ -170,20 +170,23 @@ def to_mono_16k(waveform, sample_rate: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def wave_stats(wave: torch.Tensor, level: float = 1.0) -> Dict[str, Any]:
-    """{"non_finite", "peak" (of the finite samples), "at_level" (finite samples with |x| >= level)} of a
-    waveform, block by block: no temporary as long as the speech (a 10-minute clip holds 9.6 M samples)."""
+def wave_stats(wave: torch.Tensor, level: float = 1.0, offset: float = 0.0) -> Dict[str, Any]:
+    """{"non_finite", "peak" (of |x − offset| over the finite samples), "at_level" (finite samples with
+    |x − offset| >= level), "sum" (of the finite samples)} of a waveform, block by block: no temporary as long
+    as the speech (a 10-minute clip holds 9.6 M samples)."""
     flat = wave if hasattr(wave, "with_length") else torch.as_tensor(wave).reshape(-1)  # a media.SpeechFile as it is
-    bad, peak, at = 0, 0.0, 0
+    bad, peak, at, total = 0, 0.0, 0, 0.0
     for start in range(0, flat.shape[0], RESAMPLE_BLOCK_SAMPLES):
-        a = torch.as_tensor(flat[start:start + RESAMPLE_BLOCK_SAMPLES]).abs()
-        finite = torch.isfinite(a)
-        bad += int(a.numel() - int(finite.sum()))
-        a = a[finite]
-        if a.numel():
+        x = torch.as_tensor(flat[start:start + RESAMPLE_BLOCK_SAMPLES])
+        finite = torch.isfinite(x)
+        bad += int(x.numel() - int(finite.sum()))
+        x = x[finite]
+        if x.numel():
+            total += float(x.double().sum())
+            a = (x - offset).abs() if offset else x.abs()
             peak = max(peak, float(a.max()))
             at += int((a >= level).sum())
-    return {"non_finite": bad, "peak": peak, "at_level": at}
+    return {"non_finite": bad, "peak": peak, "at_level": at, "sum": total}
 
 
 def validate_audio(wave16k: torch.Tensor) -> None:
@@ -207,6 +210,15 @@ def validate_audio(wave16k: torch.Tensor) -> None:
             f"the audio is silent (peak amplitude {peak:.2g} < {SILENT_PEAK:g}); pass a clip with speech in it, "
             "or check that the right track / channel was loaded and that float audio is scaled to [-1, 1]."
         )
+    # A constant offset (DC) is no sound: measured around the mean, DC-only "speech" is silence and refused
+    # like it (Whisper would hear nothing and the mouth would stay shut); speech riding on a DC offset passes.
+    mean = stats["sum"] / max(1, wave16k.shape[0])
+    if abs(mean) >= SILENT_PEAK / 2:
+        swing = wave_stats(wave16k, offset=mean)["peak"]
+        if swing < SILENT_PEAK:
+            raise OmniSyncError(
+                f"the audio is silent: a constant level of {mean:.3g} (a DC offset) that varies by only {swing:.2g}; "
+                "pass a clip with speech in it, or check that the right track / channel was loaded.")
 
 
 # -- 50 Hz features → video frames -----------------------------------------------------------------

@@ -22,6 +22,7 @@ from .files import _check_file, atomic_output
 from .frames import _to_tensor
 
 MAX_AUDIO_CHANNELS = 8  # a "(C, N)" waveform with more rows than this is probably (N, C)
+FILE_SAMPLE_RATE_RANGE_HZ = (1, 768_000)  # a file's sample rate outside this is a damaged header (low rates: checks)
 
 def _as_waveform(waveform: Any) -> torch.Tensor:
     """(N,), (C, N) or (1, C, N) → (C, N) float32; refuses (N, C)-looking input instead of guessing."""
@@ -233,7 +234,8 @@ def read_audio(path: str) -> Tuple[torch.Tensor, int]:
     """Read audio: returns (waveform (C, N) float32 in [−1, 1], sample_rate in Hz), at the file's own rate.
 
     PCM WAV (8/16/24/32-bit) is read with the ``wave`` module; everything else (float WAV, mp3, m4a,
-    flac, the audio track of a video) is decoded by imageio-ffmpeg's ffmpeg.
+    flac, the audio track of a video) is decoded by imageio-ffmpeg's ffmpeg. A sample rate outside
+    :data:`FILE_SAMPLE_RATE_RANGE_HZ` (a damaged header: 0 Hz, 4 GHz) is refused.
     """
     path = _check_file(path, "audio")
     try:
@@ -248,6 +250,10 @@ def read_audio(path: str) -> Tuple[torch.Tensor, int]:
             wave_, sr = _decode_with_ffmpeg(path)  # float or extensible WAV
     else:
         wave_, sr = _decode_with_ffmpeg(path)
+    lo, hi = FILE_SAMPLE_RATE_RANGE_HZ
+    if not lo <= sr <= hi:
+        raise OmniSyncError(f"audio file {path!r} says its sample rate is {sr} Hz, outside the {lo} Hz – {hi // 1000} kHz "
+                            "of real audio: its header is damaged. Re-export the audio from its source.")
     if wave_.shape[-1] == 0:
         raise OmniSyncError(f"audio file {path!r} has 0 samples; pass a file with speech in it.")
     return wave_, sr

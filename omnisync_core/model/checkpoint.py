@@ -161,6 +161,56 @@ def read_metadata(path: str) -> Dict[str, Any]:
     return meta
 
 
+FLOAT_LABELS = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")  # safetensors dtypes a float weight may have
+FP8_DTYPES = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2") if hasattr(torch, n))
+
+
+def _checkable(t: torch.Tensor) -> torch.Tensor:
+    """fp8 has few kernels (isfinite, any): checked through float16, which holds every fp8 value exactly."""
+    return t.to(torch.float16) if t.dtype in FP8_DTYPES else t
+
+
+class WeightChecks:
+    """The checks every weight of a checkpoint passes at load, before any compute: a floating-point weight
+    is stored as a floating-point dtype (a ``U16`` or ``I64`` label on it is a file edited or mislabelled),
+    holds only finite values (NaN/inf, also after converting to the load dtype), and the weight matrices
+    (≥ 2 dimensions) are not all zero (an emptied export: the network would compute a constant). Each
+    refusal is one line naming the file, the weight and the fix."""
+
+    def __init__(self, path: str):
+        self.path, self.matrices, self.zero_matrices = path, 0, 0
+
+    def label(self, key: str, label: str, floating: bool = True) -> None:
+        if floating and label not in FLOAT_LABELS:
+            raise OmniSyncError(f"{self.path!r}: weight {key!r} is stored as {label}, not a floating-point type "
+                                f"({'/'.join(FLOAT_LABELS)}); the file was edited or mislabelled — re-export or "
+                                "re-download it.")
+
+    def values(self, key: str, t: torch.Tensor, loaded: Optional[torch.Tensor] = None) -> None:
+        """``t``: the tensor as stored; ``loaded``: after the conversion to the load dtype (if any)."""
+        if not t.is_floating_point():
+            return
+        t = _checkable(t)
+        loaded = None if loaded is None else _checkable(loaded)
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise OmniSyncError(f"{self.path!r}: weight {key!r} holds {bad} NaN or infinite values of {t.numel()}; the "
+                                "checkpoint is broken (a diverged training run or a bad conversion) — use an "
+                                "earlier or re-downloaded checkpoint.")
+        if loaded is not None and loaded.dtype != t.dtype and not bool(torch.isfinite(loaded).all()):
+            raise OmniSyncError(f"{self.path!r}: weight {key!r} overflows {loaded.dtype} (largest |value| "
+                                f"{float(t.abs().max()):.3g}); load it in bfloat16 or float32 instead.")
+        if t.ndim >= 2:
+            self.matrices += 1
+            self.zero_matrices += int(not bool(t.any()))
+
+    def done(self) -> None:
+        if self.matrices and self.zero_matrices == self.matrices:
+            raise OmniSyncError(f"{self.path!r}: all {self.matrices} weight matrices are zero, so the network computes "
+                                "a constant and cannot lip-sync; the file is an empty or wiped export — use a trained "
+                                "checkpoint.")
+
+
 def _key_list(keys: Iterable[str], limit: int = 5) -> str:
     keys = sorted(keys)
     more = f" (and {len(keys) - limit} more)" if len(keys) > limit else ""
@@ -171,7 +221,8 @@ def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None
     """Rebuild the model a checkpoint describes and load its weights.
 
     Returns ``(model in eval mode on device, metadata dict)``; ``dtype`` converts floating-point
-    weights (None keeps the stored dtype).
+    weights (None keeps the stored dtype). Weights that cannot work (:class:`WeightChecks`: NaN/inf, all
+    zero, a dtype label that is not floating point) are refused here, before any compute.
     """
     meta = read_metadata(path)
     arch = meta.get("arch", "dit")
@@ -186,6 +237,8 @@ def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None
     with torch.device("meta"):
         model = model_cls(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    floating = {k: v.is_floating_point() for k, v in model.state_dict().items()}
+    checks = WeightChecks(path)
     with _open(path) as f:
         stored = set(f.keys())
         missing, unexpected = set(expected) - stored, stored - set(expected)
@@ -197,18 +250,23 @@ def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None
                                 "the file was edited or mixed with another model — re-export it.")
         state = {}
         for key in expected:
-            shape = tuple(f.get_slice(key).get_shape())
+            part = f.get_slice(key)
+            checks.label(key, part.get_dtype(), floating[key])
+            shape = tuple(part.get_shape())
             if shape != expected[key]:
                 raise OmniSyncError(f"{path!r}: weight {key!r} has shape {shape} but the metadata's model config "
                                     f"needs {expected[key]}; the metadata and weights disagree — re-export it.")
-            t = f.get_tensor(key)
+            stored = t = f.get_tensor(key)
             if dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
+            checks.values(key, stored, t)
             t = t.to(device)
             # a fresh allocation rather than the reader's buffer: with it, CPU outputs match the
             # saved model bit for bit (observed: the reader's buffers gave 1e-7 differences)
             state[key] = t.clone() if t.device.type == "cpu" else t
+    checks.done()
     model.load_state_dict(state, strict=True, assign=True)
+    model.checkpoint_path = path  # named by the sampler if the network ever returns NaN/inf
     return model.eval(), meta
 
 

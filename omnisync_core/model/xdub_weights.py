@@ -17,7 +17,7 @@ import torch
 
 from ..errors import OmniSyncError
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
-from .checkpoint import METADATA_KEY, _key_list, _open
+from .checkpoint import METADATA_KEY, WeightChecks, _key_list, _open
 from .config import AudioProjConfig, DiTConfig
 from .files import missing_message, named_source
 from .fp8 import (
@@ -150,9 +150,11 @@ def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, ca
         scaled_layers = set(scaled_layers)
         state = {}
         done_blocks = -1
+        checks = WeightChecks(path)  # NaN/inf, all-zero and mislabelled weights: refused here, in one line
         for key in shapes:
             check_cancel(cancel)
-            t = f.get_tensor(key)
+            checks.label(key, f.get_slice(key).get_dtype())
+            stored = t = f.get_tensor(key)
             layer = key[:-len(".weight")] if key.endswith(".weight") else None
             scale = f.get_tensor(layer + SCALE_SUFFIX) if layer in scaled_layers else None
             if layer in fp8_layers:
@@ -165,6 +167,7 @@ def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, ca
                 t = dequantize_fp8(t, scale, compute)
             elif dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
+            checks.values(key, stored, t)
             t = t.to(device)
             # a fresh allocation rather than the reader's buffer (see checkpoint.load_checkpoint)
             state[key] = t.clone() if t.device.type == "cpu" else t
@@ -172,12 +175,14 @@ def _load_xdub_model(path, device, dtype, head_dim, audio_head_dim, progress, ca
             if m and int(m.group(1)) > done_blocks:
                 done_blocks = int(m.group(1))
                 report(progress, done_blocks, cfg.num_layers, "loading X-Dub blocks")
+        checks.done()
     if operations is not None:  # a host's layers may carry a per-layer scale the file lacks (ComfyUI's scaled-fp8
         # Linear outside the fp8 layers): 1, as ComfyUI sets it
         for key in model.state_dict():
             if key.endswith(SCALE_SUFFIX) and key not in state:
                 state[key] = torch.ones((), dtype=torch.float32, device=device)
     model.load_state_dict(state, strict=True, assign=True)
+    model.checkpoint_path = path  # named by the sampler if the network ever returns NaN/inf
     report(progress, cfg.num_layers, cfg.num_layers, "loaded X-Dub")
     return model.eval()
 

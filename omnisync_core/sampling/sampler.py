@@ -131,6 +131,21 @@ def _slice_inputs(inputs: Dict[str, PassInputs], s: int, e: int) -> Dict[str, Pa
     return {n: (piece(src, 1), piece(aud, 0)) for n, (src, aud) in inputs.items()}
 
 
+def finite_output(model, v: Dict[str, torch.Tensor], sigma: float) -> Dict[str, torch.Tensor]:
+    """The network's predictions ``v``, refused when one holds NaN or inf: the sampler stops at the first such
+    step with an error naming the checkpoint (``model.checkpoint_path``, set by the loaders), so a broken or
+    overflowing network never becomes a video."""
+    for name, out in v.items():
+        if not bool(torch.isfinite(out).all()):
+            bad = int((~torch.isfinite(out)).sum())
+            path = getattr(model, "checkpoint_path", None)
+            which = f"the checkpoint {path!r}" if path else "the model"
+            raise OmniSyncError(f"the network returned {bad} NaN or infinite values ({name} pass) at σ {float(sigma):.3g}: "
+                                f"{which} overflows in {next(model.parameters()).dtype} or is broken; load it in "
+                                "float32 (--dtype float32) or use another checkpoint. Nothing was written.")
+    return v
+
+
 def predict_passes(model, x: torch.Tensor, sigma: float, names: Sequence[str], guider: Guider,
                    text: Optional[torch.Tensor], cancel: Optional[CancelCheck] = None) -> Dict[str, torch.Tensor]:
     """{name: velocity (C, F, h, w) float32} of the passes ``names`` at σ.
@@ -143,13 +158,13 @@ def predict_passes(model, x: torch.Tensor, sigma: float, names: Sequence[str], g
     _, F_, h, w = x.shape
     chunk = max(1, CHUNK_LATENT_PIXELS // (h * w))
     if F_ <= chunk or not getattr(model, "frames_independent", False):
-        return _predict_frames(model, x, timestep, names, inputs, text, guider)
+        return finite_output(model, _predict_frames(model, x, timestep, names, inputs, text, guider), sigma)
     parts = []
     for s in range(0, F_, chunk):
         check_cancel(cancel)
         e = min(s + chunk, F_)
         part = _slice_inputs(inputs, s, e)
-        parts.append(_predict_frames(model, x[:, s:e], timestep, names, part, text, guider))
+        parts.append(finite_output(model, _predict_frames(model, x[:, s:e], timestep, names, part, text, guider), sigma))
     return {n: torch.cat([p[n] for p in parts], 1) for n in names}
 
 
