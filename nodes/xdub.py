@@ -309,19 +309,17 @@ class OmniSyncXDubEncode(io.ComfyNode):
         wave, sr, audio_report = audio_from_comfy(audio)
         pipe = XDubPipeline(model.model, wan22_codec(vae), audio_encoders, device=model.device)
         audio_encoders.to(device=mm.get_torch_device())  # the reference runs them on the GPU, then offloads them
+        feedback = Feedback(cls, cls.DISPLAY_NAME)
+        if "batch" in audio_report:
+            feedback.warn(audio_report["batch"] + ".")
         try:
             with torch.no_grad():  # ComfyUI runs nodes in inference mode; this keeps direct calls as lean
                 encoded = run_cancellable(pipe.encode, torch.as_tensor(crops), fps, wave, sr,
-                                          progress=ComfyProgress(), cancel=comfy_cancel)
+                                          progress=ComfyProgress(), cancel=comfy_cancel, on_warning=feedback.warn)
         finally:
             audio_encoders.to(device="cpu")
             mm.soft_empty_cache()
         report = dict(encoded.report, audio_input=audio_report) if audio_report else dict(encoded.report)
-        feedback = Feedback(cls, cls.DISPLAY_NAME)
-        if "batch" in audio_report:
-            feedback.warn(audio_report["batch"] + ".")
-        if encoded.report.get("length"):
-            feedback.info(encoded.report["length"])
         return io.NodeOutput(XDubLatent(pipeline=pipe, encoded=encoded, report=report))
 
 

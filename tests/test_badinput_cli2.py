@@ -401,7 +401,8 @@ def test_xdub_writes_output_report_and_warnings_like_sync(files, tmp_path, capsy
 
     warnings = ["--resident-blocks 2 does nothing without --offload (every block is on the device already).",
                 f"no --t5: the text condition is zeros, not the reference's encoded empty prompt; pass --t5 with "
-                f"{xdub_file('umt5_wan').source()}."]
+                f"{xdub_file('umt5_wan').source()}.",
+                "speech is 0.32 s = 8 frames at 25 fps; 8 face frames ping-ponged to 77 (1 clip(s) of 77)."]
     assert [ln for ln in se.splitlines() if ln.startswith("warning:")] == [f"warning: {w}" for w in warnings]
     with open(report) as f:
         rep = json.load(f)

@@ -56,7 +56,11 @@ def test_cli_runs_the_published_files_end_to_end(bundle, tmp_path):
     assert got.shape == (13, SIZE, SIZE, 3) and fps == pytest.approx(25.0)
     with open(report) as f:
         rep = json.load(f)
-    assert rep["clips"] == 1 and rep["text_condition"].endswith("1 token(s)") and rep["warnings"] == []
+    assert rep["clips"] == 1 and rep["text_condition"].endswith("1 token(s)")
+    # the one adjustment of this run, said by the pipeline (a 13-frame take ping-ponged to the 77-frame clip)
+    assert rep["warnings"] == ["speech is 0.50 s = 13 frames at 25 fps; 13 face frames ping-ponged to 77 "
+                               "(1 clip(s) of 77)."]
+    assert "warning: speech is 0.50 s" in run.stderr
     assert sorted(os.listdir(tmp_path)) == ["dubbed.mp4", "report.json"]  # nothing written to the cwd
 
 

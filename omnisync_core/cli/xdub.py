@@ -234,6 +234,8 @@ def run_xdub(args) -> int:
     from ..model.offload import place_model
     from ..model.wan22_vae import load_wan22_vae
     from ..model.xdub_weights import load_xdub_model
+    from ..pipelines.budget import check_budget
+    from ..sampling.xdub import CLIP_FRAMES
     from ..pipelines.xdub import XDubPipeline
 
     warnings = Warnings()
@@ -243,7 +245,7 @@ def run_xdub(args) -> int:
     wave, sr = read_audio(args.audio)
     check_xdub_video(args, config, torch.as_tensor(wave).shape[-1] / sr, num_frames, fps, size)
     codec = load_wan22_vae(args.vae, device=args.device)
-    frames, fps = read_video(args.video)
+    frames, fps = read_video(args.video, on_warning=warnings)  # each adjustment of the reader: one warning line
     encoders = load_xdub_audio_encoders(args.whisper, args.wav2vec, device=args.device)
     text, text_report = None, "zeros (no text encoder)"
     if args.t5:
@@ -253,6 +255,9 @@ def run_xdub(args) -> int:
         model = load_xdub_model(args.model, device="cpu" if args.offload else args.device, dtype=dtype)
     if args.offload:
         place_model(model, args.device, "blocks", args.resident_blocks)
+    crop_side = args.crop_size if args.crop != "none" else None
+    check_budget(model, (crop_side, crop_side) if crop_side else size, num_frames, window=CLIP_FRAMES,
+                 codec=codec, output_paths=[args.output])  # before any compute: memory and disk
     pipe = XDubPipeline(model, codec, encoders, device=args.device)
 
     track = None
@@ -266,7 +271,7 @@ def run_xdub(args) -> int:
         crops = frames
     bar, progress = progress_bar("x-dub", args.quiet, unit="step", warnings=warnings)
     try:
-        result = pipe(crops, fps, wave, sr, text=text, options=options, progress=progress)
+        result = pipe(crops, fps, wave, sr, text=text, options=options, progress=progress, on_warning=warnings)
     finally:
         close_bar(bar, warnings)
     report = dict(result.report)

@@ -248,14 +248,27 @@ class XDubPipeline:
 
     # -- stage 1 ------------------------------------------------------------------------------------
 
+    @staticmethod
+    def _adjustments(waveform, sample_rate: int, plan, num_source_frames: int, length: str) -> List[str]:
+        """The lines every stage-1 caller says: speech converted to 16 kHz mono, video ping-ponged or cut."""
+        out = list(audio_conversion_warnings(waveform, sample_rate))
+        if plan.total_frames != num_source_frames:
+            out.append(length + ".")
+        return out
+
     def encode(self, frames, fps: float, waveform, sample_rate: int, features=None,
-               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None) -> XDubEncoded:
+               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None,
+               on_warning: Optional[WarningCallback] = None) -> XDubEncoded:
         """Stage 1. frames (T_src, H, W, 3) face crops at ``fps`` (must be 25); waveform (N,), (C, N) or
-        (B, C, N) at ``sample_rate``; features: precomputed :class:`XDubAudioFeatures` of that speech."""
+        (B, C, N) at ``sample_rate``; features: precomputed :class:`XDubAudioFeatures` of that speech.
+        on_warning: each adjustment (speech resampled, video ping-ponged or cut), as :meth:`stream` says them."""
         frames, frame_info = validate_frames(frames)
         self._check(fps, *frames.shape[1:3])
         features, num_frames, plan, indices, wave, length = self._plan(frames.shape[0], waveform, sample_rate,
                                                                        features, cancel)
+        warned: Dict[str, Any] = {"warnings": []}
+        for message in self._adjustments(waveform, sample_rate, plan, frames.shape[0], length):
+            warn(warned, on_warning, message)
         take = frames[indices]  # (T_total, H, W, 3)
         references, audio = [], []
         for k, start in enumerate(plan.starts):
@@ -263,7 +276,7 @@ class XDubPipeline:
             references.append(self.codec.encode(take[start:start + plan.clip_frames]).float().cpu())  # (C, F, h, w)
             audio.append(self._audio_windows(features, start, plan.clip_frames))
             report(progress, k + 1, len(plan.starts), f"encoded clip {k + 1}/{len(plan.starts)}")
-        rep = {"frames": frame_info, "audio": features.message, "length": length}
+        rep = {"frames": frame_info, "audio": features.message, "length": length, "warnings": warned["warnings"]}
         return XDubEncoded(frames=take, frame_indices=indices, num_frames=num_frames, plan=plan,
                            references=references, audio=audio, waveform=wave, report=rep)
 
@@ -338,10 +351,8 @@ class XDubPipeline:
         self._check(fps, H, W)
         features, num_frames, plan, indices, wave, length = self._plan(source.num_frames, waveform, sample_rate,
                                                                        features, cancel)
-        for message in audio_conversion_warnings(waveform, sample_rate):
+        for message in self._adjustments(waveform, sample_rate, plan, source.num_frames, length):
             note(message)
-        if plan.total_frames != source.num_frames:
-            note(length + ".")
         if start is not None:
             start(num_frames, wave)
         clips = _Clips(self, source, indices, plan)
