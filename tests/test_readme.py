@@ -58,3 +58,22 @@ def test_readme_files_exist():
     for path in set(re.findall(r"`((?:configs|models|samples|workflows|docs)/[\w./-]+\.(?:json|safetensors|mp4|wav|md|png))`",
                                README)):
         assert os.path.exists(os.path.join(ROOT, path)), path
+
+
+def test_the_readme_test_command_installs_every_optional_extra_ci_installs():
+    """CI installs every extra of pyproject.toml (but dev, which requirements-dev.txt mirrors); the README's test
+    command must install the same, or a reader's run skips what CI runs."""
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        command = next(ln for ln in f if "python -m pytest -q tests" in ln and "pip install" in ln)
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        ci = f.read()
+    for name, specs in extras.items():
+        if name == "dev":
+            continue
+        assert f"extras {name}" in ci, name
+        for spec in specs:
+            assert f'"{spec}"' in command, spec
