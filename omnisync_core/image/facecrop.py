@@ -1,5 +1,9 @@
 """Face crop and paste-back: a square face box per frame, kept through detector misses, crops at the model's size, blend back.
 
+One file (~800 lines) on purpose: the box track, the crop and the paste-back share one box convention and one
+report, and the numbered steps below read top to bottom as the reference's pipeline does; split, each part
+would need the others' private geometry.
+
 X-Dub (KlingAIResearch/X-Dub: ``lip_sync_preprocess.py``, ``utils.py``) feeds its model 512×512 face crops:
 the face-landmark box's longer side × 1.45, centred on the box, smoothed over time, one fixed box for the
 whole clip when the head barely moves (``judge_case_flag``: every box within 16 % of the union box), moved
