@@ -478,8 +478,9 @@ def wan_t2v_graph():
 
 XDUB_KEYS = ("xdub_model", "wan22_vae", "umt5_comfy", "whisper", "wav2vec2")  # what a ComfyUI X-Dub graph names
 XDUB_NOTE = file_note([xdub_name(k) for k in XDUB_KEYS],
-                      FILES_HEADER + " Their licence is their owner's. GPU memory: offload = blocks on Load X-Dub Model "
-                                     "for 12-16 GB cards (README).")
+                      FILES_HEADER + " Their licence is their owner's. GPU memory: ComfyUI loads what fits and casts "
+                                     "the rest per call; weight_dtype fp8_e4m3fn on Load X-Dub Model halves the weights "
+                                     "(README).")
 
 
 def widget_defaults(node_type: str, **overrides) -> Dict[str, object]:
