@@ -184,7 +184,7 @@ def test_heldout_eval_measures_model_and_copy_baseline(dataset, tmp_path):
 def test_silence_clip_is_a_closed_still_mouth_on_near_silence(dataset):
     from omnisync_core.data.speech import NEAR_SILENCE_DBFS
     from omnisync_core.data.visemes import SILENCE, VISEME_TARGETS
-    from omnisync_core.media import read_audio
+    from omnisync_core.io.audio import read_audio
 
     index = json.load(open(os.path.join(dataset, "dataset.json")))
     e = index["splits"]["train"][0]

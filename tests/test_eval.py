@@ -259,7 +259,7 @@ def test_silence_case_runs_on_near_silence_and_reads_the_closed_truth(heldout_pa
 
     from omnisync_core.eval.heldout import SILENCE_DBFS, evaluate_heldout
     from omnisync_core.eval.mouth_reader import MouthReader, ReaderConfig, read_mouths
-    from omnisync_core.pipeline import SyncOptions
+    from omnisync_core.pipelines.omnisync import SyncOptions
     from safetensors import safe_open
 
     torch.manual_seed(0)

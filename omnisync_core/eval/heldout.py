@@ -250,7 +250,7 @@ def evaluate_heldout(pipeline, root: str, options, split: str = "heldout", limit
 def _silence_case(pipeline, options, reader: MouthReader, folder: str, source: torch.Tensor, meta_a: Dict,
                   seed: int) -> Dict[str, float]:
     """The pipeline on ``source`` with near-silent speech, read against the closed truth (module docstring)."""
-    from ..media import read_audio
+    from ..io.audio import read_audio
     from ..data.speech import near_silence
     from safetensors import safe_open
 
