@@ -200,12 +200,26 @@ def pair_sources(config, data: str):
     num_layers = config.audio["num_layers"] if config.audio else None
     window = config.audio.get("frame_window", 2) if config.audio else 2
     index = read_index(data)
-    if index.get("size") != config.size:
-        raise OmniSyncError(f"the dataset {data!r} is {index.get('size')}² but the config trains at {config.size}²; "
-                            "rebuild the data with make-data --size or fix the config.")
-    train_src = FolderPairSource(data, "train", config.clip_frames, codec, num_layers, window,
-                                 max_offset=config.arbitrary_max_offset, mouth_weight=config.mouth_loss_weight,
-                                 mouth_params=config.aux_mouth_weight > 0)
+
+    for folder, size in [(data, config.size)] + [(m["data"], m["size"]) for m in config.size_mix]:
+        got = read_index(folder).get("size")  # every folder checked before any is loaded
+        if got != size:
+            raise OmniSyncError(f"the dataset {folder!r} is {got}² but the config trains at {size}²; "
+                                "rebuild the data with make-data --size or fix the config.")
+
+    def train_source(folder: str):
+        return FolderPairSource(folder, "train", config.clip_frames, codec, num_layers, window,
+                                max_offset=config.arbitrary_max_offset, mouth_weight=config.mouth_loss_weight,
+                                mouth_params=config.aux_mouth_weight > 0, closed_target_prob=config.closed_target_prob,
+                                silence_prob=config.silence_prob, weight_source_mouth=config.weight_source_mouth)
+
+    train_src = train_source(data)
+    if config.size_mix:  # other frame sizes, one per step (train.batches.MixedSizePairSource)
+        from .train.batches import MixedSizePairSource
+
+        rest = 1.0 - sum(m["prob"] for m in config.size_mix)
+        train_src = MixedSizePairSource([(train_src, rest, config.train_crop)] + [
+            (train_source(m["data"]), m["prob"], m["train_crop"]) for m in config.size_mix])
     val_src = (FolderPairSource(data, "heldout", config.clip_frames, codec, num_layers, window)
                if index["splits"].get("heldout") else None)
     return train_src, val_src

@@ -179,3 +179,88 @@ def test_heldout_eval_measures_model_and_copy_baseline(dataset, tmp_path):
     assert "| human | 1 |" in markdown_table(summary)
     with pytest.raises(OmniSyncError, match="follow_video"):
         evaluate_heldout(pipe, dataset, SyncOptions())
+
+
+def test_silence_clip_is_a_closed_still_mouth_on_near_silence(dataset):
+    from omnisync_core.data.speech import NEAR_SILENCE_DBFS
+    from omnisync_core.data.visemes import SILENCE, VISEME_TARGETS
+    from omnisync_core.io.audio import read_audio
+
+    index = json.load(open(os.path.join(dataset, "dataset.json")))
+    e = index["splits"]["train"][0]
+    folder = os.path.join(dataset, e["dir"])
+    ma, ms = (json.load(open(os.path.join(folder, f"{n}.json"))) for n in "as")
+    assert e["frames"]["s"] == e["frames"]["a"] == ms["num_frames"] and ms["phonemes"] == []
+    assert np.allclose(ms["mouth_params"], np.tile(VISEME_TARGETS[SILENCE], (ms["num_frames"], 1)), atol=1e-4)
+    a, _, _ = _frames(os.path.join(folder, "a.safetensors"))
+    s, _, _ = _frames(os.path.join(folder, "s.safetensors"))
+    assert s.shape == a.shape and not torch.equal(s[1:], s[:1].expand_as(s[1:]))  # the head still moves
+    outside = torch.ones(a.shape[:3], dtype=torch.bool)
+    boxes = np.concatenate([np.minimum(np.array(ma["mouth_box"])[:, :2], np.array(ms["mouth_box"])[:, :2]),
+                            np.maximum(np.array(ma["mouth_box"])[:, 2:], np.array(ms["mouth_box"])[:, 2:])], 1)
+    for t, (x0, y0, x1, y1) in enumerate(boxes):
+        outside[t, max(int(y0 * SIZE) - 1, 0): int(np.ceil(y1 * SIZE)) + 1,
+                max(int(x0 * SIZE) - 1, 0): int(np.ceil(x1 * SIZE)) + 1] = False
+    assert torch.equal(a[outside], s[outside])  # the same character and motion as a
+    wave, sr = read_audio(os.path.join(folder, "s.wav"))
+    dbfs = 20 * np.log10(float(torch.as_tensor(wave).double().pow(2).mean().sqrt()))
+    assert NEAR_SILENCE_DBFS[0] - 1 < dbfs < NEAR_SILENCE_DBFS[1] + 1
+
+
+def test_folder_pair_source_draws_closed_targets_and_silence(dataset):
+    from omnisync_core.data.dataset import MOUTH_WEIGHT_GROW, FolderPairSource, grown_box_mask
+
+    codec = PixelCodec(patch=2)
+    closed = FolderPairSource(dataset, "train", clip_frames=2, codec=codec, num_layers=2, closed_target_prob=1.0,
+                              mouth_params=True, mouth_weight=9.0, weight_source_mouth=True)
+    assert closed.closed_starts
+    for p, t, s in closed.closed_starts:
+        assert float(closed.pairs[p][t].params[s:s + 2, 0].max()) <= FolderPairSource.CLOSED_OPEN
+        assert float(closed.pairs[p][1 - t].params[s:s + 2, 0].min()) >= FolderPairSource.OPEN_OPEN
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        ex = closed.pseudo_paired(g)
+        assert float(ex["mouth_params"][:, 0].max()) <= FolderPairSource.CLOSED_OPEN
+        target, source = (codec.decode(ex[k]) for k in ("target_latents", "source_latents"))
+        match = [(p, t, s) for p, t, s in closed.closed_starts
+                 if torch.allclose(closed.pairs[p][t].frames[s:s + 2].float() / 255, target, atol=1e-3)
+                 and torch.allclose(closed.pairs[p][1 - t].frames[s:s + 2].float() / 255, source, atol=1e-3)]
+        assert match
+        p, t, s = match[0]
+        # the loss weight covers the source's (open) mouth box as well as the target's
+        h = SIZE // 2
+        want = (grown_box_mask(closed.pairs[p][t].boxes[s:s + 2], h, h, MOUTH_WEIGHT_GROW)
+                | grown_box_mask(closed.pairs[p][1 - t].boxes[s:s + 2], h, h, MOUTH_WEIGHT_GROW))
+        assert torch.equal(ex["loss_weight"] > 1, want)
+    quiet = FolderPairSource(dataset, "train", clip_frames=2, codec=codec, num_layers=2, silence_prob=1.0,
+                             mouth_params=True)
+    assert len(quiet.silences) == len(quiet.pairs) == 3
+    ex = quiet.pseudo_paired(torch.Generator().manual_seed(1))
+    assert float(ex["mouth_params"][:, 0].max()) == 0.0
+    target = codec.decode(ex["target_latents"])
+    hits = [(i, s) for i, clip in enumerate(quiet.silences) for s in range(clip.frames.shape[0] - 1)
+            if torch.allclose(clip.frames[s:s + 2].float() / 255, target, atol=1e-3)]
+    assert hits
+    i, s = hits[0]
+    assert torch.equal(ex["audio_tokens"], quiet.silences[i].tokens[s:s + 2].float())
+    # the plain draw is unchanged by the new options at 0 (the same random stream, the same examples)
+    plain = FolderPairSource(dataset, "train", clip_frames=2, codec=codec, num_layers=2)
+    zero = FolderPairSource(dataset, "train", clip_frames=2, codec=codec, num_layers=2, closed_target_prob=0.0,
+                            silence_prob=0.0)
+    a, b = plain.pseudo_paired(torch.Generator().manual_seed(5)), zero.pseudo_paired(torch.Generator().manual_seed(5))
+    assert torch.equal(a["target_latents"], b["target_latents"])
+    with pytest.raises(OmniSyncError, match="probabilities"):
+        FolderPairSource(dataset, "train", 2, codec, 2, closed_target_prob=0.8, silence_prob=0.3)
+
+
+def test_merge_datasets_links_the_characters(dataset, tmp_path):
+    from omnisync_core.data.dataset import FolderPairSource, merge_datasets
+
+    out = str(tmp_path / "merged")
+    index = merge_datasets(out, [dataset])
+    assert [e["seed"] for e in index["splits"]["train"]] == [e["seed"] for e in
+                                                             json.load(open(os.path.join(dataset, "dataset.json")))
+                                                             ["splits"]["train"]]
+    assert len(FolderPairSource(out, "train", 2, PixelCodec(patch=2), 2)) == 3
+    with pytest.raises(OmniSyncError, match="seeds"):
+        merge_datasets(str(tmp_path / "twice"), [dataset, out])

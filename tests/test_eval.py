@@ -184,3 +184,119 @@ def test_eval_cli_runs_and_reports(heldout_pairs, tmp_path, capsys):
     assert "| all | 1 |" in out
     data = json.loads(report.read_text())
     assert data["summary"]["all"]["clips"] == 1 and data["options"]["steps"] == 2
+
+
+def test_ghost_metric_by_hand():
+    from omnisync_core.eval.heldout import ghost_metric
+
+    source = torch.zeros(2, 2, 3, 3)
+    truth = source.clone()
+    out = source.clone()
+    truth[0, 0, 0] = 1.0; out[0, 0, 0] = 0.25      # a quarter of the way to the truth: 0.75 of the old mouth left
+    truth[0, 0, 1] = 0.05                           # below GHOST_PIXEL_DIFF: not part of the old mouth
+    truth[0, 1, 0] = 0.5; out[0, 1, 0] = 0.5        # exactly the truth: nothing left
+    source[0, 1, 1] = 0.5; truth[0, 1, 1] = 1.0; out[0, 1, 1] = 0.2   # further from the truth than the source: 1
+    truth[0, 0, 2] = 1.0                            # outside the region: ignored although copied
+    truth[1] = 1.0                                  # frame 1: the target is open, not a ghost frame
+    region = torch.ones(2, 2, 3, dtype=torch.bool)
+    region[:, 0, 2] = False
+    open_source, open_truth = torch.tensor([0.5, 0.5]), torch.tensor([0.0, 0.4])
+    m = ghost_metric(out, source, truth, region, open_source, open_truth)
+    assert m["ghost_frames"] == 1
+    assert m["ghost"] == pytest.approx((0.75 + 0.0 + 1.0) / 3)
+    # copying the source leaves all of it; the truth leaves none
+    assert ghost_metric(source, source, truth, region, open_source, open_truth)["ghost"] == pytest.approx(1.0)
+    assert ghost_metric(truth, source, truth, region, open_source, open_truth)["ghost"] == pytest.approx(0.0)
+    # no frame with a closed target over an open source (a source at 0.2 is not open): undefined
+    none = ghost_metric(out, source, truth, region, torch.tensor([0.2, 0.5]), open_truth)
+    assert math.isnan(none["ghost"]) and none["ghost_frames"] == 0
+
+
+def test_silence_metrics_by_hand():
+    from omnisync_core.eval.heldout import silence_metrics
+
+    m = silence_metrics(torch.tensor([0.1, 0.3, 0.2, 0.2]), torch.tensor([0.05, 0.05, 0.05, 0.05]))
+    assert m["silence_open"] == pytest.approx(0.2) and m["silence_truth_open"] == pytest.approx(0.05)
+    assert m["silence_gap"] == pytest.approx(0.15)
+    assert m["silence_spread"] == pytest.approx(math.sqrt((0.01 + 0.01) / 4))  # over time, population std
+    assert m["silence_open_frames"] == pytest.approx(0.25)  # 0.3 reads as open
+
+
+def test_summary_fractions_distributions_and_undefined_ghosts():
+    from omnisync_core.eval.heldout import distribution_table, markdown_table
+
+    rows = [{"kind": "human", "mouth_mae": 3.0, "copy_mouth_mae": 4.0, "psnr_outside": 45.0, "ghost": 0.2},
+            {"kind": "human", "mouth_mae": 5.0, "copy_mouth_mae": 4.0, "psnr_outside": 39.0, "ghost": float("nan")},
+            {"kind": "human", "mouth_mae": 2.0, "copy_mouth_mae": 4.0, "psnr_outside": 50.0, "ghost": 0.4}]
+    m = summarise(rows)["human"]
+    assert m["mae_above_copy"] == pytest.approx(1 / 3) and m["psnr_below_40"] == pytest.approx(1 / 3)
+    assert m["ghost"] == pytest.approx(0.3) and m["ghost_clips"] == 2  # the clip without ghost frames left out
+    d = m["distributions"]["mouth_mae_ratio"]  # per clip 0.75, 1.25, 0.5
+    assert (d["min"], d["p50"], d["max"]) == pytest.approx((0.5, 0.75, 1.25))
+    assert d["p10"] == pytest.approx(0.5 + 0.2 * 0.25) and d["p90"] == pytest.approx(0.75 + 0.8 * 0.5)  # positions 0.2, 1.8
+    assert m["distributions"]["ghost"]["p50"] == pytest.approx(0.3)
+    assert "sync_target" not in m["distributions"] and "silence_gap" not in m["distributions"]
+    assert "| human | mouth_mae_ratio | 0.500 | 0.550 | 0.750 | 1.150 | 1.250 |" in distribution_table(summarise(rows))
+    assert "| 0.300 |" in markdown_table(summarise(rows)) and "| 33% |" in markdown_table(summarise(rows))
+
+
+class _RecordingCopy(_CopySource):
+    """The copy stand-in that also keeps the speech it was given."""
+
+    def __init__(self):
+        super().__init__()
+        self.waves = []
+
+    def __call__(self, frames, fps, wave, sr, options):
+        self.waves.append((torch.as_tensor(wave).double(), sr))
+        return super().__call__(frames, fps, wave, sr, options)
+
+
+def test_silence_case_runs_on_near_silence_and_reads_the_closed_truth(heldout_pairs, tmp_path):
+    import json
+    import os
+    import shutil
+
+    from omnisync_core.eval.heldout import SILENCE_DBFS, evaluate_heldout
+    from omnisync_core.eval.mouth_reader import MouthReader, ReaderConfig, read_mouths
+    from omnisync_core.pipelines.omnisync import SyncOptions
+    from safetensors import safe_open
+
+    torch.manual_seed(0)
+    reader = MouthReader(ReaderConfig(crop=16, channels=(4, 8)))
+    opts = SyncOptions(length_mode="follow_video")
+    pipe = _RecordingCopy()
+    result = evaluate_heldout(pipe, heldout_pairs, opts, reader=reader, limit=1)
+    row = result["clips"][0]
+    (speech, _), (silence, _) = pipe.waves
+    rms = lambda w: float(w.pow(2).mean().sqrt())  # noqa: E731
+    assert rms(speech) > 0.01 and 10 ** (-70 / 20) * 0.9 < rms(silence) < 10 ** (-50 / 20) * 1.1
+    folder = os.path.join(heldout_pairs, json.load(open(os.path.join(heldout_pairs, "dataset.json")))
+                          ["splits"]["heldout"][0]["dir"])
+    T = row["frames"]
+    with safe_open(os.path.join(folder, "s.safetensors"), framework="pt") as f:
+        closed = f.get_tensor("frames")[:T]
+    with safe_open(os.path.join(folder, "a.safetensors"), framework="pt") as f:
+        source = f.get_tensor("frames")[:T]
+    boxes = np.array(json.load(open(os.path.join(folder, "s.json")))["mouth_box"])[:T]
+    read_out = read_mouths(reader, source.float() / 255, boxes)[:, 0]  # the copy stand-in returns the source
+    assert row["silence_truth_open"] == pytest.approx(float(read_mouths(reader, closed.float() / 255, boxes)[:, 0].mean()),
+                                                      abs=1e-6)
+    assert row["silence_open"] == pytest.approx(float(read_out.mean()), abs=1e-6)
+    assert row["silence_spread"] == pytest.approx(float(read_out.double().std(unbiased=False)), abs=1e-6)
+    assert "silence_gap" in result["summary"]["all"]["distributions"]
+    # a dataset without silence clips: the generated near-silence at SILENCE_DBFS and the renderer's closed mouth
+    bare = tmp_path / "bare"
+    shutil.copytree(heldout_pairs, bare)
+    for root, _, files in os.walk(bare):
+        for name in files:
+            if name.startswith("s."):
+                os.remove(os.path.join(root, name))
+    pipe = _RecordingCopy()
+    row = evaluate_heldout(pipe, str(bare), opts, reader=reader, limit=1)["clips"][0]
+    assert rms(pipe.waves[1][0]) == pytest.approx(10 ** (SILENCE_DBFS / 20), rel=0.1)
+    assert row["silence_truth_open"] == 0.0
+    # no silence case without a reader, or when asked not to
+    assert "silence_open" not in evaluate_heldout(_CopySource(), heldout_pairs, opts, limit=1)["clips"][0]
+    assert "silence_open" not in evaluate_heldout(_CopySource(), heldout_pairs, opts, reader=reader, limit=1,
+                                                  silence=False)["clips"][0]

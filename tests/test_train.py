@@ -97,7 +97,7 @@ def test_timestep_shift_formula(tmp_path):
 @pytest.mark.parametrize("name, threshold", [
     ("tiny_cpu.json", 850), ("wan21_1.3b_init.json", 850),
     ("bundled_unet128.json", 850), ("bundled_unet128_stage2.json", 850), ("bundled_unet128_stage3.json", 850),
-    ("bundled_unet128_stage4.json", 850),
+    ("bundled_unet128_stage4.json", 850), ("bundled_unet128_stage5.json", 850),
 ])
 def test_shipped_configs_load(name, threshold):
     cfg = load_train_config(os.path.join(ROOT, "configs", name))
@@ -477,3 +477,48 @@ def test_training_with_the_aux_mouth_read_out_logs_it_and_lowers_it(tmp_path):
     assert meta["model"]["mouth_params"] == 5 and model.audio_adapter.read_out.out_features == 5
     with pytest.raises(OmniSyncError, match="needs arch \"unet\""):
         TrainConfig(aux_mouth_weight=1.0)
+
+
+# -- mixed frame sizes (issue 22) ---------------------------------------------------------------------
+
+def test_mixed_size_source_picks_by_probability_and_checks_them():
+    from omnisync_core.train.batches import MixedSizePairSource
+
+    small, large = tiny_source(), tiny_source(seed=1)
+    mix = MixedSizePairSource([(small, 0.75, 4), (large, 0.25, 8)])
+    g = torch.Generator().manual_seed(0)
+    picks = [mix.pick(g) for _ in range(4000)]
+    share = sum(src is large for src, _ in picks) / len(picks)
+    assert abs(share - 0.25) < 0.03
+    assert {crop for src, crop in picks if src is large} == {8} and {crop for src, crop in picks if src is small} == {4}
+    with pytest.raises(OmniSyncError, match="sum to 1"):
+        MixedSizePairSource([(small, 0.5, 4), (large, 0.25, 8)])
+    with pytest.raises(OmniSyncError, match="size_mix"):
+        TrainConfig(size_mix=[{"data": "d", "size": 256, "prob": 1.0, "train_crop": 128}])
+    with pytest.raises(OmniSyncError, match="size_mix"):
+        TrainConfig(size_mix=[{"data": "d", "size": 256}])
+    with pytest.raises(OmniSyncError, match="silence_prob"):
+        TrainConfig(closed_target_prob=0.7, silence_prob=0.4)
+
+
+def test_training_steps_draw_one_frame_size_each(tmp_path, monkeypatch):
+    """Each step's batch comes whole from the source the mix picked: every example has one size."""
+    from omnisync_core.train.batches import MixedSizePairSource
+
+    def clips(n, side, seed):
+        g = torch.Generator().manual_seed(seed)
+        lat = [torch.randn(C, F_LAT, side, side, generator=g) for _ in range(n)]
+        aud = [torch.randn(F_LAT, N_A, A_DIM, generator=g) for _ in range(n)]
+        return TensorPairSource(lat, aud, video_ids=[i // 2 for i in range(n)], pseudo_pairs=[(0, 1), (1, 0)])
+
+    mix = MixedSizePairSource([(clips(2, H_LAT, 0), 0.5, 0), (clips(2, 2 * H_LAT, 1), 0.5, 0)])
+    shapes = []
+    real = trainer.flow_matching_loss
+
+    def spy(model, batch, noise, *args, **kwargs):
+        shapes.append(tuple(batch.target.shape[-2:]))
+        return real(model, batch, noise, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "flow_matching_loss", spy)
+    trainer.train(tiny_config(tmp_path, max_steps=12), mix)
+    assert set(shapes) == {(H_LAT, H_LAT), (2 * H_LAT, 2 * H_LAT)} and len(shapes) == 12

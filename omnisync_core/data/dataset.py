@@ -5,9 +5,11 @@ Layout of a dataset folder (``python -m omnisync_core make-data --out DIR``)::
     DIR/dataset.json                 splits, size, fps, audio feature spec, sample list
     DIR/<split>/c<seed>/a.mp4 a.wav a.json a.safetensors
     DIR/<split>/c<seed>/b.mp4 b.wav b.json b.safetensors
+    DIR/<split>/c<seed>/s.mp4 s.wav s.json s.safetensors   (silence; datasets built since stage 5)
 
 Each character is drawn from its seed, gets one head-motion track, and says two different
-utterances ``a`` and ``b`` over that same track: ``(a, b)`` is a pseudo-pair (same identity, same
+utterances ``a`` and ``b`` over that same track (and ``s``: ``a``'s length of near-silence with the
+mouth closed and still): ``(a, b)`` is a pseudo-pair (same identity, same
 pose, different speech — the paper's MEAD-style pairs), and ``b`` is the exact ground truth of
 "source clip ``a`` lip-synced to audio ``b``". Two segments of one clip form an arbitrary pair.
 The json holds the character, voice, text, phoneme timings, visemes and mouth parameters per frame,
@@ -36,6 +38,8 @@ SPLITS = ("train", "heldout")
 KINDS = ("human", "stylized", "nonhuman")
 SPLIT_SEED_BASE = {"train": 0, "heldout": 10_000_000}  # character seeds of the splits never meet
 MOTION_SEED_OFFSET = 7_777  # the motion track's seed, derived from the character seed
+SILENCE_SEED_OFFSET = 5_555  # the silence clip's level and noise, derived from the character seed
+UTTERANCES = ("a", "b")       # the two spoken utterances of a character; "s" (silence) when built with it
 DATASET_FILE = "dataset.json"
 
 
@@ -52,7 +56,7 @@ def _sample_dir(root: str, split: str, seed: int) -> str:
 
 
 def build_dataset(root: str, num_characters: int, split: str = "train", size: int = 128, fps: float = 25.0,
-                  encoder=None, seed: int = 0, write_media: bool = True,
+                  encoder=None, seed: int = 0, write_media: bool = True, silence: bool = True,
                   progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None) -> Dict:
     """Render ``num_characters`` characters × 2 utterances into ``root/<split>``.
 
@@ -61,6 +65,9 @@ def build_dataset(root: str, num_characters: int, split: str = "train", size: in
             (all its hidden states; a model picks the last ``num_layers`` it was trained with).
         seed: offsets the character seeds (within the split's own seed range).
         write_media: also write mp4 + wav (the human-viewable copy); the json and safetensors are always written.
+        silence: also render ``s``: utterance ``a``'s length of near-silence (:func:`.speech.near_silence`,
+            a seeded level in ``NEAR_SILENCE_DBFS``) over the same head motion with the mouth closed and
+            still: the truth of "speech replaced by near-silence" (training and the held-out silence case).
 
     Returns the dataset index (also written to ``root/dataset.json``, merged with other splits).
     """
@@ -89,6 +96,9 @@ def build_dataset(root: str, num_characters: int, split: str = "train", size: in
             text = random_sentence(rng, vocabulary=vocabulary)
             utts[name] = speak(text, voice=voice, speed=speed, pitch=pitch)
         n_frames = {k: int(np.ceil(u.duration * fps)) for k, u in utts.items()}
+        if silence:  # "a" with its speech replaced by near-silence: the closed, still mouth is the truth
+            utts["s"] = silence_utterance(cseed, utts["a"].duration, utts["a"].sample_rate)
+            n_frames["s"] = n_frames["a"]
         motion = random_motion(cseed + MOTION_SEED_OFFSET, max(n_frames.values()), fps)
         folder = _sample_dir(root, split, cseed)
         os.makedirs(folder, exist_ok=True)
@@ -128,6 +138,51 @@ def build_dataset(root: str, num_characters: int, split: str = "train", size: in
         # the index is rewritten after every character: an interrupted build keeps what it finished
         index = _write_index(root, split, samples, size, fps, encoder)
         report(progress, i + 1, num_characters, f"{split} character {i + 1}/{num_characters}")
+    return index
+
+
+def silence_utterance(character_seed: int, duration_s: float, sample_rate: int):
+    """The ``s`` utterance of a character: near-silence of ``duration_s`` at a level drawn from its own seed
+    (the character's other draws are unchanged), with no phonemes (:func:`.visemes.viseme_track` gives the
+    closed ``sil`` mouth for every frame)."""
+    from .speech import NEAR_SILENCE_DBFS, Utterance, near_silence
+
+    seed = character_seed + SILENCE_SEED_OFFSET
+    level = float(np.random.default_rng(seed).uniform(*NEAR_SILENCE_DBFS))
+    wave = near_silence(duration_s, sample_rate, level, seed)
+    return Utterance(text="", waveform=wave, sample_rate=sample_rate, phonemes=[], voice=f"near-silence {level:.1f} dBFS",
+                     speed=0, pitch=0)
+
+
+def merge_datasets(out: str, roots: Sequence[str], split: str = "train") -> Dict:
+    """One dataset folder ``out`` whose ``split`` is the union of the same split of ``roots`` (built in parallel
+    with make-data ``--seed`` offsets): the character folders are linked, not copied. The roots must agree on
+    size, fps and audio features and not share a character seed. Returns the index written."""
+    samples, first = [], None
+    for root in roots:
+        index = read_index(root)
+        head = {k: index.get(k) for k in ("size", "fps", "audio_spec")}
+        if first is not None and head != first:
+            raise OmniSyncError(f"{root!r} differs from {roots[0]!r} in size, fps or audio features; merge only "
+                                "folders built with the same make-data settings.")
+        first = head
+        for e in index["splits"].get(split) or []:
+            link = os.path.join(out, e["dir"])
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(os.path.join(root, e["dir"])), link)
+            samples.append(e)
+    seeds = [e["seed"] for e in samples]
+    if len(set(seeds)) != len(seeds):
+        raise OmniSyncError("the folders share character seeds; build them with different make-data --seed offsets.")
+    index = _read_index(out)
+    index.update(first or {})
+    index.setdefault("splits", {})[split] = samples
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, DATASET_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(index, f, indent=1)
+    os.replace(tmp, os.path.join(out, DATASET_FILE))
     return index
 
 
@@ -223,39 +278,80 @@ class FolderPairSource:
       ``max_offset`` frames of s when ``max_offset`` > 0.
 
     With ``mouth_weight`` > 0 every example also carries ``loss_weight`` (F, h, w): 1 + mouth_weight inside
-    the target's mouth box (from the renderer's json, grown by ``MOUTH_WEIGHT_GROW`` of its size), 1 elsewhere.
+    the target's mouth box (from the renderer's json, grown by ``MOUTH_WEIGHT_GROW`` of its size), 1 elsewhere;
+    with ``weight_source_mouth`` the source's mouth box of a pseudo-pair counts too (same pose: where the old
+    mouth was is where its ghost would stay), and mouth crops hold both boxes.
     With ``mouth_params`` every example also carries the target's ``mouth_at`` (F, 2) mouth centres and
     ``mouth_params`` (F, P) renderer mouth parameters (for the trainer's auxiliary mouth probe).
+
+    Pseudo-pairs drawn on purpose (stage 5 of the bundled model; both 0 = the plain draw, same random stream):
+    * ``closed_target_prob``: a segment where the target's mouth is closed (openness ≤ ``CLOSED_OPEN``) and the
+      source's is open (≥ ``OPEN_OPEN``): the pairs where a copied source mouth shows as a ghost.
+    * ``silence_prob``: target = the character's silence clip ``s`` (near-silence audio, closed still mouth),
+      source = ``a`` or ``b`` at the same moment. Needs a dataset built with silence clips.
     """
+
+    CLOSED_OPEN = 0.05   # renderer openness at or below which a mouth counts as closed
+    OPEN_OPEN = 0.30     # ... and at or above which as open
 
     def __init__(self, root: str, split: str, clip_frames: int, codec, num_layers: Optional[int],
                  frame_window: int = 2, kinds: Optional[Sequence[str]] = None, max_offset: int = 0,
-                 mouth_weight: float = 0.0, mouth_params: bool = False):
+                 mouth_weight: float = 0.0, mouth_params: bool = False, closed_target_prob: float = 0.0,
+                 silence_prob: float = 0.0, weight_source_mouth: bool = False):
         if getattr(codec, "temporal_factor", 1) != 1:
             raise OmniSyncError("FolderPairSource serves frame-aligned clips: use a codec with temporal factor 1 "
                                 "(the pixel codec); VAE training needs pre-encoded latents.")
+        if not (0.0 <= closed_target_prob and 0.0 <= silence_prob and closed_target_prob + silence_prob <= 1.0):
+            raise OmniSyncError("closed_target_prob and silence_prob are probabilities >= 0 with a sum <= 1.")
         index = read_index(root)
         entries = index["splits"].get(split)
         if not entries:
             raise OmniSyncError(f"dataset {root!r} has no {split!r} split; build it with make-data --split {split}.")
         self.codec, self.clip_frames, self.max_offset = codec, clip_frames, max_offset
         self.mouth_weight, self.mouth_params = mouth_weight, mouth_params
+        self.closed_target_prob, self.silence_prob = closed_target_prob, silence_prob
+        self.weight_source_mouth = weight_source_mouth
+        names = UTTERANCES + (("s",) if silence_prob > 0 else ())
         self.pairs: List[List[Clip]] = []
+        self.silences: List[Clip] = []
         for e in entries:
             if kinds and e["kind"] not in kinds:
                 continue
+            if "s" in names and not os.path.exists(os.path.join(root, e["dir"], "s.safetensors")):
+                raise OmniSyncError(f"{root!r}/{e['dir']} has no silence clip (s.safetensors) but silence_prob > 0; "
+                                    "rebuild the data with this version's make-data, or set silence_prob to 0.")
             clips = [load_clip(os.path.join(root, e["dir"], f"{n}.safetensors"), num_layers, frame_window)
-                     for n in ("a", "b")]
-            for n, clip in zip("ab", clips):  # the renderer's mouth track: crops, loss weight, read-out
+                     for n in names]
+            for n, clip in zip(names, clips):  # the renderer's mouth track: crops, loss weight, read-out
                 with open(os.path.join(root, e["dir"], f"{n}.json")) as f:
                     info = json.load(f)
                 clip.boxes = torch.tensor(info["mouth_box"], dtype=torch.float32)  # (T, 4)
                 clip.centres = torch.tensor(info["mouth_centre"], dtype=torch.float32)  # (T, 2)
                 clip.params = torch.tensor(info["mouth_params"], dtype=torch.float32)  # (T, P)
             if min(c.frames.shape[0] for c in clips) >= clip_frames:
-                self.pairs.append(clips)
+                self.pairs.append(clips[:2])
+                if "s" in names:
+                    self.silences.append(clips[2])
         if not self.pairs:
             raise OmniSyncError(f"no clips of at least {clip_frames} frames in {root!r}/{split}.")
+        self.closed_starts = self._closed_starts() if closed_target_prob > 0 else []
+        if closed_target_prob > 0 and not self.closed_starts:
+            raise OmniSyncError(f"no segment of {root!r}/{split} has a closed target mouth over an open source one; "
+                                "set closed_target_prob to 0.")
+
+    def _closed_starts(self) -> List[tuple]:
+        """(pair, target index, start) of every segment whose target mouth is closed on all its frames while
+        the source's is open on all of them."""
+        out = []
+        for p, pair in enumerate(self.pairs):
+            common = min(c.frames.shape[0] for c in pair)
+            n = common - self.clip_frames + 1
+            for t in (0, 1):
+                tgt, src = pair[t].params[:common, 0], pair[1 - t].params[:common, 0]
+                ok = (tgt <= self.CLOSED_OPEN) & (src >= self.OPEN_OPEN)                      # (common,)
+                seg = ok.unfold(0, self.clip_frames, 1).all(1)                                # (n,)
+                out.extend((p, t, int(s)) for s in torch.nonzero(seg[:n]).flatten())
+        return out
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -266,11 +362,24 @@ class FolderPairSource:
         tokens = clip.tokens[start:start + self.clip_frames].float() if clip.tokens is not None else None
         return latents, tokens
 
-    def _weight(self, clip: Clip, start: int, h: int, w: int) -> Optional[torch.Tensor]:
-        """(F, h, w): 1 + mouth_weight inside the grown mouth box of each frame, else 1."""
+    def _boxes(self, clip: Clip, start: int, also: Optional[Clip] = None) -> torch.Tensor:
+        """(F, 4) the segment's mouth boxes; with ``also`` (a pseudo-pair's source, weight_source_mouth), the
+        bounding box of both clips' boxes per frame."""
+        b = clip.boxes[start:start + self.clip_frames]
+        if also is None or not self.weight_source_mouth:
+            return b
+        o = also.boxes[start:start + self.clip_frames]
+        return torch.cat([torch.minimum(b[:, :2], o[:, :2]), torch.maximum(b[:, 2:], o[:, 2:])], 1)
+
+    def _weight(self, clip: Clip, start: int, h: int, w: int, also: Optional[Clip] = None) -> Optional[torch.Tensor]:
+        """(F, h, w): 1 + mouth_weight inside the grown mouth box of each frame (both clips' with ``also`` and
+        weight_source_mouth), else 1."""
         if not self.mouth_weight:
             return None
-        inside = grown_box_mask(clip.boxes[start:start + self.clip_frames], h, w, MOUTH_WEIGHT_GROW)
+        end = start + self.clip_frames
+        inside = grown_box_mask(clip.boxes[start:end], h, w, MOUTH_WEIGHT_GROW)
+        if also is not None and self.weight_source_mouth:
+            inside = inside | grown_box_mask(also.boxes[start:end], h, w, MOUTH_WEIGHT_GROW)
         return 1.0 + self.mouth_weight * inside.float()
 
     def _randint(self, n: int, g: torch.Generator) -> int:
@@ -278,23 +387,35 @@ class FolderPairSource:
 
     def pseudo_paired(self, generator: torch.Generator, crop: int = 0) -> Dict:
         """A pseudo-pair; ``crop`` > 0: a random ``crop``×``crop`` pixel window that holds the target's mouth."""
-        pair = self.pairs[self._randint(len(self.pairs), generator)]
-        t = self._randint(2, generator)
-        tgt, src = pair[t], pair[1 - t]
-        common = min(tgt.frames.shape[0], src.frames.shape[0])
-        s = self._randint(common - self.clip_frames + 1, generator)
+        u = float(torch.rand((), generator=generator)) if (self.closed_target_prob or self.silence_prob) else 1.0
+        if u < self.closed_target_prob:
+            p, t, s = self.closed_starts[self._randint(len(self.closed_starts), generator)]
+            tgt, src = self.pairs[p][t], self.pairs[p][1 - t]
+        elif u < self.closed_target_prob + self.silence_prob:
+            p = self._randint(len(self.pairs), generator)
+            tgt, src = self.silences[p], self.pairs[p][self._randint(2, generator)]
+            common = min(tgt.frames.shape[0], src.frames.shape[0])
+            s = self._randint(common - self.clip_frames + 1, generator)
+        else:
+            pair = self.pairs[self._randint(len(self.pairs), generator)]
+            t = self._randint(2, generator)
+            tgt, src = pair[t], pair[1 - t]
+            common = min(tgt.frames.shape[0], src.frames.shape[0])
+            s = self._randint(common - self.clip_frames + 1, generator)
         target, tokens = self._segment(tgt, s)
         source, _ = self._segment(src, s)
-        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:]), tgt, s, crop, generator)
+        return self._example(source, target, tokens, self._weight(tgt, s, *target.shape[2:], also=src), tgt, s,
+                             crop, generator, boxes=self._boxes(tgt, s, also=src))
 
-    def _crop_window(self, clip: Clip, start: int, crop: int, h: int, w: int, generator: torch.Generator):
-        """(y0, x0, side) in latent cells: a random square of ``crop`` pixels holding the segment's mouth boxes."""
+    def _crop_window(self, boxes: torch.Tensor, crop: int, h: int, w: int, generator: torch.Generator):
+        """(y0, x0, side) in latent cells: a random square of ``crop`` pixels holding the segment's mouth
+        ``boxes`` (F, 4)."""
         sf = self.codec.spatial_factor
         side = crop // sf
         if crop % sf or not 1 <= side <= min(h, w):
             raise OmniSyncError(f"train_crop {crop} must be a multiple of the codec's {sf} pixels and at most the "
                                 f"frame ({h * sf}×{w * sf}).")
-        b = clip.boxes[start:start + self.clip_frames]
+        b = boxes
         lo = torch.stack([b[:, 0].min() * w, b[:, 1].min() * h])   # mouth's union box, in cells (x, y)
         hi = torch.stack([b[:, 2].max() * w, b[:, 3].max() * h])
         limit = torch.tensor([w - side, h - side], dtype=torch.float32)
@@ -305,12 +426,12 @@ class FolderPairSource:
         return y0, x0, side
 
     def _example(self, source, target, tokens, weight, clip: Clip, start: int, crop: int = 0,
-                 generator: Optional[torch.Generator] = None) -> Dict:
+                 generator: Optional[torch.Generator] = None, boxes: Optional[torch.Tensor] = None) -> Dict:
         end = start + self.clip_frames
         centres = clip.centres[start:end]
         if crop:
             h, w = target.shape[2:]
-            y0, x0, side = self._crop_window(clip, start, crop, h, w, generator)
+            y0, x0, side = self._crop_window(clip.boxes[start:end] if boxes is None else boxes, crop, h, w, generator)
             cut = lambda v: v[..., y0:y0 + side, x0:x0 + side].contiguous()  # noqa: E731
             source, target = cut(source), cut(target)
             weight = cut(weight) if weight is not None else None

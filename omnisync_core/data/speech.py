@@ -497,3 +497,23 @@ def random_sentence(rng: np.random.Generator, vocabulary: str = "train") -> str:
         sentence += [pick("prep"), pick("det"), pick("noun")]
     text = " ".join(sentence)
     return text[0].upper() + text[1:] + "."
+
+
+NEAR_SILENCE_DBFS = (-70.0, -50.0)  # room-tone levels of the silence clips (RMS, dB below full scale)
+
+
+def near_silence(duration_s: float, sample_rate: int, level_dbfs: float, seed: int) -> np.ndarray:
+    """(N,) float32: ``duration_s`` of white noise at ``level_dbfs`` RMS: "speech replaced by near-silence".
+
+    The dataset's silence clips (the mouth should close and stay still) and the held-out silence case use
+    this same signal, so training and evaluation hear the same thing. Seeded: the same call gives the
+    same samples.
+    """
+    if not (duration_s > 0 and sample_rate > 0):
+        raise OmniSyncError(f"near_silence needs a positive duration and sample rate, got {duration_s}, {sample_rate}.")
+    if not level_dbfs < 0:
+        raise OmniSyncError(f"near_silence level must be below full scale (< 0 dBFS), got {level_dbfs}.")
+    n = int(round(duration_s * sample_rate))
+    rms = 10.0 ** (level_dbfs / 20.0)
+    noise = np.random.default_rng(seed).standard_normal(n)
+    return np.clip(noise * rms, -1.0, 1.0).astype(np.float32)

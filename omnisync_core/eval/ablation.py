@@ -55,7 +55,7 @@ def evaluate_ablation(pipeline, root: str, base, variants: Sequence[Tuple[str, O
                 progress(i * total + done, len(variants) * total, f"{name}: {message}")
 
         result = evaluate_heldout(pipeline, root, opts, split=split, limit=limit, reader=reader, progress=tick,
-                                  cancel=cancel)
+                                  cancel=cancel, silence=False)  # the sampling knobs, on the speech case only
         results.append({"name": name, "options": {"tau": opts.tau, **opts.guidance.to_dict()}, **result})
     return results
 

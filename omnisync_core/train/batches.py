@@ -176,3 +176,35 @@ class TensorPairSource:
                                 "give pseudo_pairs or set pair_threshold_t = 1000 (arbitrary pairs only).")
         src, tgt = self.pseudo_pairs[int(torch.randint(len(self.pseudo_pairs), (1,), generator=generator))]
         return self._example(src, tgt)
+
+
+class MixedSizePairSource:
+    """Several :class:`PairSource` s of different frame sizes (e.g. 128² and 256² renders of the same kind of
+    data), one picked per training step with the given probabilities (a batch has one frame size).
+
+    entries: (source, probability, crop side in pixels for the crop steps; 0 = whole frames). The
+    probabilities must sum to 1. The trainer calls :meth:`pick` once per step with its generator.
+    """
+
+    def __init__(self, entries: Sequence[Tuple[PairSource, float, int]]):
+        if not entries:
+            raise OmniSyncError("MixedSizePairSource needs at least one (source, probability, crop) entry.")
+        probs = [float(p) for _, p, _ in entries]
+        if min(probs) < 0 or abs(sum(probs) - 1.0) > 1e-6:
+            raise OmniSyncError(f"MixedSizePairSource probabilities must be >= 0 and sum to 1, got {probs}.")
+        self.entries = [(src, p, int(c)) for (src, _, c), p in zip(entries, probs)]
+
+    def pick(self, generator: torch.Generator) -> Tuple[PairSource, int]:
+        """(source, crop side) for one step."""
+        u, acc = float(torch.rand((), generator=generator)), 0.0
+        for src, p, crop in self.entries:
+            acc += p
+            if u < acc:
+                return src, crop
+        return self.entries[-1][0], self.entries[-1][2]
+
+    def arbitrary(self, generator: torch.Generator, crop: int = 0) -> Example:
+        return self.entries[0][0].arbitrary(generator, crop)
+
+    def pseudo_paired(self, generator: torch.Generator, crop: int = 0) -> Example:
+        return self.entries[0][0].pseudo_paired(generator, crop)

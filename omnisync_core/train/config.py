@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import OmniSyncError
 
@@ -59,6 +59,16 @@ class TrainConfig:
     rollout_prob: float = 0.0
     rollout_steps: int = 8
     rollout_tau: float = 0.92
+    # pseudo-pairs drawn on purpose (dataset folders; data.dataset.FolderPairSource): a segment whose target
+    # mouth is closed while the source's is open (where a copied mouth is a ghost), and the silence clip
+    # (near-silence audio, closed still mouth) as the target; with weight_source_mouth the loss weight
+    # and the mouth crops also cover the source's mouth box of a pseudo-pair
+    closed_target_prob: float = 0.0
+    silence_prob: float = 0.0
+    weight_source_mouth: bool = False
+    # other frame sizes, one picked per step: [{"data": folder, "size": 256, "prob": 0.25, "train_crop": 128}];
+    # the config's own data (size, train_crop) gets the remaining probability
+    size_mix: List[Dict[str, Any]] = field(default_factory=list)
     # auxiliary mouth supervision (our addition; arch "unet" and dataset folders only; 0 = off, as in
     # the paper): the U-Net's audio adapter reads the renderer's mouth parameters of the target frame
     # out of the audio tokens (UNetConfig.mouth_params); this weight times their MSE is added to the
@@ -126,6 +136,14 @@ class TrainConfig:
             (isinstance(self.rollout_steps, int) and self.rollout_steps >= 1, "rollout_steps must be an integer >= 1"),
             (0.0 < self.rollout_tau <= 1.0, "rollout_tau must lie in (0, 1] (0.92 in the paper)"),
             (self.aux_mouth_weight >= 0, "aux_mouth_weight must be >= 0"),
+            (min(self.closed_target_prob, self.silence_prob) >= 0
+             and self.closed_target_prob + self.silence_prob <= 1.0,
+             "closed_target_prob and silence_prob are probabilities >= 0 with a sum <= 1"),
+            (all(isinstance(m, dict) and {"data", "size", "prob", "train_crop"} <= set(m)
+                 and m["size"] >= 1 and m["train_crop"] >= 0 and 0 <= m["prob"] for m in self.size_mix)
+             and sum(m.get("prob", 0) for m in self.size_mix if isinstance(m, dict)) < 1.0,
+             'size_mix entries are {"data": folder, "size": pixels, "prob": p, "train_crop": pixels} with '
+             "probabilities summing below 1 (the config's own data gets the rest)"),
             (self.aux_mouth_weight == 0 or self.arch == "unet",
              "aux_mouth_weight > 0 needs arch \"unet\" (it supervises the U-Net's mouth_params read-out); "
              "set it to 0 for a DiT"),

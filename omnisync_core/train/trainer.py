@@ -44,7 +44,7 @@ from ..io.files import atomic_output
 from ..progress import CancelCheck, check_cancel
 from ..sampling.schedule import FlowMatchSchedule, sigma_to_timestep
 from . import distributed as D
-from .batches import PSEUDO_PAIRED, Batch, PairSource, collate, draw_batch
+from .batches import PSEUDO_PAIRED, Batch, MixedSizePairSource, PairSource, collate, draw_batch
 from .config import TrainConfig
 from .ema import EMA
 
@@ -264,15 +264,18 @@ def train(config: TrainConfig, pair_source: PairSource, val_source: Optional[Pai
         lr = lr_at(step, config)
         for group in opt.param_groups:
             group["lr"] = lr
-        whole = not config.train_crop or (step + 1) % config.full_frame_every == 0
-        crop = 0 if whole else config.train_crop
+        source, side = pair_source, config.train_crop
+        if isinstance(pair_source, MixedSizePairSource):  # one frame size per step
+            source, side = pair_source.pick(gen)
+        whole = not side or (step + 1) % config.full_frame_every == 0
+        crop = 0 if whole else side
         for micro in range(config.grad_accum):
             x_sigma = None
             if config.rollout_prob > 0 and float(torch.rand((), generator=gen)) < config.rollout_prob:
-                batch, noise, x_sigma = draw_rollout_batch(core, pair_source, config, gen, text_branch, info.device, crop)
+                batch, noise, x_sigma = draw_rollout_batch(core, source, config, gen, text_branch, info.device, crop)
                 batch = drop_conditions(batch, config, gen, text_branch)
             else:
-                batch = draw_batch(pair_source, config.batch_size, config, gen, crop=crop)
+                batch = draw_batch(source, config.batch_size, config, gen, crop=crop)
                 batch = drop_conditions(batch, config, gen, text_branch)
                 noise = torch.randn(batch.target.shape, generator=gen)
             extras: Dict[str, float] = {}
