@@ -1,5 +1,10 @@
 """Synthetic talking characters: human-like, stylized and non-human heads whose mouth follows a track.
 
+One file (~1,200 lines) on purpose: the drawing order is the pseudo-pair guarantee below (the mouth drawn after
+everything it may cover and before everything that may cover it), and every part (head, hair, hat, ears, face,
+mouth, occluders) shares the one head-unit geometry and pose map; split by part, that order and geometry would be
+spread over files that each need the others' private helpers.
+
 Face-detector-based lip-sync tools fail on cartoons, animals, robots and slimes; this module draws
 such heads procedurally so that the model can be trained on them. A :class:`Character` (drawn from
 a seed by :func:`random_character`) fixes everything about one identity and one shot; a
