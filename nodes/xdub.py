@@ -430,7 +430,9 @@ class OmniSyncXDubSampler(io.ComfyNode):
         # ComfyUI's model management places the weights: it offloads other models to make room, and loads X-Dub
         # whole or, when it does not fit, partly (the rest cast to the device layer by layer)
         mm.load_models_gpu([model.patcher])
-        pipe = XDubPipeline(model.patcher.model, latent.pipeline.codec, device=model.patcher.load_device)
+        # the load device and compute dtype, never the first layer's: partial loading may leave it in CPU memory
+        pipe = XDubPipeline(model.patcher.model, latent.pipeline.codec, device=model.patcher.load_device,
+                            dtype=model.dtype)
         with torch.no_grad():
             sampled = run_cancellable(pipe.sample, latent.encoded, text, options, progress=ComfyProgress(),
                                       cancel=comfy_cancel)

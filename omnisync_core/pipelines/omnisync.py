@@ -73,7 +73,7 @@ from ..sampling.guidance import GuidanceConfig, temporal_weight
 from ..sampling.mouth import DEFAULT_MOUTH_CENTRE, centres_from_mask, centres_from_point, fill_missing
 from ..sampling.noise_init import progressive_noise_init
 from ..sampling.options import SyncOptions
-from ..sampling.sampler import Run, WindowInput, plan_latent_windows, sample_windowed, sample_windows
+from ..sampling.sampler import Run, WindowInput, compute_placement, plan_latent_windows, sample_windowed, sample_windows
 from ..sampling.schedule import FlowMatchSchedule
 from ..length import LengthPlan, apply_audio_plan, match_lengths
 from .stream import (ChunkedFrameFeatures, FrameSink, FrameSource, TensorFrames, as_unit, audio_layers_for,
@@ -365,22 +365,23 @@ class OmniSyncPipeline:
             text) -> v``; ``config`` with latent_channels, audio_dim, patch_size, use_text, text_dim).
         codec: a ``LatentCodec`` (pixel codec or VAE adapter) with the model's latent channels.
         audio_encoder: a Whisper feature extractor; only :meth:`__call__` needs it.
-        device: where the model runs (the current window is moved there).
-        dtype: the model's precision (its inputs are cast to its weights' dtype).
+        device: where the model runs: the current window is moved there and the network called there (default:
+            the device of its first parameter, which is wrong when that layer is one ComfyUI left in CPU memory).
+        dtype: the model's compute precision: the audio tokens and the text go in it, x and the source in float32
+            (the network's fp32 islands) (default: its first parameter's dtype).
         frame_window: w, neighbouring frames on each side a latent frame's audio tokens also hold: the
             checkpoint's ``audio.frame_window`` (default: the audio encoder's spec, else 2).
         meta: the checkpoint metadata; its ``train`` fps and size are compared with the input's (a warning
             when far off).
     """
 
-    def __init__(self, model, codec, audio_encoder=None, device="cpu", dtype=torch.float32,
+    def __init__(self, model, codec, audio_encoder=None, device=None, dtype: Optional[torch.dtype] = None,
                  frame_window: Optional[int] = None, meta: Optional[Dict] = None):
         self.model = model
         self.meta = meta
         self.codec = codec
         self.audio_encoder = audio_encoder
-        self.device = torch.device(device)
-        self.dtype = dtype
+        self.device, self.dtype = compute_placement(model, device, dtype)
         cfg = model.config
         if codec.latent_channels != cfg.latent_channels:
             raise OmniSyncError(
@@ -496,7 +497,7 @@ class OmniSyncPipeline:
         centres, mouth_report = self.mouth_plan(mouth, mouth_mask, T, video.frame_indices, added)
         latents, gmap, rep = sample_windowed(
             self.model, x_init, video.source, tokens, text, sigmas, guidance or GuidanceConfig(), centres, window,
-            overlap, progress=progress, cancel=cancel, device=self.device,
+            overlap, progress=progress, cancel=cancel, device=self.device, dtype=self.dtype,
         )
         of_latent = latent_of_frames(T + added, self.codec.temporal_factor)[:T]
         H, W = video.frames.shape[1:3]
@@ -640,7 +641,7 @@ class OmniSyncPipeline:
 
         sampled: Dict = {}
         runs = sample_windows(self.model, windows, window_input, opts.text, sigmas, opts.guidance, sampled,
-                              progress=progress, cancel=cancel, device=self.device)
+                              progress=progress, cancel=cancel, device=self.device, dtype=self.dtype)
         if r == 1:
             for run in runs:
                 emit(run, run.start, torch.arange(run.num_frames))

@@ -39,6 +39,7 @@ from ..length import pingpong_indices
 from .checks import WarningCallback, check_sampling_bounds, warn
 from .omnisync import audio_conversion_warnings, conversion_warnings
 from .stream import FrameSource, TensorFrames, as_unit, to_uint8
+from ..sampling.sampler import compute_placement
 from ..sampling.xdub import (
     CLIP_FRAMES,
     MOTION_FRAMES,
@@ -151,18 +152,22 @@ class XDubPipeline:
     """Lip-sync face clips to speech with an X-Dub network.
 
     Args:
-        model: the X-Dub network in eval mode, on ``device`` (or offloaded block by block).
+        model: the X-Dub network in eval mode, on ``device`` (or offloaded block by block, or partly loaded by
+            ComfyUI with the other layers cast to ``device`` per call).
         codec: Wan 2.2 latent codec (:func:`.model.wan22_vae.wan22_codec` / ``load_wan22_vae``).
         audio_encoders: :class:`.audio.xdub_features.XDubAudioEncoders`; only needed when :meth:`encode`
             is not given precomputed features.
-        device: where the sampler moves each clip (default: the model's parameters' device).
+        device: where the sampler builds each clip's inputs and calls the network (default: the device of the
+            network's first parameter, which is wrong when that layer is one ComfyUI left in CPU memory).
+        dtype: the network's compute dtype (x, the reference, the timestep and the speech go in it; default: its
+            first parameter's dtype).
     """
 
-    def __init__(self, model, codec, audio_encoders=None, device=None):
+    def __init__(self, model, codec, audio_encoders=None, device=None, dtype: Optional[torch.dtype] = None):
         self.model = model
         self.codec = codec
         self.audio_encoders = audio_encoders
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.device, self.dtype = compute_placement(model, device, dtype)
         cfg = model.config
         if codec.latent_channels != cfg.latent_channels:
             raise OmniSyncError(f"the VAE gives {codec.latent_channels} latent channels but the model expects "
@@ -233,7 +238,7 @@ class XDubPipeline:
             return self.motion_latents(previous, reference_frames(k - 1), options)
 
         clips, rep = sample_clips(self.model, references, audio, txt, options, motion_fn, centres, progress=progress,
-                                  cancel=cancel)
+                                  cancel=cancel, device=self.device, dtype=self.dtype)
         return join_clip_latents(clips, self.motion_latent_frames), clips, rep
 
     def _finish(self, decoded: torch.Tensor, reference: torch.Tensor, options: XDubOptions) -> torch.Tensor:

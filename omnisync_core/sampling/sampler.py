@@ -94,11 +94,24 @@ def _batched(tensors: Sequence[Optional[torch.Tensor]], device, dtype) -> Option
     return torch.stack(list(tensors)).to(device, dtype)
 
 
-def _predict_frames(model, x, timestep, names, inputs: Dict[str, PassInputs], text, guider: Guider
-                    ) -> Dict[str, torch.Tensor]:
-    """The passes ``names`` in one forward call (or one per pass when ``guider.batch`` is off)."""
-    p = next(model.parameters())
-    dt, dev = p.dtype, p.device
+def compute_placement(model, device=None, dtype=None) -> Tuple[torch.device, torch.dtype]:
+    """(device, dtype) the network computes in: each as the caller says, else its first parameter's.
+
+    The caller knows (the pipelines' ``device`` and ``dtype``, ComfyUI's load device and compute dtype); the first
+    parameter is only the fallback, because it is not always where the network computes: ComfyUI's partial loading
+    may leave that layer in CPU memory (cast to the device per call), and would then put every input on the CPU.
+    """
+    if device is None or dtype is None:
+        p = next(model.parameters())
+        device = p.device if device is None else device
+        dtype = p.dtype if dtype is None else dtype
+    return torch.device(device), dtype
+
+
+def _predict_frames(model, x, timestep, names, inputs: Dict[str, PassInputs], text, guider: Guider,
+                    dev: torch.device, dt: torch.dtype) -> Dict[str, torch.Tensor]:
+    """The passes ``names`` in one forward call (or one per pass when ``guider.batch`` is off), inputs on ``dev``;
+    audio and text in ``dt``, x and the source in ``guider.state_dtype`` (None: ``dt``)."""
     state_dt = guider.state_dtype or dt
     txt = text.to(dev, dt)[None] if text is not None else None
 
@@ -131,55 +144,63 @@ def _slice_inputs(inputs: Dict[str, PassInputs], s: int, e: int) -> Dict[str, Pa
     return {n: (piece(src, 1), piece(aud, 0)) for n, (src, aud) in inputs.items()}
 
 
-def finite_output(model, v: Dict[str, torch.Tensor], sigma: float) -> Dict[str, torch.Tensor]:
+def finite_output(model, v: Dict[str, torch.Tensor], sigma: float, dtype: Optional[torch.dtype] = None
+                  ) -> Dict[str, torch.Tensor]:
     """The network's predictions ``v``, refused when one holds NaN or inf: the sampler stops at the first such
-    step with an error naming the checkpoint (``model.checkpoint_path``, set by the loaders), so a broken or
-    overflowing network never becomes a video."""
+    step with an error naming the checkpoint (``model.checkpoint_path``, set by the loaders) and ``dtype`` (the
+    compute dtype; default its first parameter's), so a broken or overflowing network never becomes a video."""
     for name, out in v.items():
         if not bool(torch.isfinite(out).all()):
             bad = int((~torch.isfinite(out)).sum())
             path = getattr(model, "checkpoint_path", None)
             which = f"the checkpoint {path!r}" if path else "the model"
             raise OmniSyncError(f"the network returned {bad} NaN or infinite values ({name} pass) at σ {float(sigma):.3g}: "
-                                f"{which} overflows in {next(model.parameters()).dtype} or is broken; load it in "
+                                f"{which} overflows in {dtype or next(model.parameters()).dtype} or is broken; load it in "
                                 "float32 (--dtype float32) or use another checkpoint. Nothing was written.")
     return v
 
 
 def predict_passes(model, x: torch.Tensor, sigma: float, names: Sequence[str], guider: Guider,
-                   text: Optional[torch.Tensor], cancel: Optional[CancelCheck] = None) -> Dict[str, torch.Tensor]:
-    """{name: velocity (C, F, h, w) float32} of the passes ``names`` at σ.
+                   text: Optional[torch.Tensor], cancel: Optional[CancelCheck] = None, device=None,
+                   dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
+    """{name: velocity (C, F, h, w) float32} of the passes ``names`` at σ, the network called on ``device`` in
+    ``dtype`` (:func:`compute_placement`: None takes its first parameter's).
 
     A model that treats every frame on its own (``frames_independent``, the U-Net) gets chunks of at most
     :data:`CHUNK_LATENT_PIXELS` latent pixels (same result), ``cancel`` checked between them.
     """
+    dev, dt = compute_placement(model, device, dtype)
     inputs = {n: guider.inputs(n) for n in names}
     timestep = guider.timestep(sigma)
     _, F_, h, w = x.shape
     chunk = max(1, CHUNK_LATENT_PIXELS // (h * w))
     if F_ <= chunk or not getattr(model, "frames_independent", False):
-        return finite_output(model, _predict_frames(model, x, timestep, names, inputs, text, guider), sigma)
+        return finite_output(model, _predict_frames(model, x, timestep, names, inputs, text, guider, dev, dt), sigma, dt)
     parts = []
     for s in range(0, F_, chunk):
         check_cancel(cancel)
         e = min(s + chunk, F_)
         part = _slice_inputs(inputs, s, e)
-        parts.append(finite_output(model, _predict_frames(model, x[:, s:e], timestep, names, part, text, guider), sigma))
+        parts.append(finite_output(model, _predict_frames(model, x[:, s:e], timestep, names, part, text, guider, dev, dt),
+                                   sigma, dt))
     return {n: torch.cat([p[n] for p in parts], 1) for n in names}
 
 
 @torch.no_grad()
 def guided_euler(model, x: torch.Tensor, sigmas: Sequence[float], guider: Guider, text: Optional[torch.Tensor] = None,
-                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None) -> torch.Tensor:
+                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCheck] = None, device=None,
+                 dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """The one step loop: Euler-integrate x (C, F, h, w) from σ = sigmas[0] to sigmas[-1] with ``guider``'s
-    guidance; progress is reported and the cancel check run once per step."""
+    guidance, the network called on ``device`` in ``dtype`` (:func:`compute_placement`); progress is reported and
+    the cancel check run once per step."""
+    device, dtype = compute_placement(model, device, dtype)
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64).tolist()  # one conversion (a 100 000-step schedule: ms)
     steps = len(sigmas) - 1
     for i in range(steps):
         check_cancel(cancel)
         s, s_next = sigmas[i], sigmas[i + 1]
         x = guider.prepare(x, s)
-        v = predict_passes(model, x, s, guider.passes(s), guider, text, cancel)
+        v = predict_passes(model, x, s, guider.passes(s), guider, text, cancel, device, dtype)
         x = guider.finish(FlowMatchSchedule.step(guider.combine(v, s), x, s, s_next))
         report(progress, i + 1, steps, f"σ {s_next:.3f}")
     return x
@@ -196,7 +217,7 @@ class DSCFGGuider:
     (:func:`.guidance.passes_needed`). ``info`` collects what :func:`denoise` reports.
 
     source (C, F, h, w) and audio (F, N_a, K) or None (no audio branch: the conditional pass alone) on the
-    network's device; centres "auto" (found at the first step) or (F, 2) frame fractions.
+    compute device; centres "auto" (found at the first step) or (F, 2) frame fractions.
     """
 
     state_dtype = torch.float32  # fp32 islands: the network casts the state and the source for its body
@@ -280,6 +301,8 @@ def denoise(
     centres: Centres = "auto",
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
+    device=None,
+    dtype: Optional[torch.dtype] = None,
 ) -> Tuple[torch.Tensor, Dict]:
     """Euler-integrate one window from σ = sigmas[0] to sigmas[-1] with DS-CFG (:func:`guided_euler` with a
     :class:`DSCFGGuider`).
@@ -293,6 +316,8 @@ def denoise(
         sigmas: (S + 1,) decreasing σ, e.g. ``FlowMatchSchedule(50).truncate(0.92)``.
         guidance: DS-CFG configuration (Eqs. 7–9).
         centres: "auto" (found at the first step from |v_c − v_u|) or (F, 2) frame fractions.
+        device, dtype: where and in what precision the network computes (audio and text go in ``dtype``, x and
+            the source in float32); None: its first parameter's (:func:`compute_placement`).
 
     Returns:
         latents (C, F, h, w) float32 and info: ``guidance_map`` (F, h, w) the weight G·ω of the first
@@ -306,7 +331,8 @@ def denoise(
     if sigmas.ndim != 1 or sigmas.numel() < 2 or bool((sigmas[1:] >= sigmas[:-1]).any()):
         raise OmniSyncError("sigmas must be a decreasing schedule of at least 2 values (σ from τ down to 0).")
     guider = DSCFGGuider(guidance, source, audio_tokens, centres)
-    x = guided_euler(model, x_init.float(), sigmas, guider, text, progress=progress, cancel=cancel)
+    x = guided_euler(model, x_init.float(), sigmas, guider, text, progress=progress, cancel=cancel, device=device,
+                     dtype=dtype)
     guider.info["centres"] = guider.centres
     return x, guider.info
 
@@ -353,17 +379,17 @@ def sample_windows(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
     device: Optional[torch.device] = None,
+    dtype: Optional[torch.dtype] = None,
 ) -> Iterator[Run]:
     """The one window loop: denoise each window of latent frames (``window_input(s, e)`` builds its inputs
     when it is reached, so a caller may read and encode the source window by window), cross-fade the shared
     frames (:class:`.windows.WindowBlender`) and yield each run of frames as soon as no later window touches it.
 
-    Only the current window is moved to ``device`` (default: the model's). Progress counts steps over all
-    windows. ``report_`` receives ``windows``, ``forward_passes``, ``uncond_passes`` and, at the end,
+    Only the current window is moved to ``device``, where the network is called in ``dtype`` (each None: the
+    network's first parameter's, :func:`compute_placement`). Progress counts steps over all windows. ``report_`` receives ``windows``, ``forward_passes``, ``uncond_passes`` and, at the end,
     ``fallback_frames`` (latent frames where some window found no mouth).
     """
-    if device is None:
-        device = next(model.parameters()).device
+    device, dtype = compute_placement(model, device, dtype)
     steps = torch.as_tensor(sigmas).numel() - 1
     total = steps * len(windows)
     text = text.to(device) if text is not None else None
@@ -379,7 +405,7 @@ def sample_windows(
         inp = window_input(s, e)
         tokens = inp.audio_tokens.to(device) if inp.audio_tokens is not None else None
         lat, info = denoise(model, inp.x_init.to(device), inp.source.to(device), tokens, text, sigmas, guidance,
-                            inp.centres, progress=window_progress, cancel=cancel)
+                            inp.centres, progress=window_progress, cancel=cancel, device=device, dtype=dtype)
         report_["forward_passes"] += info["forward_passes"]
         report_["uncond_passes"] += info["uncond_passes"]
         lost.update(s + f for f in info["fallback_frames"])
@@ -412,6 +438,7 @@ def sample_windowed(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
     device: Optional[torch.device] = None,
+    dtype: Optional[torch.dtype] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, Dict]:
     """A whole latent video in overlapping windows, held in memory: :func:`sample_windows` over slices.
 
@@ -419,7 +446,8 @@ def sample_windowed(
     :func:`sample_windows` itself, window by window). Shapes as in :func:`denoise`, with F the whole clip;
     ``audio_tokens`` (F, N_a, K) are built once over the whole clip, so each window's tokens keep their audio
     context across its seams. ``window`` latent frames per window (0, or ≥ F: one window), ``overlap`` shared
-    with the next; the shared frames are cross-faded linearly (:func:`.windows.blend_weights`).
+    with the next; the shared frames are cross-faded linearly (:func:`.windows.blend_weights`). ``device``,
+    ``dtype``: as :func:`sample_windows`.
 
     Returns latents (C, F, h, w) float32 on the CPU, guidance_map (F, h, w) (first-step weight G·ω,
     blended) and a report: ``windows`` (latent frames), ``centres`` (F, 2) (blended), ``fallback_frames``
@@ -433,6 +461,6 @@ def sample_windowed(
 
     rep: Dict = {}
     runs = list(sample_windows(model, windows, window_input, text, sigmas, guidance, rep, progress=progress,
-                               cancel=cancel, device=device))
+                               cancel=cancel, device=device, dtype=dtype))
     rep["centres"] = torch.cat([r.centres for r in runs])
     return torch.cat([r.latents for r in runs], 1), torch.cat([r.guidance_map for r in runs]), rep

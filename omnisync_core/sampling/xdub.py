@@ -26,7 +26,9 @@ the end, so the crop's edges stay the source's and paste back seamlessly.
 
 Latents are (C, F, h, w) float32 without a batch axis. The network is any callable
 ``model(x (B, C, F, h, w), timestep (B,) = 1000·σ, source=(B, C, F, h, w), audio=(B, F, P, K),
-text=(B, L, D), motion_frames=M) -> v (B, C, F, h, w)`` with parameters (for its dtype and device).
+text=(B, L, D), motion_frames=M) -> v (B, C, F, h, w)``. Where and in what precision it computes is the caller's
+``device`` and ``dtype`` (the pipeline's, ComfyUI's load device and compute dtype), else its first parameter's
+(:func:`.sampler.compute_placement`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import torch
 from ..errors import OmniSyncError
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from .guidance import WEIGHT_EPS, GuidanceConfig, guidance_weight, nonzero_passes, spatial_guidance_map
-from .sampler import guided_euler, locate_mouth
+from .sampler import compute_placement, guided_euler, locate_mouth
 from .schedule import FlowMatchSchedule, sigma_to_timestep, timestep_to_sigma
 
 XDUB_FPS = 25  # video frames per second X-Dub was trained at (2 audio features per frame at 50 Hz)
@@ -181,10 +183,6 @@ def replace_borders(x: torch.Tensor, source: torch.Tensor, width: int, start_fra
 # -- one clip ---------------------------------------------------------------------------------------
 
 
-def _model_param(model) -> torch.Tensor:
-    return next(model.parameters())
-
-
 def _model_timestep(sigma: float, dtype: torch.dtype) -> torch.Tensor:
     """(1,) float32 timestep 1000·σ rounded to the network's precision, as the reference feeds it (a
     bf16 network sees bf16 timesteps; the guidance weights and border noise level use the same value)."""
@@ -199,7 +197,7 @@ class XDubGuider:
     step's σ; after it the motion latents are reset. The network sees x, the reference and the timestep in its
     own precision (the reference's convention). ``info`` sums the passes run; ``last`` is the last step's report.
 
-    reference, noise: (C, F, h, w) and audio (F, P, K) on the network's device; motion_latents (C, M, h, w) or
+    reference, noise: (C, F, h, w) and audio (F, P, K) on the compute device; motion_latents (C, M, h, w) or
     None; spatial: the DS-CFG map G (F, h, w) when ω_peak ≠ ω_base, or None to find the mouth at the first step.
     """
 
@@ -285,19 +283,23 @@ def guided_step(
     options: XDubOptions,
     motion_latents: Optional[torch.Tensor] = None,
     spatial: Optional[torch.Tensor] = None,
+    device=None,
+    dtype: Optional[torch.dtype] = None,
 ) -> Tuple[torch.Tensor, Dict]:
     """One sampler step from σ to σ_next (the body of the reference's denoising loop): :func:`.sampler.guided_euler`
     over [σ, σ_next] with an :class:`XDubGuider`.
 
-    x, reference, noise: (C, F, h, w) on the network's device; audio (F, P, K); text (L, text_dim);
+    x, reference, noise: (C, F, h, w) on the compute device; audio (F, P, K); text (L, text_dim);
     motion_latents (C, M, h, w) or None. spatial: the DS-CFG map G (F, h, w) when ω_peak ≠ ω_base, or
-    None to find the mouth now (all three passes are run and |v_ra − v_r| locates it).
+    None to find the mouth now (all three passes are run and |v_ra − v_r| locates it). device, dtype: where
+    and in what precision the network computes (None: its first parameter's).
 
     Returns x at σ_next and info: ``passes`` (names run), ``forward_passes``, ``ref_scale``,
     ``weight`` (F, h, w) the audio weight W used, and ``spatial``/``centres``/``mouth`` when found now.
     """
-    guider = XDubGuider(options, reference, noise, audio, motion_latents, spatial, _model_param(model).dtype)
-    x = guided_euler(model, x, [sigma, sigma_next], guider, text)
+    device, dtype = compute_placement(model, device, dtype)
+    guider = XDubGuider(options, reference, noise, audio, motion_latents, spatial, dtype)
+    x = guided_euler(model, x, [sigma, sigma_next], guider, text, device=device, dtype=dtype)
     return x, guider.last
 
 
@@ -313,6 +315,8 @@ def denoise_clip(
     centres: Union[str, torch.Tensor] = "auto",
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
+    device=None,
+    dtype: Optional[torch.dtype] = None,
 ) -> Tuple[torch.Tensor, Dict]:
     """Sample one clip: :func:`.sampler.guided_euler` with an :class:`XDubGuider`, then the clean reference's
     borders.
@@ -327,9 +331,11 @@ def denoise_clip(
         motion_latents: (C, M, h, w) clean latents for the first M frames (from the previous clip), or None.
         centres: where ω_peak applies, (F, 2) frame fractions, or "auto" (found from |v_ra − v_r| at
             the first step). Unused while ω_peak = ω_base.
+        device, dtype: where the inputs are built and the network computes, and its precision (x, the
+            reference, the timestep and the audio go in it); None: the network's first parameter's.
 
     Returns:
-        latents (C, F, h, w) float32 (on the network's device) and info: ``forward_passes`` (network
+        latents (C, F, h, w) float32 (on ``device``) and info: ``forward_passes`` (network
         calls, a batched call counts once), ``passes`` (per-pass evaluations), ``centres`` (F, 2) or
         None, ``mouth`` report, ``sigmas``.
     """
@@ -347,12 +353,12 @@ def denoise_clip(
                 or not 0 < M < F_:
             raise OmniSyncError(f"motion latents must be (C, M, h, w) = ({C}, M < {F_}, {h}, {w}), got "
                                 f"{tuple(motion_latents.shape)}.")
-    p = _model_param(model)
+    device, dtype = compute_placement(model, device, dtype)
     sigmas = FlowMatchSchedule(options.num_steps, options.shift).truncate(options.tau)
-    noise, reference, audio = noise.float().to(p.device), reference.float().to(p.device), audio.float().to(p.device)
+    noise, reference, audio = noise.float().to(device), reference.float().to(device), audio.float().to(device)
     x = FlowMatchSchedule.noisy(reference, noise, options.tau) if options.tau < 1.0 else noise.clone()
     if M:
-        motion_latents = motion_latents.float().to(p.device)
+        motion_latents = motion_latents.float().to(device)
         x[:, :M] = motion_latents
 
     spatial, given = None, None
@@ -364,10 +370,10 @@ def denoise_clip(
     elif options.spatial and centres != "auto":
         raise OmniSyncError(f"centres must be 'auto' or an (F, 2) tensor, got {centres!r}.")
 
-    guider = XDubGuider(options, reference, noise, audio, motion_latents, spatial, p.dtype)
+    guider = XDubGuider(options, reference, noise, audio, motion_latents, spatial, dtype)
     if given is not None:
         guider.info["centres"], guider.info["mouth"] = given, {"source": "given"}
-    x = guided_euler(model, x, sigmas, guider, text, progress=progress, cancel=cancel)
+    x = guided_euler(model, x, sigmas, guider, text, progress=progress, cancel=cancel, device=device, dtype=dtype)
     if options.border_width:
         x = replace_borders(x, reference, options.border_width, M)
     return x, {**guider.info, "sigmas": sigmas}
@@ -437,6 +443,8 @@ def sample_clips(
     centres: Union[str, Sequence[torch.Tensor]] = "auto",
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelCheck] = None,
+    device=None,
+    dtype: Optional[torch.dtype] = None,
 ) -> Tuple[List[torch.Tensor], Dict]:
     """Sample a take clip by clip, each conditioned on motion latents from the one before.
 
@@ -448,6 +456,8 @@ def sample_clips(
             (the pipeline decodes, colour-corrects and re-encodes the last frames, as the reference
             does); None: clips are sampled independently.
         centres: "auto", or per clip (F, 2) mouth centres (used when ω_peak ≠ ω_base).
+        device, dtype: where and in what precision the network computes (:func:`denoise_clip`); None: its first
+            parameter's.
 
     Returns:
         per clip latents (C, F, h, w) float32 on the CPU, and a report (``clips``, ``forward_passes``,
@@ -456,6 +466,7 @@ def sample_clips(
     """
     from .noise_init import clip_noise
 
+    device, dtype = compute_placement(model, device, dtype)
     if len(references) != len(audio) or not references:
         raise OmniSyncError(f"need one audio window per clip: {len(references)} clips, {len(audio)} windows.")
     steps = FlowMatchSchedule(options.num_steps, options.shift).truncate(options.tau).numel() - 1
@@ -470,7 +481,8 @@ def sample_clips(
 
         motion = motion_fn(k, out[-1]) if (motion_fn is not None and k > 0) else None
         lat, info = denoise_clip(model, clip_noise(ref.shape, options.seed), ref, aud, text, options, motion,
-                                 centres if isinstance(centres, str) else centres[k], clip_progress, cancel)
+                                 centres if isinstance(centres, str) else centres[k], clip_progress, cancel, device,
+                                 dtype)
         out.append(lat.cpu())
         rep["forward_passes"] += info["forward_passes"]
         rep["passes"] += info["passes"]
