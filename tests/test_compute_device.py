@@ -17,6 +17,7 @@ from omnisync_core.sampling.sampler import compute_placement, sample_windowed
 from omnisync_core.sampling.schedule import FlowMatchSchedule
 
 STRAY_DTYPE = torch.bfloat16
+INPUTS = ("x", "timestep", "source", "audio", "text")  # the network's tensor inputs
 
 
 def stray_first_parameter(net: nn.Module) -> nn.Module:
@@ -44,7 +45,8 @@ def test_compute_placement_takes_the_callers_and_falls_back_to_the_first_paramet
     net = nn.Sequential(nn.Linear(2, 2)).to(torch.float16)
     assert compute_placement(net) == (torch.device("cpu"), torch.float16)
     assert compute_placement(net, "cpu", torch.float32) == (torch.device("cpu"), torch.float32)
-    assert compute_placement(nn.Identity(), "cpu", torch.bfloat16) == (torch.device("cpu"), torch.bfloat16)  # no parameter read
+    no_parameters = nn.Identity()  # both given: no parameter is read
+    assert compute_placement(no_parameters, "cpu", torch.bfloat16) == (torch.device("cpu"), torch.bfloat16)
     stray_first_parameter(net)
     assert compute_placement(net) == (torch.device("meta"), STRAY_DTYPE)
     assert compute_placement(net, device="cpu") == (torch.device("cpu"), STRAY_DTYPE)
@@ -73,7 +75,7 @@ def test_the_window_sampler_computes_on_the_given_device_and_dtype():
     assert torch.equal(got, expected) and torch.equal(got_map, expected_map)
     assert len(seen) == rep["forward_passes"] > 0
     for call in seen:
-        assert {k: d for k, (d, _) in call.items()} == dict.fromkeys(("x", "timestep", "source", "audio", "text"), "cpu")
+        assert {k: d for k, (d, _) in call.items()} == dict.fromkeys(INPUTS, "cpu")
         assert call["audio"][1] == call["text"][1] == torch.float32 and call["x"][1] == torch.float32
 
 
@@ -135,7 +137,7 @@ def test_the_xdub_pipeline_samples_on_its_device_in_its_dtype(tmp_path):
     assert len(plan.starts) == 2 and torch.equal(got.latents, expected)
     assert len(seen) == got.report["forward_passes"] > 0
     for call in seen:
-        assert {k: d for k, (d, _) in call.items()} == dict.fromkeys(("x", "timestep", "source", "audio", "text"), "cpu")
+        assert {k: d for k, (d, _) in call.items()} == dict.fromkeys(INPUTS, "cpu")
         assert call["x"][1] == call["source"][1] == call["audio"][1] == call["text"][1] == torch.float32
 
 

@@ -154,8 +154,9 @@ def finite_output(model, v: Dict[str, torch.Tensor], sigma: float, dtype: Option
             bad = int((~torch.isfinite(out)).sum())
             path = getattr(model, "checkpoint_path", None)
             which = f"the checkpoint {path!r}" if path else "the model"
+            dt = dtype or next(model.parameters()).dtype
             raise OmniSyncError(f"the network returned {bad} NaN or infinite values ({name} pass) at σ {float(sigma):.3g}: "
-                                f"{which} overflows in {dtype or next(model.parameters()).dtype} or is broken; load it in "
+                                f"{which} overflows in {dt} or is broken; load it in "
                                 "float32 (--dtype float32) or use another checkpoint. Nothing was written.")
     return v
 
@@ -175,14 +176,15 @@ def predict_passes(model, x: torch.Tensor, sigma: float, names: Sequence[str], g
     _, F_, h, w = x.shape
     chunk = max(1, CHUNK_LATENT_PIXELS // (h * w))
     if F_ <= chunk or not getattr(model, "frames_independent", False):
-        return finite_output(model, _predict_frames(model, x, timestep, names, inputs, text, guider, dev, dt), sigma, dt)
+        v = _predict_frames(model, x, timestep, names, inputs, text, guider, dev, dt)
+        return finite_output(model, v, sigma, dt)
     parts = []
     for s in range(0, F_, chunk):
         check_cancel(cancel)
         e = min(s + chunk, F_)
         part = _slice_inputs(inputs, s, e)
-        parts.append(finite_output(model, _predict_frames(model, x[:, s:e], timestep, names, part, text, guider, dev, dt),
-                                   sigma, dt))
+        v = _predict_frames(model, x[:, s:e], timestep, names, part, text, guider, dev, dt)
+        parts.append(finite_output(model, v, sigma, dt))
     return {n: torch.cat([p[n] for p in parts], 1) for n in names}
 
 
@@ -386,8 +388,9 @@ def sample_windows(
     frames (:class:`.windows.WindowBlender`) and yield each run of frames as soon as no later window touches it.
 
     Only the current window is moved to ``device``, where the network is called in ``dtype`` (each None: the
-    network's first parameter's, :func:`compute_placement`). Progress counts steps over all windows. ``report_`` receives ``windows``, ``forward_passes``, ``uncond_passes`` and, at the end,
-    ``fallback_frames`` (latent frames where some window found no mouth).
+    network's first parameter's, :func:`compute_placement`). Progress counts steps over all windows. ``report_``
+    receives ``windows``, ``forward_passes``, ``uncond_passes`` and, at the end, ``fallback_frames`` (latent frames
+    where some window found no mouth).
     """
     device, dtype = compute_placement(model, device, dtype)
     steps = torch.as_tensor(sigmas).numel() - 1
