@@ -25,7 +25,7 @@ import os
 import torch
 
 from ..errors import OmniSyncError
-from ..model.files import missing_message, named_source, xdub_file
+from ..model.files import missing_message, named_source, xdub_file, xdub_file_for
 from ..model.precision import DTYPES
 from ..sampling.xdub import XDubOptions
 from .common import (
@@ -70,9 +70,11 @@ def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
     d = XDubOptions()
     a = d.audio
     p.add_argument("--model", required=True, help="X-Dub DiT: the bundle's X-Dub_model.safetensors")
-    p.add_argument("--whisper", required=True, help="Whisper large-v2: the bundle's whisper/large-v2.pt (read with "
-                   "torch.load(weights_only=True), torch >= 2.6), or a Hugging Face folder / .safetensors")
-    p.add_argument("--wav2vec", required=True, help="the bundle's wav2vec2-base-960h folder")
+    p.add_argument("--whisper", required=True, help="Whisper large-v2: openai/whisper-large-v2's model.safetensors "
+                   "(no config.json needed), the bundle's whisper/large-v2.pt (read with torch.load(weights_only=True), "
+                   "torch >= 2.6), or a Hugging Face folder")
+    p.add_argument("--wav2vec", required=True, help="wav2vec2-base-960h: facebook/wav2vec2-base-960h's "
+                   "model.safetensors (no config.json needed) or the bundle's wav2vec2-base-960h folder")
     p.add_argument("--vae", required=True, help="the bundle's Wan2.2_VAE.safetensors (or a diffusers AutoencoderKLWan "
                    "folder); runs on diffusers, the plugin's xdub extra")
     p.add_argument("--t5", help="umT5-XXL: the bundle's models_t5_umt5-xxl-enc-bf16.safetensors, Comfy-Org's "
@@ -140,7 +142,8 @@ def check_xdub_files(args) -> None:
                        ("wav2vec2", args.wav2vec), ("umt5_wan", args.t5), ("umt5_tokenizer", args.t5_tokenizer)):
         if value is None:
             continue
-        f = xdub_file(key)
+        f = xdub_file_for(key, value)  # the published form the path has (the bundle's .pt or folder, or the file)
+        key = f.key
         if not os.path.exists(value):
             also = f" (or {xdub_file('umt5_comfy').source()})" if key == "umt5_wan" else ""
             raise OmniSyncError(missing_message(key, value, f.cli_flag).rstrip(".") + also + ".")
