@@ -33,7 +33,8 @@ WAV2VEC2_HEAD_PREFIXES = ("lm_head.", "quantizer.", "project_q.", "project_hid."
 WAV2VEC2_OPTIONAL = ("masked_spec_embed",)  # used only for training-time masking; zeros when absent
 WEIGHT_NORM_RENAMES = ((".weight_g", ".parametrizations.weight.original0"),
                        (".weight_v", ".parametrizations.weight.original1"))  # pre-2.1 torch weight_norm names
-# What the tensor shapes cannot tell, as every facebook wav2vec2 config has it:
+# What the tensor shapes cannot tell, as facebook's wav2vec2 base and large configs have it (not XLS-R 1B / 2B,
+# whose heads are 80 / 120 wide: those need their config.json):
 WAV2VEC2_HEAD_DIM = 64  # attention heads are 64 wide (base: 768 / 12, large: 1024 / 16)
 WAV2VEC2_CONV_STRIDE = (5, 2, 2, 2, 2, 2, 2)  # feature encoder strides: 320 samples per frame, 50 frames/s at 16 kHz
 CONV = "feature_extractor.conv_layers"
@@ -66,8 +67,9 @@ def wav2vec2_config_from_shapes(shapes: Mapping[str, Tuple[int, ...]], source: s
     conv_dim / conv_kernel (each feature-encoder conv), conv_bias (whether the convs have biases),
     feat_extract_norm ("group" when only conv layer 0 has a norm, "layer" when every one has),
     num_conv_pos_embeddings and num_conv_pos_embedding_groups (the positional conv's weight), vocab_size (the CTC
-    head, when present). As every facebook config pairs them: do_stable_layer_norm = (feat_extract_norm == "layer"),
-    num_attention_heads = hidden_size / :data:`WAV2VEC2_HEAD_DIM`, conv_stride = :data:`WAV2VEC2_CONV_STRIDE`.
+    head, when present). As facebook's base and large configs set them: do_stable_layer_norm =
+    (feat_extract_norm == "layer"), num_attention_heads = hidden_size / :data:`WAV2VEC2_HEAD_DIM`,
+    conv_stride = :data:`WAV2VEC2_CONV_STRIDE`.
     Raises a one-line OmniSyncError when ``shapes`` is not a wav2vec2 encoder.
     """
     from transformers import Wav2Vec2Config

@@ -5,8 +5,9 @@
         --whisper checkpoints/whisper/large-v2.pt --wav2vec checkpoints/wav2vec2-base-960h \\
         --video face.mp4 --audio speech.wav -o dubbed.mp4
 
-Every file is read as its publisher ships it (``hf download KlingTeam/X-Dub``; see
-:mod:`omnisync_core.model.files`), with no conversion step; every error about one names its source. Every
+Every file is read as its publisher ships it (``hf download KlingTeam/X-Dub``, or the speech encoders' own single
+``model.safetensors`` files; see :mod:`omnisync_core.model.files`), with no conversion step; every error about one
+names its source. Every
 sampling flag defaults to :class:`~omnisync_core.sampling.xdub.XDubOptions` (the reference's settings). The
 Wan 2.2 VAE runs on diffusers' ``AutoencoderKLWan`` (the plugin's ``xdub`` extra): without it the command stops
 at once with what to install.
