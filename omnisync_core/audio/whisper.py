@@ -254,10 +254,13 @@ def whisper_config_from_shapes(shapes: Mapping[str, Tuple[int, ...]], source: st
         raise OmniSyncError(f"{source} is not a Whisper checkpoint: it lacks Whisper's encoder tensors "
                             f"(model.encoder.conv1 / conv2 / embed_positions / layers; found {found} …).")
     d_model, n_mels = conv1[0], conv1[1]
-    if layers != list(range(len(layers))) or d_model % WHISPER_HEAD_DIM or conv2[:2] != (d_model, d_model) \
-            or pos[1] != d_model or fc1[1] != d_model:
+    if layers != list(range(len(layers))) or conv2[:2] != (d_model, d_model) or pos[1] != d_model \
+            or fc1[1] != d_model:
         raise OmniSyncError(f"{source}: its Whisper encoder shapes do not fit together (conv1 {conv1}, conv2 {conv2}, "
                             f"embed_positions {pos}, layers {layers[:3]} …); put its config.json beside it.")
+    if d_model % WHISPER_HEAD_DIM:
+        raise OmniSyncError(f"{source} has no Whisper config, and its width {d_model} is not a multiple of "
+                            f"{WHISPER_HEAD_DIM}, so its attention heads are unknown: put its config.json beside it.")
     return WhisperConfig(num_mel_bins=n_mels, max_source_positions=pos[0], d_model=d_model,
                          encoder_layers=len(layers), encoder_attention_heads=d_model // WHISPER_HEAD_DIM,
                          encoder_ffn_dim=fc1[0])
