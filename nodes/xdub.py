@@ -32,8 +32,9 @@ from .xdub_model import load_xdub_patcher
 DIFFUSION_FOLDER = "diffusion_models"  # ComfyUI/models/diffusion_models (and models/unet)
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 HF_FOLDER_MARKER = "config.json"  # a Hugging Face model folder
-# Listed audio-encoder files: safetensors, and the bundle's openai-whisper large-v2.pt (read with
-# torch.load(weights_only=True) on torch >= 2.6, never unpickled otherwise)
+# Listed audio-encoder files: single .safetensors (the publishers' model.safetensors, saved under their registry
+# names), and the bundle's openai-whisper large-v2.pt (read with torch.load(weights_only=True) on torch >= 2.6,
+# never unpickled otherwise)
 AUDIO_ENCODER_SUFFIXES = (".safetensors", ".pt")
 COMFY_UMT5_FILE = "umt5_xxl_fp8_e4m3fn_scaled.safetensors"  # ComfyUI's layout of umT5-XXL (Comfy-Org/Wan_2.1_ComfyUI_repackaged)
 
@@ -111,10 +112,13 @@ def find_audio_encoder(name: str) -> Optional[str]:
 
 
 def audio_encoder_path(name: str, key: str) -> str:
-    """The path of ``name`` in models/audio_encoders; ``key``: the X-Dub registry's file it stands for."""
+    """The path of ``name`` in models/audio_encoders; ``key``: the X-Dub registry's file it stands for (the error
+    names the published form ``name`` has: the single file, or the bundle's .pt or folder)."""
+    from omnisync_core.model.files import xdub_file_for
+
     path = find_audio_encoder(name)
     if path is None:
-        raise published_file_missing(key, AUDIO_ENCODER_FOLDER, name)
+        raise published_file_missing(xdub_file_for(key, name).key, AUDIO_ENCODER_FOLDER, name)
     return path
 
 
@@ -213,18 +217,22 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
             display_name=cls.DISPLAY_NAME,
             category=CATEGORY,
             description=(
-                "Loads X-Dub's two speech encoders from models/audio_encoders: Whisper large-v2 (the bundle's "
-                "large-v2.pt, read with torch.load(weights_only=True) on torch >= 2.6; or a Hugging Face folder, or "
-                "the .safetensors that `python -m omnisync_core convert-whisper` makes) and wav2vec2-base-960h (the "
-                "bundle's Hugging Face folder)."
+                "Loads X-Dub's two speech encoders from models/audio_encoders: Whisper large-v2 "
+                "(whisper-large-v2.safetensors: openai/whisper-large-v2's model.safetensors saved under that name; "
+                "or the X-Dub bundle's large-v2.pt, read with torch.load(weights_only=True) on torch >= 2.6) and "
+                "wav2vec2-base-960h (wav2vec2-base-960h.safetensors: facebook/wav2vec2-base-960h's model.safetensors "
+                "saved under that name; or the bundle's wav2vec2-base-960h folder). A single file needs no "
+                "config.json: its configuration is read from its tensor shapes."
             ),
             inputs=[
                 io.Combo.Input("whisper", options=choices,
-                               tooltip="Whisper large-v2: the bundle's large-v2.pt (or a Hugging Face folder, or a "
-                                       "converted .safetensors) in models/audio_encoders."),
+                               tooltip="Whisper large-v2 in models/audio_encoders: whisper-large-v2.safetensors "
+                                       "(openai/whisper-large-v2's model.safetensors, renamed), or the bundle's "
+                                       "large-v2.pt, a Hugging Face folder or a converted .safetensors."),
                 io.Combo.Input("wav2vec2", options=choices,
-                               tooltip="wav2vec2-base-960h: a Hugging Face folder (config.json + model.safetensors) in "
-                                       "models/audio_encoders."),
+                               tooltip="wav2vec2-base-960h in models/audio_encoders: wav2vec2-base-960h.safetensors "
+                                       "(facebook/wav2vec2-base-960h's model.safetensors, renamed), or the bundle's "
+                                       "wav2vec2-base-960h folder."),
             ],
             outputs=[XDubAudioEncodersType.Output(display_name="audio_encoders",
                                                   tooltip="Whisper + wav2vec2, for X-Dub Audio Encode.")],
@@ -234,8 +242,10 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, whisper=None, wav2vec2=None) -> bool | str:
         """Before any node of the prompt runs: both files are there (ComfyUI does not check a V3 combo's options)."""
+        from omnisync_core.model.files import xdub_file_for
+
         # ComfyUI shows the returned line under each input it checked: one line names every missing file
-        missing = [str(published_file_missing(key, AUDIO_ENCODER_FOLDER, name, refresh=False))
+        missing = [str(published_file_missing(xdub_file_for(key, name).key, AUDIO_ENCODER_FOLDER, name, refresh=False))
                    for name, key in ((whisper, "whisper"), (wav2vec2, "wav2vec2"))
                    if name is not None and find_audio_encoder(name) is None]
         return " ".join(missing + [REFRESH]) if missing else True

@@ -239,8 +239,8 @@ def test_load_single_safetensors(encoder, whisper_dir, tmp_path):
     lonely = tmp_path / "lonely"
     lonely.mkdir()
     save_file(state, str(lonely / "x.safetensors"))
-    with pytest.raises(OmniSyncError, match="no Whisper config"):
-        load_whisper(str(lonely / "x.safetensors"))
+    with pytest.raises(OmniSyncError, match="no Whisper config.*width 32 is not a multiple of 64"):
+        load_whisper(str(lonely / "x.safetensors"))  # 4 heads of 8: not derivable from the shapes
     del state["model.encoder.layer_norm.weight"]
     save_file(state, str(tmp_path / "partial.safetensors"), metadata={"config": config})
     with pytest.raises(OmniSyncError, match="missing.*layer_norm.weight"):

@@ -358,7 +358,7 @@ def _xdub_cases(f, tmp):
         ("report-suffix", _xdub(f, out, "--report", os.path.join(tmp, "r.txt")),
          f"the --report file {os.path.join(tmp, 'r.txt')!r} must end in .json; rename it."),
         ("missing-wav2vec", _xdub(f, out)[:6] + [os.path.join(tmp, "nowhere")] + _xdub(f, out)[7:],
-         missing_message("wav2vec2", os.path.join(tmp, "nowhere"), "--wav2vec")),
+         missing_message("wav2vec2_folder", os.path.join(tmp, "nowhere"), "--wav2vec")),  # no suffix: the folder form
         ("missing-video", _xdub(f, out, video=os.path.join(tmp, "none.mp4")),
          f"video file not found: {os.path.join(tmp, 'none.mp4')!r}; check the path."),
     ]

@@ -220,8 +220,10 @@ def test_every_model_widget_carries_the_registry_metadata(name, defs):
 def test_xdub_workflows_name_every_file_comfyui_reads():
     from omnisync_core.model.files import XDUB_FILES
 
-    read_in_comfy = {f.name for f in XDUB_FILES if f.read_by}
+    read_in_comfy = {f.name for f in XDUB_FILES if f.read_by and not f.alternative_to}  # the bundle's forms: README
     assert len(read_in_comfy) == 5
+    # every file the X-Dub graphs name is a single .safetensors, which the Missing Models dialog can download
+    assert all(name.endswith(".safetensors") for name in read_in_comfy)
     for name in ("xdub_lipsync_video", "wan22_ti2v_then_xdub"):
         assert {v for _, _, v in model_files(load(name + ".json"))} >= read_in_comfy, name
 
@@ -587,6 +589,9 @@ def test_xdub_workflow_names_the_published_files():
     ui = load("xdub_lipsync_video.json")
     note, = [n for n in ui["nodes"] if n["type"] == build_workflows.NOTE]
     assert "licence is their owner's" in note["widgets_values"][0]
+    for key in ("whisper", "wav2vec2"):  # published as model.safetensors: the note says what to save each as
+        f = xdub_file(key)
+        assert f"{f.url} (save it as {f.name})" in note["widgets_values"][0]
     widgets = {n["type"]: n["widgets_values"] for n in graph_nodes(ui)}
     name = lambda key: xdub_file(key).name  # noqa: E731
     assert widgets["OmniSyncXDubModelLoader"][0] == name("xdub_model")

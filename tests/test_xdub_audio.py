@@ -21,12 +21,12 @@ from omnisync_core.audio.xdub_features import (
     XDUB_AUDIO_DIM,
     convert_openai_whisper,
     openai_whisper_encoder_to_hf,
-    wav2vec2_encoder_tensors,
     extract_xdub_features,
     load_xdub_audio_encoders,
     xdub_audio_windows,
     xdub_window_indices,
 )
+from omnisync_core.audio.wav2vec2 import wav2vec2_encoder_tensors
 from omnisync_core.errors import OmniSyncError
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "xdub", "audio_features.safetensors")
@@ -311,8 +311,11 @@ def test_loader_errors(setup, tmp_path):
     direct = load_xdub_audio_encoders(setup["pt"], w2v).whisper.state_dict()  # the .pt itself, weights_only
     converted = setup["encoders"].whisper.state_dict()
     assert set(direct) == set(converted) and all(torch.equal(direct[k], converted[k]) for k in direct)
-    with pytest.raises(OmniSyncError, match="large-v2.pt not found.*huggingface.co/KlingTeam/X-Dub"):
+    with pytest.raises(OmniSyncError, match="whisper-large-v2.safetensors not found.*huggingface.co/openai/"
+                                            "whisper-large-v2.*large-v2.pt from https://huggingface.co/KlingTeam"):
         load_xdub_audio_encoders(str(tmp_path / "nope"), w2v)
+    with pytest.raises(OmniSyncError, match="large-v2.pt not found.*huggingface.co/KlingTeam/X-Dub"):
+        load_xdub_audio_encoders(str(tmp_path / "large-v2.pt"), w2v)
     with pytest.raises(OmniSyncError, match="does not exist"):
         load_xdub_audio_encoders(wh, str(tmp_path / "nope"))
     empty = tmp_path / "w2v-bin"

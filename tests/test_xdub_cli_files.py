@@ -16,7 +16,7 @@ from omnisync_core.io.audio import write_wav
 from omnisync_core.io.video import read_video, write_video
 from omnisync_core.model.files import xdub_file
 from tiny import make_speech_like
-from xdub_standins import write_bundle, write_wan22_vae, write_xdub_model
+from xdub_standins import write_bundle, write_single_files, write_wan22_vae, write_xdub_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64  # face crops of 64×64: 4×4 latent pixels
@@ -34,6 +34,13 @@ def bundle(tmp_path_factory):
     write_wav(paths["audio"], make_speech_like(0.5), 16000)  # 0.5 s: 13 frames, one clip
     paths["root"] = str(root)
     return paths
+
+
+@pytest.fixture(scope="module")
+def singles(tmp_path_factory):
+    """The speech encoders as their publishers ship them on their own (one model.safetensors each, saved under the
+    registry's names, no config anywhere) and a DiT whose speech input fits them."""
+    return write_single_files(str(tmp_path_factory.mktemp("xdub_singles")))
 
 
 def xdub_args(p, out, **override):
@@ -62,6 +69,25 @@ def test_cli_runs_the_published_files_end_to_end(bundle, tmp_path):
                                "(1 clip(s) of 77)."]
     assert "warning: speech is 0.50 s" in run.stderr
     assert sorted(os.listdir(tmp_path)) == ["dubbed.mp4", "report.json"]  # nothing written to the cwd
+
+
+def test_cli_runs_the_single_published_speech_encoders_end_to_end(bundle, singles, tmp_path):
+    """openai/whisper-large-v2's and facebook/wav2vec2-base-960h's model.safetensors, no config.json anywhere: their
+    configurations come from the tensor shapes, in a fresh process."""
+    root = os.path.dirname(os.path.dirname(singles["whisper"]))
+    assert not [f for _, _, files in os.walk(root) for f in files if f.endswith(".json")]
+    out = str(tmp_path / "dubbed.mp4")
+    args = xdub_args(bundle, out, **{"--model": singles["xdub_model"], "--whisper": singles["whisper"],
+                                     "--wav2vec": singles["wav2vec2"]})
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    run = subprocess.run([sys.executable, "-m", "omnisync_core", *args, "--report", str(tmp_path / "r.json")],
+                         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    got, fps = read_video(out)
+    assert got.shape == (13, SIZE, SIZE, 3) and fps == pytest.approx(25.0)
+    with open(tmp_path / "r.json") as f:
+        assert json.load(f)["clips"] == 1
 
 
 def test_comfy_umt5_and_a_prompt_with_the_bundles_tokenizer(bundle, tmp_path, capsys):
@@ -113,11 +139,13 @@ def _wav2vec_with(bundle, tmp, name, damage):
     return folder
 
 
-def _cases(bundle, tmp):
+def _cases(bundle, singles, tmp):
     """(flag, value, words the one-line error must hold)."""
     t = str(tmp)
     vae_url, dit_url = xdub_file("wan22_vae").url, xdub_file("xdub_model").url
-    t5_url, wh_url, w2v_url = xdub_file("umt5_wan").url, xdub_file("whisper").url, xdub_file("wav2vec2").url
+    t5_url = xdub_file("umt5_wan").url
+    wh_url, pt_url = xdub_file("whisper").url, xdub_file("whisper_pt").url  # the single file, the bundle's .pt
+    w2v_url, folder_url = xdub_file("wav2vec2").url, xdub_file("wav2vec2_folder").url  # the file, the bundle's folder
     evil = os.path.join(t, "evil.pt")
 
     class Evil:  # unpickling it would run code: weights_only refuses it
@@ -141,21 +169,33 @@ def _cases(bundle, tmp):
         ("--t5", _garbage(os.path.join(t, "g_t5.safetensors")), ["not a readable safetensors", t5_url]),
         ("--t5", _truncated(bundle["umt5_wan"], os.path.join(t, "t_t5.safetensors")), [t5_url]),
         ("--t5", bundle["wan22_vae"], ["not a umT5 text encoder", t5_url]),
-        ("--whisper", os.path.join(t, "none.pt"), ["not found", wh_url, "audio_encoders"]),
-        ("--whisper", _garbage(os.path.join(t, "g_large-v2.pt")), ["weights_only", wh_url]),
-        ("--whisper", _truncated(bundle["whisper"], os.path.join(t, "t_large-v2.pt")), ["weights_only", wh_url]),
-        ("--whisper", other_pt, ["not an openai-whisper checkpoint", wh_url]),
-        ("--whisper", evil, ["weights_only", wh_url]),
+        ("--whisper", os.path.join(t, "none.pt"), ["not found", pt_url, wh_url, "audio_encoders"]),
+        ("--whisper", os.path.join(t, "none.safetensors"), ["not found", wh_url, "save it as", pt_url]),
+        ("--whisper", _garbage(os.path.join(t, "g_large-v2.pt")), ["weights_only", pt_url]),
+        ("--whisper", _truncated(bundle["whisper"], os.path.join(t, "t_large-v2.pt")), ["weights_only", pt_url]),
+        ("--whisper", other_pt, ["not an openai-whisper checkpoint", pt_url]),
+        ("--whisper", evil, ["weights_only", pt_url]),
         ("--whisper", bad_st, ["not a readable safetensors", wh_url]),
-        ("--wav2vec", os.path.join(t, "none_w2v"), ["not found", w2v_url, "audio_encoders"]),
+        ("--whisper", _truncated(singles["whisper"], os.path.join(t, "t_whisper.safetensors")),
+         ["not a readable safetensors", wh_url]),
+        ("--whisper", singles["wav2vec2"], ["not a Whisper checkpoint", wh_url]),
+        ("--whisper", bundle["wan22_vae"], ["not a Whisper checkpoint", wh_url]),
+        ("--wav2vec", os.path.join(t, "none_w2v"), ["not found", folder_url, w2v_url, "audio_encoders"]),
+        ("--wav2vec", os.path.join(t, "none_w2v.safetensors"), ["not found", w2v_url, "save it as", folder_url]),
         ("--wav2vec", _wav2vec_with(bundle, t, "w_garbage", lambda d: _garbage(os.path.join(d, "model.safetensors"))),
-         ["not a readable safetensors", w2v_url]),
+         ["not a readable safetensors", folder_url]),
         ("--wav2vec", _wav2vec_with(bundle, t, "w_trunc", lambda d: _truncated(
-            os.path.join(bundle["wav2vec2"], "model.safetensors"), os.path.join(d, "model.safetensors"))), [w2v_url]),
+            os.path.join(bundle["wav2vec2"], "model.safetensors"), os.path.join(d, "model.safetensors"))),
+         [folder_url]),
         ("--wav2vec", _wav2vec_with(bundle, t, "w_config", lambda d: _garbage(os.path.join(d, "config.json"))),
-         ["config", w2v_url]),
+         ["config", folder_url]),
         ("--wav2vec", _wav2vec_with(bundle, t, "w_empty", lambda d: os.remove(os.path.join(d, "model.safetensors"))),
-         ["neither model.safetensors nor pytorch_model.bin", w2v_url]),
+         ["neither model.safetensors nor pytorch_model.bin", folder_url]),
+        ("--wav2vec", _truncated(singles["wav2vec2"], os.path.join(t, "t_w2v.safetensors")),
+         ["not a readable safetensors", w2v_url]),
+        ("--wav2vec", singles["whisper"], ["not a wav2vec2 checkpoint", w2v_url]),
+        ("--wav2vec", bundle["wan22_vae"], ["not a wav2vec2 checkpoint", w2v_url]),
+        ("--wav2vec", bundle["whisper"], ["not a wav2vec2 file", w2v_url]),
         ("--t5-tokenizer", _garbage(os.path.join(t, "tokenizer-file")), ["takes a folder", "umt5-xxl"]),
         ("--t5-tokenizer", _wav2vec_with(bundle, t, "not_a_tokenizer", lambda d: None), ["tokenizer", "umt5-xxl"]),
         ("--video", _garbage(os.path.join(t, "g.mp4")), ["g.mp4"]),
@@ -163,16 +203,16 @@ def _cases(bundle, tmp):
     ]
 
 
-def test_every_input_gives_one_line_and_rc_2(bundle, tmp_path, capsys):
+def test_every_input_gives_one_line_and_rc_2(bundle, singles, tmp_path, capsys):
     failures = []
-    for flag, value, words in _cases(bundle, tmp_path):
+    for flag, value, words in _cases(bundle, singles, tmp_path):
         extra = {"--prompt": "a face"} if flag == "--t5-tokenizer" else {}
         rc = main(xdub_args(bundle, str(tmp_path / "never.mp4"), **{flag: value}, **extra))
         err = capsys.readouterr().err.strip()
         lines = [line for line in err.splitlines() if not line.startswith("warning:")]
         ok = rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and all(w in lines[0] for w in words)
         if not ok or lines[0].count("huggingface.co") > 2:  # the source named once (twice for umT5's two files)
-            failures.append((flag, os.path.basename(value), rc, err[-600:]))
+            failures.append((flag, os.path.basename(value), rc, err[-1200:]))
     assert not failures, failures
     assert not os.path.exists(tmp_path / "never.mp4")
 

@@ -10,7 +10,8 @@ from safetensors import safe_open
 
 from omnisync_core.errors import OmniSyncError
 from omnisync_core.model.files import (
-    XDUB_FILES, comfy_model_metadata, missing_message, named_source, readme_table, torch_load_is_safe, xdub_file,
+    XDUB_FILES, accepted_forms, comfy_model_metadata, missing_message, named_source, readme_table, torch_load_is_safe,
+    xdub_file, xdub_file_for,
 )
 from xdub_standins import (
     UMT5_VOCAB, VAE_REAL, VAE_TINY, comfy_from_wan, openai_whisper_shapes, umt5_wan_shapes, wan22_vae_shapes,
@@ -55,8 +56,10 @@ def test_registry_entries_as_published():
     assert names["xdub_model"] == ("KlingTeam/X-Dub", "X-Dub_model.safetensors", "diffusion_models")
     assert names["wan22_vae"] == ("KlingTeam/X-Dub", "Wan2.2_VAE.safetensors", "vae")
     assert names["umt5_wan"] == ("KlingTeam/X-Dub", "models_t5_umt5-xxl-enc-bf16.safetensors", "text_encoders")
-    assert names["whisper"] == ("KlingTeam/X-Dub", "whisper/large-v2.pt", "audio_encoders")
-    assert names["wav2vec2"] == ("KlingTeam/X-Dub", "wav2vec2-base-960h/", "audio_encoders")
+    assert names["whisper"] == ("openai/whisper-large-v2", "model.safetensors", "audio_encoders")
+    assert names["whisper_pt"] == ("KlingTeam/X-Dub", "whisper/large-v2.pt", "audio_encoders")
+    assert names["wav2vec2"] == ("facebook/wav2vec2-base-960h", "model.safetensors", "audio_encoders")
+    assert names["wav2vec2_folder"] == ("KlingTeam/X-Dub", "wav2vec2-base-960h/", "audio_encoders")
     assert names["umt5_comfy"] == ("Comfy-Org/Wan_2.1_ComfyUI_repackaged",
                                    "split_files/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors", "text_encoders")
     assert xdub_file("X-Dub_model.safetensors").key == "xdub_model"
@@ -71,8 +74,37 @@ def test_comfy_model_metadata():
     assert comfy_model_metadata("umt5_comfy")["url"] == ("https://huggingface.co/Comfy-Org/Wan_2.1_ComfyUI_repackaged/"
                                                          "resolve/main/split_files/text_encoders/"
                                                          "umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    # the speech encoders: the publishers' single files, saved under names of their own (the dialog downloads
+    # a file whose name ends in .safetensors)
+    assert comfy_model_metadata("whisper") == {
+        "name": "whisper-large-v2.safetensors", "directory": "audio_encoders",
+        "url": "https://huggingface.co/openai/whisper-large-v2/resolve/main/model.safetensors"}
+    assert comfy_model_metadata("wav2vec2") == {
+        "name": "wav2vec2-base-960h.safetensors", "directory": "audio_encoders",
+        "url": "https://huggingface.co/facebook/wav2vec2-base-960h/resolve/main/model.safetensors"}
     with pytest.raises(ValueError, match="folder"):
-        comfy_model_metadata("wav2vec2")
+        comfy_model_metadata("wav2vec2_folder")
+    with pytest.raises(ValueError, match="folder"):
+        comfy_model_metadata("umt5_tokenizer")
+
+
+def test_alternative_forms_of_the_speech_encoders():
+    """The bundle's large-v2.pt and wav2vec2 folder stand in for the single files: an error about a path names the
+    form that path has first, then the other; a renamed file says what to save it as."""
+    assert [f.key for f in accepted_forms("whisper")] == ["whisper", "whisper_pt"]
+    assert [f.key for f in accepted_forms("wav2vec2_folder")] == ["wav2vec2", "wav2vec2_folder"]
+    assert [f.key for f in accepted_forms("xdub_model")] == ["xdub_model"]
+    assert xdub_file_for("whisper", "checkpoints/whisper/large-v2.pt").key == "whisper_pt"
+    assert xdub_file_for("whisper", "x/whisper-large-v2.safetensors").key == "whisper"
+    assert xdub_file_for("whisper", "x/some-hf-folder").key == "whisper"  # no folder form: the primary
+    assert xdub_file_for("wav2vec2", "checkpoints/wav2vec2-base-960h").key == "wav2vec2_folder"
+    assert xdub_file_for("wav2vec2", "x/wav2vec2-base-960h.safetensors").key == "wav2vec2"
+    single, folder = xdub_file("wav2vec2"), xdub_file("wav2vec2_folder")
+    assert single.renamed and single.published_name == "model.safetensors" and not folder.renamed
+    assert "save it as ComfyUI/models/audio_encoders/wav2vec2-base-960h.safetensors" in single.source()
+    msg = missing_message("wav2vec2_folder", "/x/wav2vec2-base-960h", "--wav2vec")
+    assert msg.index(folder.url) < msg.index(single.url) and "\n" not in msg
+    assert "Also accepted" not in missing_message("xdub_model", "/x/m.safetensors")
 
 
 def test_errors_name_file_source_and_folder():

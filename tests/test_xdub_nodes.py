@@ -94,6 +94,10 @@ def test_missing_files_name_the_file_its_source_and_the_folder(comfy):
         nodes.xdub.published_file_missing("xdub_model", "diffusion_models", "nope.safetensors"))
     both = nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper="large-v2.pt", wav2vec2="wav2vec2-base-960h")
     assert published["whisper"].url in both and published["wav2vec2"].url in both
+    # the bundle's forms: their own source first, the single file as the other accepted form
+    pt, folder = xdub_file("whisper_pt"), xdub_file("wav2vec2_folder")
+    assert both.index(pt.url) < both.index(published["whisper"].url) < both.index(folder.url) \
+        < both.index(published["wav2vec2"].url)
     assert nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=whisper, wav2vec2=wav2vec) is True
     assert nodes.OmniSyncXDubModelLoader.validate_inputs(model_name=name) is True
     assert nodes.OmniSyncXDubAudioLoader.validate_inputs() is True  # linked values are not known yet
@@ -106,6 +110,37 @@ def test_missing_files_name_the_file_its_source_and_the_folder(comfy):
         folder_paths.folder_names_and_paths["diffusion_models"][0].remove(unet)
     assert f"not found at {os.path.join(model_dir, 'X-Dub_model.safetensors')!r}" in text
     assert f"also searched {unet}." in text
+
+
+def test_the_publishers_single_files_are_listed_validated_and_loaded(comfy, tmp_path):
+    """whisper-large-v2.safetensors and wav2vec2-base-960h.safetensors (the publishers' model.safetensors saved under
+    the workflows' names, no config.json beside them) are listed, load, and when absent the validation names the
+    file, its address, that it is saved under that name, and its folder."""
+    import folder_paths
+
+    from omnisync_core.model.files import xdub_file
+    from xdub_standins import write_single_files
+
+    nodes, _, _, _ = comfy
+    audio_dir = folder_paths.get_folder_paths("audio_encoders")[0]
+    names = [xdub_file("whisper").name, xdub_file("wav2vec2").name]
+    missing = nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=names[0], wav2vec2=names[1])
+    for key, name in zip(("whisper", "wav2vec2"), names):
+        assert f"{name} not found at {os.path.join(audio_dir, name)!r}" in missing
+        assert f"{xdub_file(key).url} (save it as ComfyUI/models/audio_encoders/{name})" in missing
+    assert xdub_file("whisper_pt").url in missing and xdub_file("wav2vec2_folder").url in missing  # also accepted
+    singles = write_single_files(str(tmp_path))
+    for key, name in zip(("whisper", "wav2vec2"), names):
+        os.replace(singles[key], os.path.join(audio_dir, name))
+    try:
+        choices = nodes.OmniSyncXDubAudioLoader.INPUT_TYPES()["required"]["whisper"][1]["options"]
+        assert set(names) <= set(choices)
+        assert nodes.OmniSyncXDubAudioLoader.validate_inputs(whisper=names[0], wav2vec2=names[1]) is True
+        (encoders,) = nodes.OmniSyncXDubAudioLoader.execute(*names)
+        assert encoders.dims == (64, 64) and encoders.normalize_wav2vec
+    finally:
+        for name in names:
+            os.remove(os.path.join(audio_dir, name))
 
 
 def test_the_bundles_whisper_pt_is_listed(comfy):

