@@ -18,15 +18,18 @@ NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="node (Debian nodejs; .ci/run installs it) is not installed")
 
 RUNNER = """
-import { addModelSources, describedModels } from %s;
+import { addModelSources, describedModels, mergeRepeatedReasons } from %s;
 let input = "";
 process.stdin.on("data", (c) => (input += c));
 process.stdin.on("end", () => {
   const { response, workflow, times } = JSON.parse(input);
-  const changed = [];
-  for (let i = 0; i < times; i++) changed.push(addModelSources(response, workflow));
+  const changed = [], merged = [];
+  for (let i = 0; i < times; i++) {
+    merged.push(mergeRepeatedReasons(response));
+    changed.push(addModelSources(response, workflow));
+  }
   const described = Object.fromEntries(describedModels(workflow));
-  process.stdout.write(JSON.stringify({ response, changed, described }));
+  process.stdout.write(JSON.stringify({ response, changed, merged, described }));
 });
 """
 
@@ -62,16 +65,37 @@ def test_core_loader_errors_name_their_source():
         assert model["url"] in e["details"] and f"ComfyUI/models/{model['directory']}/" in e["details"]
         assert model["url"].startswith("https://huggingface.co/")
     assert result["changed"] == [3]
-    # our own loaders already name their sources: left as the server wrote them
+    # our own loaders already name their sources: their words are kept, each reason said once
     for nid, err in after["node_errors"].items():
-        if nid not in core:
-            assert err == before["node_errors"][nid]
+        if nid in core:
+            continue
+        reasons = list(dict.fromkeys(e["details"].split(" - ", 1)[1] for e in before["node_errors"][nid]["errors"]))
+        assert [e["details"].split(" - ", 1)[1] for e in err["errors"]] == reasons
+
+
+def test_a_reason_repeated_for_each_input_is_said_once():
+    fx = fixture()
+    before = fx["response"]["node_errors"]
+    audio = next(nid for nid, e in before.items() if e["class_type"] == "OmniSyncXDubAudioLoader")
+    # as recorded: ComfyUI 0.3.64 writes the loader's one reason twice, once per input of validate_inputs
+    assert [e["extra_info"]["input_name"] for e in before[audio]["errors"]] == ["whisper", "wav2vec2"]
+    result = run_js(fx["response"], fx["workflow"])
+    (error,) = result["response"]["node_errors"][audio]["errors"]
+    assert error["details"] == "whisper, wav2vec2 - " + before[audio]["errors"][0]["details"].split(" - ", 1)[1]
+    assert result["merged"] == [1]
+    # different reasons stay apart; other error types are not touched
+    two = {"node_errors": {"1": {"class_type": "X", "errors": [
+        {"type": "custom_validation_failed", "details": "a - one", "extra_info": {"input_name": "a"}},
+        {"type": "custom_validation_failed", "details": "b - two", "extra_info": {"input_name": "b"}},
+        {"type": "value_not_in_list", "details": "c - one", "extra_info": {"input_name": "c"}}]}}}
+    out = run_js(two, None)
+    assert out["merged"] == [0] and out["response"] == two
 
 
 def test_idempotent_and_leaves_the_unknown_alone():
     fx = fixture()
     result = run_js(fx["response"], fx["workflow"], times=2)
-    assert result["changed"] == [3, 0]
+    assert result["changed"] == [3, 0] and result["merged"] == [1, 0]
     # a value the workflow does not describe, a workflow without metadata, a response without node errors
     resp = fx["response"]
     unet = next(e for e in resp["node_errors"].values() if e["class_type"] == "UNETLoader")

@@ -1,4 +1,5 @@
-// OmniSync: name each missing model file's source in ComfyUI's "Value not in list" errors.
+// OmniSync: name each missing model file's source in ComfyUI's "Value not in list" errors, and say a node's
+// custom validation reason once (ComfyUI repeats it for every input its validate function reads).
 //
 // A model widget of a shared workflow carries the frontend's model metadata (`properties.models`: name, url,
 // directory), which the Missing Models dialog reads when the workflow opens. When the user presses Run anyway, the
@@ -55,4 +56,38 @@ export function addModelSources(response, workflow) {
     }
   }
   return changed;
+}
+
+// ComfyUI's validation repeats one custom reason once per input of the node's validate function ("whisper - R",
+// "wav2vec2 - R"). Say it once, naming the inputs ("whisper, wav2vec2 - R"). Returns how many repeats were merged.
+export function mergeRepeatedReasons(response) {
+  if (!response || typeof response !== "object" || !response.node_errors) return 0;
+  let merged = 0;
+  for (const nodeError of Object.values(response.node_errors)) {
+    if (!nodeError || !Array.isArray(nodeError.errors)) continue;
+    const kept = [];
+    const byReason = new Map();
+    for (const error of nodeError.errors) {
+      const details = error && typeof error.details === "string" ? error.details : null;
+      const input = error && error.extra_info && error.extra_info.input_name;
+      const cut = details === null ? -1 : details.indexOf(" - ");
+      if (!error || error.type !== "custom_validation_failed" || typeof input !== "string" || cut < 0 ||
+          details.slice(0, cut) !== input) {
+        kept.push(error);
+        continue;
+      }
+      const reason = details.slice(cut + 3);
+      const first = byReason.get(reason);
+      if (first) {
+        first.inputs.push(input);
+        first.error.details = `${first.inputs.join(", ")} - ${reason}`;
+        merged += 1;
+      } else {
+        byReason.set(reason, { error, inputs: [input] });
+        kept.push(error);
+      }
+    }
+    nodeError.errors = kept;
+  }
+  return merged;
 }
