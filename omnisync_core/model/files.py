@@ -108,8 +108,8 @@ XDUB_FILES: Tuple[ModelFile, ...] = (
     ModelFile("umt5_tokenizer", "umt5-xxl", KLING_REPO, "umt5-xxl/", "text_encoders", None, "--t5-tokenizer",
               "umT5's tokenizer, only for a non-empty --prompt: the empty prompt is one end-of-text token"),
     ModelFile("whisper", "whisper-large-v2.safetensors", WHISPER_REPO, "model.safetensors", "audio_encoders",
-              "Load X-Dub Audio Encoders", "--whisper", "Whisper large-v2 for transformers, fp32, converted by its "
-              "publisher from the same checkpoint as the bundle's large-v2.pt; only the encoder is read"),
+              "Load X-Dub Audio Encoders", "--whisper", "OpenAI's Whisper large-v2 in transformers' layout, fp32; "
+              "only the encoder is read (the X-Dub reference reads the bundle's large-v2.pt: not compared here)"),
     ModelFile("whisper_pt", "large-v2.pt", KLING_REPO, "whisper/large-v2.pt", "audio_encoders",
               "Load X-Dub Audio Encoders", "--whisper", "the Kling bundle's openai-whisper checkpoint, instead of the "
               "file above; read with torch.load(weights_only=True) on torch ≥ 2.6", alternative_to="whisper"),
