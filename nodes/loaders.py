@@ -120,6 +120,7 @@ class OmniSyncModelLoader(io.ComfyNode):
     def execute(cls, model_name, dtype, offload="none", resident_blocks=0) -> io.NodeOutput:
         import comfy.model_management as mm
         import comfy.model_patcher
+        import comfy.ops
         import folder_paths
 
         from omnisync_core.audio.features import AudioFeatureSpec
@@ -139,9 +140,16 @@ class OmniSyncModelLoader(io.ComfyNode):
         for message in dtype_warnings(device, torch_dtype):
             feedback.warn(message)
         check_offload(offload, resident_blocks)
-        # weights wait on the offload device; the sampler nodes ask model management to load them (offload none),
-        # or stay in CPU memory with the blocks visiting the device in turn (offload blocks)
-        model, meta = load_checkpoint(path, device=offload_device if offload == "none" else "cpu", dtype=torch_dtype)
+        # offload none: weights wait on the offload device and the sampler nodes ask model management to load them;
+        # built from ComfyUI's layers (as core builds Wan), so a model that does not fit loads partially, the layers
+        # left in CPU memory cast to the device per call. offload blocks: torch.nn layers in CPU memory, the blocks
+        # visiting the device in turn.
+        if offload == "none":
+            model, meta = load_checkpoint(path, device=offload_device, dtype=torch_dtype,
+                                          operations=comfy.ops.pick_operations(torch_dtype, torch_dtype,
+                                                                               load_device=device))
+        else:
+            model, meta = load_checkpoint(path, device="cpu", dtype=torch_dtype)
         prepare_for_inference(model.eval(), device)
         patcher = swap = None
         if offload == "none":

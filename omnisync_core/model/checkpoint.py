@@ -217,12 +217,15 @@ def _key_list(keys: Iterable[str], limit: int = 5) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None,
+                    operations=None) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """Rebuild the model a checkpoint describes and load its weights.
 
     Returns ``(model in eval mode on device, metadata dict)``; ``dtype`` converts floating-point
     weights (None keeps the stored dtype). Weights that cannot work (:class:`WeightChecks`: NaN/inf, all
     zero, a dtype label that is not floating point) are refused here, before any compute.
+    operations: where the network's layers come from (None: ``torch.nn``); a host passes its own, as ComfyUI's
+        ``comfy.ops`` layers that cast their weights per call (see ``operations`` in :class:`OmniSyncDiT`).
     """
     meta = read_metadata(path)
     arch = meta.get("arch", "dit")
@@ -234,8 +237,8 @@ def load_checkpoint(path: str, device="cpu", dtype: Optional[torch.dtype] = None
         cfg = config_cls.from_dict(meta["model"])
     except OmniSyncError as exc:
         raise OmniSyncError(f"{path!r}: {exc}") from None
-    with torch.device("meta"):
-        model = model_cls(cfg)
+    with torch.device("meta"):  # a weightless skeleton: the file's tensors are assigned below, never copied
+        model = model_cls(cfg, operations=torch.nn if operations is None else operations)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     floating = {k: v.is_floating_point() for k, v in model.state_dict().items()}
     checks = WeightChecks(path)

@@ -110,21 +110,22 @@ class UNetConfig:
         return _from_dict(cls, d, "U-Net config")
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(GROUPS, channels), channels)
+def _norm(channels: int, operations=nn) -> nn.GroupNorm:
+    return operations.GroupNorm(min(GROUPS, channels), channels)
 
 
 class AudioAdapter(nn.Module):
     """(N, N_a, audio_dim) audio tokens of N frames -> (N, adapter_dim) features, (N, mouth_params) read-out."""
 
-    def __init__(self, cfg: UNetConfig):
+    def __init__(self, cfg: UNetConfig, operations=nn):
         super().__init__()
+        ops = operations
         self.layers, width, dim = cfg.audio_layers, cfg.audio_width, cfg.adapter_dim
-        self.norm = nn.LayerNorm(width)
-        self.proj = nn.Linear(cfg.audio_dim, dim)
-        self.temporal = nn.Conv1d(dim, dim, kernel_size=3, padding=1)
-        self.mix = nn.Sequential(nn.SiLU(), nn.Linear(dim * cfg.audio_tokens, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.read_out = nn.Linear(dim, cfg.mouth_params) if cfg.mouth_params else None
+        self.norm = ops.LayerNorm(width)
+        self.proj = ops.Linear(cfg.audio_dim, dim)
+        self.temporal = ops.Conv1d(dim, dim, kernel_size=3, padding=1)
+        self.mix = nn.Sequential(nn.SiLU(), ops.Linear(dim * cfg.audio_tokens, dim), nn.SiLU(), ops.Linear(dim, dim))
+        self.read_out = ops.Linear(dim, cfg.mouth_params) if cfg.mouth_params else None
 
     def forward(self, tokens: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         N, n_a, _ = tokens.shape
@@ -138,12 +139,13 @@ class AudioAdapter(nn.Module):
 class ResBlock(nn.Module):
     """Two 3×3 convolutions with a FiLM of the frame condition between them; 1×1 skip when widths differ."""
 
-    def __init__(self, c_in: int, c_out: int, cond_dim: int):
+    def __init__(self, c_in: int, c_out: int, cond_dim: int, operations=nn):
         super().__init__()
-        self.norm1, self.conv1 = _norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.norm2, self.conv2 = _norm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.film = nn.Linear(cond_dim, 2 * c_out)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        ops = operations
+        self.norm1, self.conv1 = _norm(c_in, ops), ops.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2, self.conv2 = _norm(c_out, ops), ops.Conv2d(c_out, c_out, 3, padding=1)
+        self.film = ops.Linear(cond_dim, 2 * c_out)
+        self.skip = ops.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))                               # (N, c_out, H, W)
@@ -153,26 +155,32 @@ class ResBlock(nn.Module):
 
 
 class OmniSyncUNet(nn.Module):
-    """The pixel-space OmniSync editor; ``forward`` has the DiT's signature and returns a velocity."""
+    """The pixel-space OmniSync editor; ``forward`` has the DiT's signature and returns a velocity.
+
+    operations: where the Linear, convolution and norm layers come from (``torch.nn`` by default); a host passes its
+    own, as ComfyUI's ``comfy.ops`` (see ``operations`` in :class:`~omnisync_core.model.dit.OmniSyncDiT`): every
+    weight is in such a layer, and the forward computes on the input's device.
+    """
 
     frames_independent = True  # each frame is processed on its own: any split of the frames gives the same output
 
-    def __init__(self, config: UNetConfig):
+    def __init__(self, config: UNetConfig, operations=nn):
         super().__init__()
         self.config = cfg = config
+        ops = operations
         ch = cfg.channels
         cond = cfg.adapter_dim + cfg.freq_dim
-        self.audio_adapter = AudioAdapter(cfg)
-        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, cfg.freq_dim), nn.SiLU(),
-                                            nn.Linear(cfg.freq_dim, cfg.freq_dim))
-        self.stem = nn.Conv2d(2 * cfg.latent_channels, ch[0], 3, padding=1)
-        self.down = nn.ModuleList(ResBlock(ch[max(i - 1, 0)], c, cond) for i, c in enumerate(ch))
-        self.downsample = nn.ModuleList(nn.Conv2d(c, c, 3, stride=2, padding=1) for c in ch[:-1])
-        self.middle = ResBlock(ch[-1], ch[-1], cond)
-        self.upsample = nn.ModuleList(nn.Conv2d(ch[i + 1], ch[i], 3, padding=1) for i in range(len(ch) - 1))
-        self.up = nn.ModuleList(ResBlock(2 * c, c, cond) for c in ch[:-1])
-        self.out_norm = _norm(ch[0])
-        self.out = nn.Conv2d(ch[0], cfg.latent_channels, 3, padding=1)
+        self.audio_adapter = AudioAdapter(cfg, ops)
+        self.time_embedding = nn.Sequential(ops.Linear(cfg.freq_dim, cfg.freq_dim), nn.SiLU(),
+                                            ops.Linear(cfg.freq_dim, cfg.freq_dim))
+        self.stem = ops.Conv2d(2 * cfg.latent_channels, ch[0], 3, padding=1)
+        self.down = nn.ModuleList(ResBlock(ch[max(i - 1, 0)], c, cond, ops) for i, c in enumerate(ch))
+        self.downsample = nn.ModuleList(ops.Conv2d(c, c, 3, stride=2, padding=1) for c in ch[:-1])
+        self.middle = ResBlock(ch[-1], ch[-1], cond, ops)
+        self.upsample = nn.ModuleList(ops.Conv2d(ch[i + 1], ch[i], 3, padding=1) for i in range(len(ch) - 1))
+        self.up = nn.ModuleList(ResBlock(2 * c, c, cond, ops) for c in ch[:-1])
+        self.out_norm = _norm(ch[0], ops)
+        self.out = ops.Conv2d(ch[0], cfg.latent_channels, 3, padding=1)
         self.gradient_checkpointing = False  # the trainer sets it; nothing to checkpoint at this size
 
         # ZERO output convolution: a fresh model returns x̂₀ = source, the identity edit.
@@ -196,7 +204,8 @@ class OmniSyncUNet(nn.Module):
         cfg = self.config
         t, source, audio, _ = check_model_inputs(cfg, x, timestep, source, audio, text)
         B, C, Fr, H, W = x.shape
-        device, dt = self.stem.weight.device, self.stem.weight.dtype
+        # where the host put the inputs (the weights may wait elsewhere, cast per layer), in the weights' dtype
+        device, dt = x.device, self.stem.weight.dtype
         if audio is None:
             audio = x.new_zeros(1, Fr, cfg.audio_tokens, cfg.audio_dim)
         if audio.shape[2] != cfg.audio_tokens:

@@ -1,6 +1,6 @@
 """Fake of ``comfy.ops`` (ComfyUI 0.3.64): the layer classes that cast their weights per call.
 
-Only the surface the X-Dub loader uses, with the real semantics: ``disable_weight_init`` layers compute as
+Only the surface the loaders use (X-Dub's DiT, OmniSync's DiT and U-Net), with the real semantics: ``disable_weight_init`` layers compute as
 ``torch.nn`` unless ``comfy_cast_weights`` is set (ComfyUI's partial loading sets it on the layers it leaves in
 CPU memory), then they cast weight and bias to the input's dtype and device for the call; ``manual_cast`` layers
 always cast; ``scaled_fp8_ops`` multiply by a per-layer ``scale_weight``; ``pick_operations`` picks as the
@@ -39,6 +39,32 @@ class disable_weight_init:
                 return self.forward_comfy_cast_weights(*args, **kwargs)
             return super().forward(*args, **kwargs)
 
+    class Conv1d(torch.nn.Conv1d, CastWeightBiasOp):
+        def reset_parameters(self):
+            return None
+
+        def forward_comfy_cast_weights(self, input):
+            weight, bias = cast_bias_weight(self, input)
+            return self._conv_forward(input, weight, bias)
+
+        def forward(self, *args, **kwargs):
+            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
+                return self.forward_comfy_cast_weights(*args, **kwargs)
+            return super().forward(*args, **kwargs)
+
+    class Conv2d(torch.nn.Conv2d, CastWeightBiasOp):
+        def reset_parameters(self):
+            return None
+
+        def forward_comfy_cast_weights(self, input):
+            weight, bias = cast_bias_weight(self, input)
+            return self._conv_forward(input, weight, bias)
+
+        def forward(self, *args, **kwargs):
+            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
+                return self.forward_comfy_cast_weights(*args, **kwargs)
+            return super().forward(*args, **kwargs)
+
     class Conv3d(torch.nn.Conv3d, CastWeightBiasOp):
         def reset_parameters(self):
             return None
@@ -46,6 +72,19 @@ class disable_weight_init:
         def forward_comfy_cast_weights(self, input):
             weight, bias = cast_bias_weight(self, input)
             return self._conv_forward(input, weight, bias)
+
+        def forward(self, *args, **kwargs):
+            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
+                return self.forward_comfy_cast_weights(*args, **kwargs)
+            return super().forward(*args, **kwargs)
+
+    class GroupNorm(torch.nn.GroupNorm, CastWeightBiasOp):
+        def reset_parameters(self):
+            return None
+
+        def forward_comfy_cast_weights(self, input):
+            weight, bias = cast_bias_weight(self, input)
+            return torch.nn.functional.group_norm(input, self.num_groups, weight, bias, self.eps)
 
         def forward(self, *args, **kwargs):
             if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
@@ -70,7 +109,16 @@ class manual_cast(disable_weight_init):
     class Linear(disable_weight_init.Linear):
         comfy_cast_weights = True
 
+    class Conv1d(disable_weight_init.Conv1d):
+        comfy_cast_weights = True
+
+    class Conv2d(disable_weight_init.Conv2d):
+        comfy_cast_weights = True
+
     class Conv3d(disable_weight_init.Conv3d):
+        comfy_cast_weights = True
+
+    class GroupNorm(disable_weight_init.GroupNorm):
         comfy_cast_weights = True
 
     class LayerNorm(disable_weight_init.LayerNorm):
