@@ -94,7 +94,8 @@ class OmniSyncModelLoader(io.ComfyNode):
                                tooltip="Precision of the network. auto: bf16 where the GPU supports it, else fp16; on "
                                        "a CPU bf16 where it computes bf16 natively (AVX-512 BF16 / AMX), else fp32."),
                 io.Combo.Input("offload", options=list(OFFLOAD_MODES), default="none", optional=True,
-                               tooltip="none: ComfyUI's model management loads the whole network on the GPU and "
+                               tooltip="none: ComfyUI's model management loads the network on the GPU (when it does "
+                                       "not fit, the layers left in CPU memory are copied to the GPU per call) and "
                                        "offloads it when another model needs the memory. blocks: the weights stay in "
                                        "CPU memory and the network's blocks visit the GPU one at a time (block swap: "
                                        "for models larger than the GPU's memory; slower)."),
