@@ -112,13 +112,10 @@ def find_audio_encoder(name: str) -> Optional[str]:
 
 
 def audio_encoder_path(name: str, key: str) -> str:
-    """The path of ``name`` in models/audio_encoders; ``key``: the X-Dub registry's file it stands for (the error
-    names the published form ``name`` has: the single file, or the bundle's .pt or folder)."""
-    from omnisync_core.model.files import xdub_file_for
-
+    """The path of ``name`` in models/audio_encoders; ``key``: the X-Dub registry's file it stands for."""
     path = find_audio_encoder(name)
     if path is None:
-        raise published_file_missing(xdub_file_for(key, name).key, AUDIO_ENCODER_FOLDER, name)
+        raise published_file_missing(key, AUDIO_ENCODER_FOLDER, name)
     return path
 
 
@@ -127,10 +124,13 @@ REFRESH = "Refresh the node list (R) once the files are there."
 
 def published_file_missing(key: str, folder: str, name: str, refresh: bool = True) -> OmniSyncError:
     """A published X-Dub file (registry ``key``) is not at models/<folder>/<name>: the registry's line (the file,
-    where it comes from, where it goes) and the other folders ComfyUI searched."""
+    where it comes from, where it goes; for the published form ``name`` has: the single file, or the bundle's .pt
+    or folder) and the other folders ComfyUI searched."""
     import folder_paths
 
-    from omnisync_core.model.files import missing_message, xdub_file
+    from omnisync_core.model.files import missing_message, xdub_file, xdub_file_for
+
+    key = xdub_file_for(key, name).key
 
     roots = folder_paths.get_folder_paths(folder)
     # the folder the registry names first (ComfyUI lists e.g. models/unet before models/diffusion_models)
@@ -242,10 +242,8 @@ class OmniSyncXDubAudioLoader(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, whisper=None, wav2vec2=None) -> bool | str:
         """Before any node of the prompt runs: both files are there (ComfyUI does not check a V3 combo's options)."""
-        from omnisync_core.model.files import xdub_file_for
-
         # ComfyUI shows the returned line under each input it checked: one line names every missing file
-        missing = [str(published_file_missing(xdub_file_for(key, name).key, AUDIO_ENCODER_FOLDER, name, refresh=False))
+        missing = [str(published_file_missing(key, AUDIO_ENCODER_FOLDER, name, refresh=False))
                    for name, key in ((whisper, "whisper"), (wav2vec2, "wav2vec2"))
                    if name is not None and find_audio_encoder(name) is None]
         return " ".join(missing + [REFRESH]) if missing else True

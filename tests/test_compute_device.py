@@ -6,8 +6,6 @@ would then be built on the CPU.
 On a CPU-only machine a first parameter on the ``meta`` device stands for it: it holds no data, so an input built
 there makes the network fail, and its dtype (bf16) is not the one the network computes in; no forward reads it."""
 
-import os
-
 import pytest
 import torch
 from torch import nn
@@ -139,50 +137,3 @@ def test_the_xdub_pipeline_samples_on_its_device_in_its_dtype(tmp_path):
     for call in seen:
         assert {k: d for k, (d, _) in call.items()} == dict.fromkeys(INPUTS, "cpu")
         assert call["x"][1] == call["source"][1] == call["audio"][1] == call["text"][1] == torch.float32
-
-
-def test_the_xdub_sampler_node_computes_on_the_load_device_when_the_first_layer_stays_behind(tmp_path):
-    """Through the nodes and ComfyUI's partial loading (fakes with the real rules): the X-Dub Sampler passes the
-    patcher's load device and the model's compute dtype; the first parameter, one ComfyUI never moves (a parameter
-    of a module with children), is on meta. The take equals the fully loaded network's."""
-    from fakes import comfy_fakes
-    from fakes.comfy_vae import FakeComfyWan22VAE
-    from tiny import make_frames, make_speech_like, make_wav2vec2_folder, make_whisper_folder, make_xdub_checkpoint
-
-    base = tmp_path / "comfy"
-    os.makedirs(base / "models" / "diffusion_models")
-    os.makedirs(base / "models" / "audio_encoders")
-    name = os.path.basename(make_xdub_checkpoint(str(base / "models" / "diffusion_models")))
-    whisper = make_whisper_folder(str(base / "models" / "audio_encoders"))
-    wav2vec = make_wav2vec2_folder(str(base / "models" / "audio_encoders"))
-    sampler = dict(steps=2, shift=5.0, seed=7, tau=1.0, ref_cfg_scale=2.5, ref_cfg_schedule=True, omega_base=10.0,
-                   omega_peak=10.0, sigma_spatial=0.15, gamma=1.5, border_width=1, color_correction=False)
-    wave = torch.from_numpy(make_speech_like(0.5, sr=16000, seed=0))
-    with comfy_fakes(base):
-        import comfy.model_management as mm
-        import nodes
-
-        (encoders,) = nodes.OmniSyncXDubAudioLoader.execute(os.path.basename(whisper), os.path.basename(wav2vec))
-
-        def take(model):
-            (latent,) = nodes.OmniSyncXDubEncode.execute(model, FakeComfyWan22VAE(), encoders,
-                                                          make_frames(T=6, H=64, W=64),
-                                                          {"waveform": wave[None, None], "sample_rate": 16000}, 25.0)
-            return nodes.OmniSyncXDubSampler.execute(model, latent, **sampler)[0].sampled.latents
-
-        mm.current_loaded_models.clear()
-        try:
-            (full,) = nodes.OmniSyncXDubModelLoader.execute(name, "fp32", "default")
-            expected = take(full)
-            (part,) = nodes.OmniSyncXDubModelLoader.execute(name, "fp32", "default")
-            stray_first_parameter(part.model)
-            mm.LOWVRAM_MODEL_MEMORY = part.patcher.model_size() // 4
-            seen = record_inputs(part.model)
-            got = take(part)
-            assert part.model.model_lowvram and part.model.stray.device.type == "meta"
-        finally:
-            mm.LOWVRAM_MODEL_MEMORY = 0
-            mm.current_loaded_models.clear()
-    assert torch.equal(got, expected)
-    assert seen and all(call["x"] == ("cpu", torch.float32) and call["audio"] == ("cpu", torch.float32)
-                        for call in seen)

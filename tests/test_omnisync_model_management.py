@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from fakes import comfy_fakes
+from fakes import comfy_fakes, fresh_model_management
 from tiny import (AUDIO_TOKEN_DIM, WHISPER_D_MODEL, WHISPER_LAYERS, make_frames, make_model_checkpoint,
                   make_speech_like, make_whisper_folder)
 
@@ -62,13 +62,8 @@ def omnisync(tmp_path_factory):
 
 @pytest.fixture
 def mm(omnisync):
-    import comfy.model_management as mm
-
-    mm.current_loaded_models.clear()
-    mm.LOWVRAM_MODEL_MEMORY = 0
-    yield mm
-    mm.current_loaded_models.clear()
-    mm.LOWVRAM_MODEL_MEMORY = 0
+    with fresh_model_management() as mm:
+        yield mm
 
 
 def load_recording_moves(mm, patcher, monkeypatch) -> list:

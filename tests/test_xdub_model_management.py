@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from fakes import comfy_fakes
+from fakes import comfy_fakes, fresh_model_management
 from fakes.comfy_vae import FakeComfyWan22VAE
 from tiny import make_frames, make_speech_like, make_wav2vec2_folder, make_whisper_folder, make_xdub_checkpoint
 
@@ -34,13 +34,8 @@ def xdub(tmp_path_factory):
 
 @pytest.fixture
 def mm(xdub):
-    import comfy.model_management as mm
-
-    mm.current_loaded_models.clear()
-    mm.LOWVRAM_MODEL_MEMORY = 0
-    yield mm
-    mm.current_loaded_models.clear()
-    mm.LOWVRAM_MODEL_MEMORY = 0
+    with fresh_model_management() as mm:
+        yield mm
 
 
 def take(nodes, model, encoders):
@@ -93,6 +88,26 @@ def test_partial_loading_gives_the_same_take(xdub, mm):
     assert part.model.model_lowvram and cast  # some layers were left to cast per call
     assert part.model.model_loaded_weight_memory < part.patcher.model_size() // 4
     assert torch.equal(got, expected)
+
+
+def test_partial_loading_computes_on_the_load_device_when_the_first_layer_stays_behind(xdub, mm):
+    """The X-Dub Sampler passes the patcher's load device and the model's compute dtype: the first parameter, one
+    ComfyUI never moves (a parameter of a module with children), is on meta, and the take equals the fully loaded
+    network's (test_compute_device.py has the samplers' own tests)."""
+    from test_compute_device import record_inputs, stray_first_parameter
+
+    nodes, name, encoders = xdub
+    (full,) = nodes.OmniSyncXDubModelLoader.execute(name, "fp32", "default")
+    expected = take(nodes, full, encoders)
+    (part,) = nodes.OmniSyncXDubModelLoader.execute(name, "fp32", "default")
+    stray_first_parameter(part.model)
+    mm.LOWVRAM_MODEL_MEMORY = part.patcher.model_size() // 4
+    seen = record_inputs(part.model)
+    got = take(nodes, part, encoders)
+    assert part.model.model_lowvram and part.model.stray.device.type == "meta"
+    assert torch.equal(got, expected)
+    assert seen and all(call["x"] == ("cpu", torch.float32) and call["audio"] == ("cpu", torch.float32)
+                        for call in seen)
 
 
 def test_fp8_weights_halve_the_blocks_and_stay_close(xdub, mm, tmp_path):

@@ -42,3 +42,18 @@ def reset_fake_state():
     cu.UPDATES.clear()
     cu.HOOK = None
     mm.interrupt_processing = False
+
+
+@contextlib.contextmanager
+def fresh_model_management():
+    """The fake ``comfy.model_management`` with no model loaded and no forced low-VRAM budget, reset again on exit
+    (a test sets ``LOWVRAM_MODEL_MEMORY`` to force partial loading). Yields the module."""
+    import comfy.model_management as mm
+
+    mm.current_loaded_models.clear()
+    mm.LOWVRAM_MODEL_MEMORY = 0
+    try:
+        yield mm
+    finally:
+        mm.current_loaded_models.clear()
+        mm.LOWVRAM_MODEL_MEMORY = 0

@@ -25,84 +25,49 @@ class CastWeightBiasOp:
     bias_function = []
 
 
-class disable_weight_init:
-    class Linear(torch.nn.Linear, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
+class _CastPerCall(CastWeightBiasOp):
+    """What every layer of ComfyUI's ``disable_weight_init`` repeats: no init of its own, and the torch.nn forward
+    unless the weights are cast per call. Placed before the torch.nn class, so ``super()`` is that class."""
 
+    def reset_parameters(self):
+        return None
+
+    def forward(self, *args, **kwargs):
+        if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
+            return self.forward_comfy_cast_weights(*args, **kwargs)
+        return super().forward(*args, **kwargs)
+
+
+class disable_weight_init:
+    class Linear(_CastPerCall, torch.nn.Linear):
         def forward_comfy_cast_weights(self, input):
             weight, bias = cast_bias_weight(self, input)
             return torch.nn.functional.linear(input, weight, bias)
 
-        def forward(self, *args, **kwargs):
-            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
-                return self.forward_comfy_cast_weights(*args, **kwargs)
-            return super().forward(*args, **kwargs)
-
-    class Conv1d(torch.nn.Conv1d, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
+    class Conv1d(_CastPerCall, torch.nn.Conv1d):
         def forward_comfy_cast_weights(self, input):
             weight, bias = cast_bias_weight(self, input)
             return self._conv_forward(input, weight, bias)
 
-        def forward(self, *args, **kwargs):
-            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
-                return self.forward_comfy_cast_weights(*args, **kwargs)
-            return super().forward(*args, **kwargs)
-
-    class Conv2d(torch.nn.Conv2d, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
+    class Conv2d(_CastPerCall, torch.nn.Conv2d):
         def forward_comfy_cast_weights(self, input):
             weight, bias = cast_bias_weight(self, input)
             return self._conv_forward(input, weight, bias)
 
-        def forward(self, *args, **kwargs):
-            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
-                return self.forward_comfy_cast_weights(*args, **kwargs)
-            return super().forward(*args, **kwargs)
-
-    class Conv3d(torch.nn.Conv3d, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
+    class Conv3d(_CastPerCall, torch.nn.Conv3d):
         def forward_comfy_cast_weights(self, input):
             weight, bias = cast_bias_weight(self, input)
             return self._conv_forward(input, weight, bias)
 
-        def forward(self, *args, **kwargs):
-            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
-                return self.forward_comfy_cast_weights(*args, **kwargs)
-            return super().forward(*args, **kwargs)
-
-    class GroupNorm(torch.nn.GroupNorm, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
+    class GroupNorm(_CastPerCall, torch.nn.GroupNorm):
         def forward_comfy_cast_weights(self, input):
             weight, bias = cast_bias_weight(self, input)
             return torch.nn.functional.group_norm(input, self.num_groups, weight, bias, self.eps)
 
-        def forward(self, *args, **kwargs):
-            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
-                return self.forward_comfy_cast_weights(*args, **kwargs)
-            return super().forward(*args, **kwargs)
-
-    class LayerNorm(torch.nn.LayerNorm, CastWeightBiasOp):
-        def reset_parameters(self):
-            return None
-
+    class LayerNorm(_CastPerCall, torch.nn.LayerNorm):
         def forward_comfy_cast_weights(self, input):
             weight, bias = cast_bias_weight(self, input) if self.weight is not None else (None, None)
             return torch.nn.functional.layer_norm(input, self.normalized_shape, weight, bias, self.eps)
-
-        def forward(self, *args, **kwargs):
-            if self.comfy_cast_weights or len(self.weight_function) > 0 or len(self.bias_function) > 0:
-                return self.forward_comfy_cast_weights(*args, **kwargs)
-            return super().forward(*args, **kwargs)
 
 
 class manual_cast(disable_weight_init):
